@@ -1,0 +1,339 @@
+"""Every option of ``flawless.cfg`` in one table: name, default, type and description.
+
+``load_config`` reads an INI file with a ``[flawless]`` section, converts each value by
+its type, resolves relative paths against the file's own directory, and raises
+:class:`ConfigError` naming the file, the line, the option and the reason.
+"""
+
+from __future__ import annotations
+
+import configparser
+import datetime
+import os
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+SECTION = "flawless"
+
+TRUE_WORDS = {"true", "yes", "1", "on"}
+FALSE_WORDS = {"false", "no", "0", "off"}
+
+
+class ConfigError(ValueError):
+    """A bad configuration: ``problems`` lists one message per bad option."""
+
+    def __init__(self, problems: Iterable[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def parse_bool(text: str) -> bool:
+    """Parse true/false/yes/no/on/off/1/0, case-insensitive; anything else is an error."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ValueError(f"{text!r} is not a boolean (use true/false, yes/no or 1/0)")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+def _parse_port(text: str) -> int:
+    port = _parse_int(text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{port} is not a TCP port (0-65535)")
+    return port
+
+
+def _parse_positive_int(text: str) -> int:
+    value = _parse_int(text)
+    if value < 1:
+        raise ValueError(f"{value} must be at least 1")
+    return value
+
+
+def _parse_non_negative_int(text: str) -> int:
+    value = _parse_int(text)
+    if value < 0:
+        raise ValueError(f"{value} must not be negative")
+    return value
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ValueError(f"{value} must be a positive number of seconds")
+    return value
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _parse_patterns(text: str) -> tuple[str, ...]:
+    patterns = _parse_list(text)
+    for pattern in patterns:
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
+    return patterns
+
+
+def _parse_date(text: str) -> Optional[datetime.date]:
+    if not text.strip():
+        return None
+    try:
+        return datetime.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date in the form YYYY-MM-DD") from None
+
+
+def _parse_hostport(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return ""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise ValueError(f"{text!r} must be host:port")
+    _parse_port(port)
+    return text
+
+
+def _parse_url(text: str) -> str:
+    text = text.strip().rstrip("/")
+    if text and not re.match(r"^https?://[^\s/]+", text):
+        raise ValueError(f"{text!r} must start with http:// or https://")
+    return text
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"{text!r} is not one of {', '.join(allowed)}")
+        return value
+
+    parse.__name__ = "one of " + "|".join(allowed)
+    return parse
+
+
+def _text(text: str) -> str:
+    return text.strip()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of flawless.cfg."""
+
+    name: str
+    default: str
+    kind: str
+    description: str
+    parse: Callable[[str], Any]
+    is_path: bool = False
+    secret: bool = False
+
+
+def _option(name: str, default: str, kind: str, description: str, **extra: Any) -> Option:
+    parsers: dict[str, Callable[[str], Any]] = {
+        "text": _text,
+        "bool": parse_bool,
+        "int": _parse_int,
+        "port": _parse_port,
+        "positive int": _parse_positive_int,
+        "non-negative int": _parse_non_negative_int,
+        "seconds": _parse_seconds,
+        "list": _parse_list,
+        "regex list": _parse_patterns,
+        "date": _parse_date,
+        "host:port": _parse_hostport,
+        "url": _parse_url,
+        "path": _text,
+    }
+    parse = extra.pop("parse", None) or parsers[kind]
+    return Option(name, default, kind, description, parse, is_path=(kind == "path"), **extra)
+
+
+OPTIONS: tuple[Option, ...] = (
+    _option("port", "9028", "port", "JSON-RPC listener port (0 picks a free one)."),
+    _option("http_port", "8080", "port", "Dashboard listener port (0 picks a free one)."),
+    _option("bind_address", "127.0.0.1", "text", "Address both listeners bind to."),
+    _option("hostname", "", "url",
+            "Base URL used in links, e.g. http://flawless.example.com:8080 "
+            "(default: http://BIND_ADDRESS:HTTP_PORT)."),
+    _option("email_domain_name", "", "text",
+            "Domain appended to author addresses whose domain is missing or dotless."),
+    _option("ignore_vcs_email_domain", "false", "bool",
+            "Always replace the domain of the git author address with email_domain_name."),
+    _option("default_contact", "", "text",
+            "Who gets errors that cannot be blamed on anyone, and rule-file problems."),
+    _option("smtp_host", "", "host:port",
+            "SMTP server as host:port; when empty, mail goes to a mailbox file in data_dir_path."),
+    _option("smtp_user", "", "text", "SMTP login name (login only when set)."),
+    _option("smtp_password", "", "text", "SMTP password.", secret=True),
+    _option("smtp_use_tls", "false", "bool", "Use STARTTLS on the SMTP connection."),
+    _option("smtp_from", "flawless@localhost", "text", "From address of every email."),
+    _option("smtp_timeout_seconds", "30", "seconds", "Timeout of one SMTP conversation."),
+    _option("data_dir_path", "data", "path",
+            "Where the database and the local mailbox live (relative to flawless.cfg)."),
+    _option("config_dir_path", "", "path",
+            "Directory of the rule files (default: the directory of flawless.cfg)."),
+    _option("report_runtime_package_directory_names", "site-packages,dist-packages", "list",
+            "Directory names after which a frame's path is taken as package-relative."),
+    _option("report_only_after_minimum_date", "", "date",
+            "YYYY-MM-DD: no alert for lines whose blamed commit is older."),
+    _option("report_error_threshold", "3", "positive int",
+            "Occurrences of an error before its one alert is sent."),
+    _option("only_blame_filepaths_matching", "", "regex list",
+            "Comma-separated regular expressions; when set, only repository paths "
+            "matching one of them are blamed."),
+    _option("max_concurrent_git_blames", "4", "positive int",
+            "Git blames run at once; further ones wait in a queue."),
+    _option("git_cli_path", "git", "text", "The git executable."),
+    _option("git_timeout_seconds", "30", "seconds", "Timeout of every git call."),
+    _option("repo_dir", "", "path",
+            "The git repository whose code is blamed (relative to flawless.cfg)."),
+    _option("repo_url", "", "text",
+            "When set, cloned into repo_dir on first start and fetched periodically."),
+    _option("repo_branch_pattern", "", "text",
+            "Branch blamed when a report names no known revision (default: HEAD)."),
+    _option("repo_fetch_interval_seconds", "300", "seconds",
+            "How often repo_url is fetched."),
+    _option("blame_cache_size", "10000", "positive int", "Blame results kept in memory."),
+    _option("log_level", "info", "text",
+            "debug, info, warn, error or critical.",
+            parse=_choice("debug", "info", "warn", "error", "critical")),
+    _option("log_file", "", "path", "Log file (default: standard error)."),
+    _option("pid_file", "flawless.pid", "path",
+            "Pid file written by --daemon (relative to data_dir_path)."),
+    _option("ingest_keys", "", "list",
+            "Comma-separated keys; when set, every RPC needs Authorization: Bearer KEY.",
+            secret=True),
+    _option("admin_password", "", "text",
+            "Password of the pages that change state; when empty they are refused.", secret=True),
+    _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("max_body_bytes", "1048576", "positive int",
+            "Largest accepted request body after decompression."),
+)
+
+OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
+
+
+class Config:
+    """Parsed flawless.cfg: every option is an attribute with its typed value."""
+
+    def __init__(self, values: Mapping[str, Any], path: Optional[str]):
+        self._values = dict(values)
+        self.path = path
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return every option's value."""
+        return dict(self._values)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return every option's value with secrets replaced by a mark."""
+        return {name: ("(set)" if OPTIONS_BY_NAME[name].secret and value else value)
+                for name, value in self._values.items()}
+
+    @property
+    def base_url(self) -> str:
+        """The dashboard's base URL, used in links."""
+        return self.hostname or f"http://{self.bind_address}:{self.http_port}"
+
+    @property
+    def smtp_address(self) -> Optional[tuple[str, int]]:
+        """(host, port) of the SMTP server, or None for the local mailbox."""
+        if not self.smtp_host:
+            return None
+        host, _, port = self.smtp_host.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def _line_numbers(path: str) -> dict[str, int]:
+    """Map each option name to the line it is set on, for error messages."""
+    numbers: dict[str, int] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                match = re.match(r"\s*([A-Za-z_][\w-]*)\s*[=:]", line)
+                if match:
+                    numbers.setdefault(match.group(1).lower(), number)
+    except OSError:
+        pass
+    return numbers
+
+
+def build_config(raw: Mapping[str, str], path: Optional[str] = None,
+                 line_numbers: Optional[Mapping[str, int]] = None) -> Config:
+    """Convert raw option strings to a :class:`Config`, reporting every bad one at once."""
+    base_dir = os.path.dirname(os.path.abspath(path)) if path else os.getcwd()
+    where = path or "<options>"
+    lines = line_numbers or {}
+    problems = []
+    values: dict[str, Any] = {}
+    for name in raw:
+        if name not in OPTIONS_BY_NAME:
+            problems.append(f"{where}:{lines.get(name, 0)}: unknown option {name!r} "
+                            "(see `flawless options`)")
+    for option in OPTIONS:
+        text = raw.get(option.name, option.default)
+        try:
+            value = option.parse(text)
+        except ValueError as error:
+            problems.append(f"{where}:{lines.get(option.name, 0)}: option {option.name}: {error}")
+            continue
+        if option.is_path and value:
+            value = os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
+        values[option.name] = value
+    if problems:
+        raise ConfigError(problems)
+    if not values["config_dir_path"]:
+        values["config_dir_path"] = base_dir
+    if values["pid_file"] and not os.path.isabs(raw.get("pid_file", "")):
+        values["pid_file"] = os.path.join(values["data_dir_path"],
+                                          raw.get("pid_file", "flawless.pid"))
+    return Config(values, os.path.abspath(path) if path else None)
+
+
+def load_config(path: str) -> Config:
+    """Read and validate flawless.cfg at ``path``."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle, source=path)
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from None
+    except configparser.Error as error:
+        raise ConfigError([f"{path}: {error}"]) from None
+    if not parser.has_section(SECTION):
+        raise ConfigError([f"{path}:1: missing [{SECTION}] section"])
+    raw = {name.lower(): value for name, value in parser.items(SECTION)}
+    return build_config(raw, path, _line_numbers(path))
+
+
+def describe_options() -> str:
+    """Return the option table as text: name, default, type and description."""
+    rows = [("OPTION", "DEFAULT", "TYPE", "DESCRIPTION")]
+    rows += [(o.name, o.default or '""', o.kind, o.description) for o in OPTIONS]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
+        for row in rows
+    )

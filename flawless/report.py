@@ -1,0 +1,268 @@
+"""The wire schema of an error report, shared by the client and the server.
+
+Standard library only: the client imports this module inside user programs.
+
+``parse_report`` turns untrusted JSON data into a :class:`Report`, naming every
+bad field; over-long strings, too many frames and too many locals are trimmed
+rather than rejected, so one huge value never costs a whole report.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Optional, Union
+
+MAX_STRING_CHARS = 4096
+MAX_MESSAGE_CHARS = 16384
+MAX_FRAMES = 256
+KEPT_OUTERMOST_FRAMES = 32
+MAX_LOCALS_PER_FRAME = 64
+MAX_LOCAL_REPR_CHARS = 1024
+MAX_CONTEXT_ITEMS = 32
+MAX_ERROR_COUNT = 10**9
+TRIM_MARK = "…"
+
+ContextValue = Union[str, int, float, bool]
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One stack frame, outermost first in a traceback."""
+
+    filename: str
+    line_number: int
+    function_name: str
+    text: str = ""
+    frame_locals: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=True)
+
+
+@dataclass(frozen=True)
+class Report:
+    """One captured exception, as sent over the wire."""
+
+    exception_type: str
+    exception_message: str
+    traceback: tuple[Frame, ...]
+    hostname: Optional[str] = None
+    revision: Optional[str] = None
+    error_count: int = 1
+    error_threshold: Optional[int] = None
+    additional_info: Optional[str] = None
+    context: Optional[Mapping[str, ContextValue]] = field(default=None, hash=False)
+    timestamp: Optional[float] = None
+
+
+class InvalidReport(ValueError):
+    """A report that cannot be accepted; ``errors`` maps each bad field to the rule it broke."""
+
+    def __init__(self, errors: Mapping[str, str]):
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{name}: {reason}" for name, reason in self.errors.items()))
+
+
+def trim(text: str, limit: int) -> str:
+    """Return ``text`` cut to at most ``limit`` characters, marking a cut with an ellipsis."""
+    if len(text) <= limit:
+        return text
+    return text[: limit - 1] + TRIM_MARK
+
+
+class _Checker:
+    """Collects field errors while reading one untrusted report."""
+
+    def __init__(self) -> None:
+        self.errors: dict[str, str] = {}
+
+    def fail(self, name: str, reason: str) -> None:
+        self.errors.setdefault(name, reason)
+
+    def string(self, obj: Mapping[str, Any], key: str, name: str, limit: int,
+               required: bool = False, non_empty: bool = False) -> Optional[str]:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.fail(name, "is required")
+            return None
+        if not isinstance(value, str):
+            self.fail(name, "must be a string")
+            return None
+        if non_empty and not value.strip():
+            self.fail(name, "must not be empty")
+            return None
+        return trim(value.replace("\x00", ""), limit)
+
+    def integer(self, obj: Mapping[str, Any], key: str, name: str, minimum: int,
+                required: bool = False, maximum: int = MAX_ERROR_COUNT) -> Optional[int]:
+        value = obj.get(key)
+        if value is None:
+            if required:
+                self.fail(name, "is required")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(name, "must be an integer")
+            return None
+        if value < minimum:
+            self.fail(name, f"must be >= {minimum}")
+            return None
+        return min(value, maximum)
+
+
+def _parse_locals(checker: _Checker, value: Any, name: str) -> Optional[dict[str, str]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail(name, "must be an object of name -> string")
+        return None
+    kept: dict[str, str] = {}
+    for key, item in value.items():
+        if len(kept) >= MAX_LOCALS_PER_FRAME:
+            break
+        if not isinstance(item, str):
+            checker.fail(f"{name}.{trim(str(key), 64)}", "must be a string")
+            continue
+        kept[trim(str(key), 128)] = trim(item.replace("\x00", ""), MAX_LOCAL_REPR_CHARS)
+    return kept
+
+
+def _parse_frame(checker: _Checker, value: Any, index: int) -> Optional[Frame]:
+    name = f"traceback[{index}]"
+    if not isinstance(value, Mapping):
+        checker.fail(name, "must be an object")
+        return None
+    before = len(checker.errors)
+    filename = checker.string(value, "filename", f"{name}.filename", MAX_STRING_CHARS,
+                              required=True, non_empty=True)
+    line_number = checker.integer(value, "line_number", f"{name}.line_number", 1,
+                                  required=True, maximum=10**9)
+    function_name = checker.string(value, "function_name", f"{name}.function_name",
+                                   MAX_STRING_CHARS, required=True)
+    text = checker.string(value, "text", f"{name}.text", MAX_STRING_CHARS) or ""
+    frame_locals = _parse_locals(checker, value.get("frame_locals"), f"{name}.frame_locals")
+    if len(checker.errors) != before:
+        return None
+    assert filename is not None and line_number is not None and function_name is not None
+    return Frame(filename, line_number, function_name, text, frame_locals)
+
+
+def _parse_traceback(checker: _Checker, value: Any) -> tuple[Frame, ...]:
+    if value is None:
+        checker.fail("traceback", "is required")
+        return ()
+    if not isinstance(value, list):
+        checker.fail("traceback", "must be a list of frames")
+        return ()
+    if not value:
+        checker.fail("traceback", "must not be empty")
+        return ()
+    if len(value) > MAX_FRAMES:
+        kept_inner = MAX_FRAMES - KEPT_OUTERMOST_FRAMES
+        value = value[:KEPT_OUTERMOST_FRAMES] + value[-kept_inner:]
+    frames = [_parse_frame(checker, item, index) for index, item in enumerate(value)]
+    return tuple(frame for frame in frames if frame is not None)
+
+
+def _parse_context(checker: _Checker, value: Any) -> Optional[dict[str, ContextValue]]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail("context", "must be an object of name -> string, number or boolean")
+        return None
+    context: dict[str, ContextValue] = {}
+    for key, item in list(value.items())[:MAX_CONTEXT_ITEMS]:
+        key = trim(str(key), 128)
+        if isinstance(item, str):
+            context[key] = trim(item.replace("\x00", ""), MAX_STRING_CHARS)
+        elif isinstance(item, (bool, int)) or (isinstance(item, float) and math.isfinite(item)):
+            context[key] = item
+        else:
+            checker.fail(f"context.{key}", "must be a string, a finite number or a boolean")
+    return context
+
+
+def _parse_timestamp(checker: _Checker, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        checker.fail("timestamp", "must be a finite number of seconds since the epoch")
+        return None
+    if not 0 <= value < 10**11:
+        checker.fail("timestamp", "must be between 0 and 10^11 seconds since the epoch")
+        return None
+    return float(value)
+
+
+def parse_report(data: Any) -> Report:
+    """Validate untrusted JSON data and return the :class:`Report` it describes.
+
+    Raises :class:`InvalidReport` naming every bad field. Unknown fields are ignored.
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidReport({"report": "must be an object"})
+    checker = _Checker()
+    exception_type = checker.string(data, "exception_type", "exception_type", MAX_STRING_CHARS,
+                                    required=True, non_empty=True)
+    exception_message = checker.string(data, "exception_message", "exception_message",
+                                       MAX_MESSAGE_CHARS, required=True)
+    traceback = _parse_traceback(checker, data.get("traceback"))
+    hostname = checker.string(data, "hostname", "hostname", 255)
+    revision = checker.string(data, "revision", "revision", 255)
+    error_count = checker.integer(data, "error_count", "error_count", 1)
+    error_threshold = checker.integer(data, "error_threshold", "error_threshold", 1)
+    additional_info = checker.string(data, "additional_info", "additional_info", MAX_MESSAGE_CHARS)
+    context = _parse_context(checker, data.get("context"))
+    timestamp = _parse_timestamp(checker, data.get("timestamp"))
+    if checker.errors:
+        raise InvalidReport(checker.errors)
+    assert exception_type is not None and exception_message is not None
+    return Report(
+        exception_type=exception_type,
+        exception_message=exception_message,
+        traceback=traceback,
+        hostname=hostname,
+        revision=revision,
+        error_count=error_count or 1,
+        error_threshold=error_threshold,
+        additional_info=additional_info,
+        context=context,
+        timestamp=timestamp,
+    )
+
+
+def frame_to_dict(frame: Frame) -> dict[str, Any]:
+    """Return the wire form of one frame."""
+    data: dict[str, Any] = {
+        "filename": frame.filename,
+        "line_number": frame.line_number,
+        "function_name": frame.function_name,
+        "text": frame.text,
+    }
+    if frame.frame_locals is not None:
+        data["frame_locals"] = dict(frame.frame_locals)
+    return data
+
+
+def report_to_dict(report: Report) -> dict[str, Any]:
+    """Return the wire form of a report: JSON-serialisable, optional fields omitted when unset."""
+    data: dict[str, Any] = {
+        "exception_type": report.exception_type,
+        "exception_message": report.exception_message,
+        "traceback": [frame_to_dict(frame) for frame in report.traceback],
+    }
+    optional = {
+        "hostname": report.hostname,
+        "revision": report.revision,
+        "error_threshold": report.error_threshold,
+        "additional_info": report.additional_info,
+        "context": dict(report.context) if report.context is not None else None,
+        "timestamp": report.timestamp,
+    }
+    data.update({key: value for key, value in optional.items() if value is not None})
+    if report.error_count != 1:
+        data["error_count"] = report.error_count
+    return data
+
+
+def with_error_count(report: Report, error_count: int) -> Report:
+    """Return a copy of ``report`` standing for ``error_count`` occurrences."""
+    return replace(report, error_count=error_count)

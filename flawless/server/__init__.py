@@ -1,0 +1,1 @@
+"""The flawless server: Twisted shell around a pure routing and alerting core."""

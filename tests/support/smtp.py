@@ -1,0 +1,72 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) that keeps every message it accepts."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import threading
+import time
+from email.message import EmailMessage
+from typing import Callable, Optional
+
+from aiosmtpd.controller import Controller
+
+
+class _Keeper:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.lock = threading.Lock()
+        self.refuse = False
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
+        if self.refuse:
+            return "451 Try again later"
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+class SmtpSink:
+    """Start with ``SmtpSink().start()``; ``messages`` holds (recipients, message) pairs."""
+
+    def __init__(self) -> None:
+        self._keeper = _Keeper()
+        self._controller = Controller(self._keeper, hostname="127.0.0.1", port=0)
+        self.port = 0
+
+    def start(self) -> "SmtpSink":
+        """Start listening on an ephemeral loopback port."""
+        self._controller.start()
+        self.port = self._controller.server.sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop listening."""
+        self._controller.stop()
+
+    @property
+    def hostport(self) -> str:
+        """host:port for the smtp_host option."""
+        return f"127.0.0.1:{self.port}"
+
+    def refuse(self, refusing: bool) -> None:
+        """Answer every message with a temporary failure while ``refusing`` is True."""
+        self._keeper.refuse = refusing
+
+    @property
+    def messages(self) -> list[tuple[list[str], EmailMessage]]:
+        """Every accepted (recipients, message), in order."""
+        with self._keeper.lock:
+            return list(self._keeper.messages)
+
+    def wait_for(self, count: int, timeout: float = 20.0,
+                 where: Optional[Callable[[list[str], EmailMessage], bool]] = None
+                 ) -> list[tuple[list[str], EmailMessage]]:
+        """Wait until ``count`` matching messages arrived; return them (fewer on timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [item for item in self.messages if where is None or where(*item)]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
