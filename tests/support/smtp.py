@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import email
 import email.policy
+import socket
 import threading
 import time
 from email.message import EmailMessage
 from typing import Callable, Optional
 
 from aiosmtpd.controller import Controller
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class _Keeper:
@@ -32,13 +40,12 @@ class SmtpSink:
 
     def __init__(self) -> None:
         self._keeper = _Keeper()
-        self._controller = Controller(self._keeper, hostname="127.0.0.1", port=0)
-        self.port = 0
+        self.port = free_port()
+        self._controller = Controller(self._keeper, hostname="127.0.0.1", port=self.port)
 
     def start(self) -> "SmtpSink":
         """Start listening on an ephemeral loopback port."""
         self._controller.start()
-        self.port = self._controller.server.sockets[0].getsockname()[1]
         return self
 
     def stop(self) -> None:
