@@ -1,0 +1,7 @@
+"""``python -m flawless`` runs the command line."""
+
+import sys
+
+from flawless.cli import main
+
+sys.exit(main())

@@ -1,0 +1,86 @@
+"""Group commit of accepted reports: many requests, one SQLite transaction.
+
+Each request waits for the commit that holds its reports, so an answer of
+``{"accepted": true}`` always means the report is on disk; requests that arrive while a
+commit is running are gathered into the next one, which keeps durability cheap under load.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
+from twisted.python.threadpool import ThreadPool
+
+from flawless.report import Report
+from flawless.server.store import Store
+
+MAX_REPORTS_PER_COMMIT = 5000
+
+
+class InboxWriter:
+    """Stores accepted reports in the inbox, committing concurrent requests together."""
+
+    def __init__(self, store: Store, pool: ThreadPool, reactor: IReactorThreads,
+                 on_stored: Optional[Callable[[], None]] = None,
+                 clock: Callable[[], float] = time.time):
+        self._store = store
+        self._pool = pool
+        self._reactor = reactor
+        self._on_stored = on_stored
+        self._clock = clock
+        self._waiting: list[tuple[Sequence[Report], defer.Deferred]] = []
+        self._committing: Optional[defer.Deferred] = None
+
+    def accept(self, reports: Sequence[Report]) -> defer.Deferred:
+        """Store ``reports``; the Deferred fires with their inbox ids once committed."""
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiting.append((reports, waiter))
+        if self._committing is None:
+            self._commit_waiting()
+        return waiter
+
+    def _commit_waiting(self) -> None:
+        batch, total = [], 0
+        while self._waiting and (not batch or total < MAX_REPORTS_PER_COMMIT):
+            reports, waiter = self._waiting.pop(0)
+            batch.append((reports, waiter))
+            total += len(reports)
+        everything = [report for reports, _ in batch for report in reports]
+        committing = threads.deferToThreadPool(self._reactor, self._pool,
+                                               self._store.add_to_inbox, everything,
+                                               self._clock())
+        self._committing = committing
+        committing.addCallbacks(self._answer, self._fail, callbackArgs=(batch,),
+                                errbackArgs=(batch,))
+
+    def _answer(self, ids: list[int], batch: list) -> None:
+        start = 0
+        for reports, waiter in batch:
+            waiter.callback(ids[start:start + len(reports)])
+            start += len(reports)
+        self._next()
+        if self._on_stored is not None:
+            self._on_stored()
+
+    def _fail(self, failure, batch: list) -> None:  # type: ignore[no-untyped-def]
+        for _, waiter in batch:
+            waiter.errback(failure)
+        self._next()
+
+    def _next(self) -> None:
+        self._committing = None
+        if self._waiting:
+            self._commit_waiting()
+
+    def drain(self) -> defer.Deferred:
+        """Fire once every report handed to :meth:`accept` so far is committed (or failed)."""
+        if self._committing is None and not self._waiting:
+            return defer.succeed(None)
+        last = self._waiting[-1][1] if self._waiting else self._committing
+        done: defer.Deferred = defer.Deferred()
+        assert last is not None
+        last.addBoth(lambda result: (done.callback(None), result)[1])
+        return done

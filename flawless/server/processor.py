@@ -1,0 +1,291 @@
+"""Turns stored reports into counted, blamed, alerted errors.
+
+Reads the inbox in batches, routes each report (pure), blames the culprit line (git, in
+the blame pool), then in ONE database transaction per batch: updates the error and its
+week and day counts, decides whether to alert (pure), queues the rendered mail, and
+removes the report from the inbox. A crash anywhere leaves either the report in the inbox
+or its whole effect stored, never half of it, so no report is lost and no alert doubled.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from email.message import EmailMessage
+from email import policy
+from typing import Callable, Optional, Union
+
+from twisted.application import service
+from twisted.internet import defer, task, threads
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from flawless.report import Report
+from flawless.server import alerting, mail, routing
+from flawless.server.alerting import AlertSettings, Decision
+from flawless.server.blame import Blame, BlameFailed, BlameService, RepositoryUnavailable
+from flawless.server.routing import RepoIndex, Route, RoutingSettings
+from flawless.server.rules import Rules
+from flawless.server.store import ErrorRecord, InboxItem, Store
+
+log = Logger()
+
+BATCH_SIZE = 200
+IDLE_POLL_SECONDS = 1.0
+MAX_RETRY_SECONDS = 600.0
+EMPTY_INDEX = RepoIndex.from_paths(())
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    """A routed, blamed report ready to be counted."""
+
+    item: InboxItem
+    route: Route
+    blame: Optional[Blame]
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A report dropped by a rule (whitelist or ignored exception)."""
+
+    item: InboxItem
+    reason: str
+
+
+@dataclass(frozen=True)
+class Postponed:
+    """A report that cannot be processed now (repository unavailable)."""
+
+    item: InboxItem
+    reason: str
+
+
+Prepared = Union[Occurrence, Dropped, Postponed]
+
+
+def retry_delay(attempts: int) -> float:
+    """Backoff before the next attempt at a postponed report: doubling, jittered, bounded."""
+    return min(MAX_RETRY_SECONDS, 2.0 ** min(attempts, 12)) * random.uniform(0.5, 1.0)
+
+
+class Processor(service.Service):
+    """The loop from inbox to errors and outbox."""
+
+    def __init__(self, store: Store, pool: ThreadPool, blamer: Optional[BlameService],
+                 rules: Callable[[], Rules], routing_settings: RoutingSettings,
+                 alert_settings: AlertSettings, sender: str, base_url: str,
+                 on_mail_queued: Callable[[], None], reactor=None):  # type: ignore[no-untyped-def]
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self._reactor = reactor
+        self._store = store
+        self._pool = pool
+        self._blamer = blamer
+        self._rules = rules
+        self._routing_settings = routing_settings
+        self._alert_settings = alert_settings
+        self._sender = sender
+        self._base_url = base_url
+        self._on_mail_queued = on_mail_queued
+        self._indexes: OrderedDict[str, RepoIndex] = OrderedDict()
+        self._running: Optional[defer.Deferred] = None
+        self._again = False
+        self._poll: Optional[task.LoopingCall] = None
+        self.processed = 0
+        self.last_error: Optional[str] = None
+
+    def startService(self) -> None:  # noqa: N802 - Twisted API
+        """Start polling the inbox (reports left from a previous run are processed first)."""
+        super().startService()
+        self._poll = task.LoopingCall(self.wake)
+        self._poll.clock = self._reactor
+        self._poll.start(IDLE_POLL_SECONDS, now=True)
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted API
+        """Stop polling and wait for the batch in progress."""
+        super().stopService()
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        running = self._running
+        if running is None:
+            return defer.succeed(None)
+        done: defer.Deferred = defer.Deferred()
+        running.addBoth(lambda result: (done.callback(None), result)[1])
+        return done
+
+    def wake(self) -> None:
+        """Process the inbox now (or right after the batch in progress)."""
+        if not self.running:
+            return
+        if self._running is not None:
+            self._again = True
+            return
+        self._again = False
+        self._running = defer.ensureDeferred(self._process_due())
+        self._running.addErrback(self._log_failure)
+        self._running.addBoth(self._finished)
+
+    def _log_failure(self, failure) -> None:  # type: ignore[no-untyped-def]
+        self.last_error = failure.getErrorMessage()
+        log.failure("processing the inbox failed", failure)
+
+    def _finished(self, more: object) -> None:
+        self._running = None
+        if self._again or more is True:
+            self._reactor.callLater(0, self.wake)
+
+    def _db(self, function, *args):  # type: ignore[no-untyped-def]
+        return threads.deferToThreadPool(self._reactor, self._pool, function, *args)
+
+    async def _process_due(self) -> bool:
+        items = await self._db(self._store.due_inbox, time.time(), BATCH_SIZE)
+        if not items:
+            return False
+        prepared = await defer.gatherResults([defer.ensureDeferred(self._prepare(item))
+                                              for item in items], consumeErrors=True)
+        rules = self._rules()
+        queued = await self._db(self._apply, prepared, rules)
+        self.processed += sum(isinstance(p, (Occurrence, Dropped)) for p in prepared)
+        if queued:
+            self._on_mail_queued()
+        return len(items) == BATCH_SIZE
+
+    async def _index(self, sha: str) -> RepoIndex:
+        index = self._indexes.get(sha)
+        if index is None:
+            assert self._blamer is not None
+            index = RepoIndex.from_paths(await self._blamer.paths_at(sha))
+            self._indexes[sha] = index
+            while len(self._indexes) > 16:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(sha)
+        return index
+
+    async def _prepare(self, item: InboxItem) -> Prepared:
+        report = item.report
+        rules = self._rules()
+        try:
+            if self._blamer is None:
+                index = EMPTY_INDEX
+            else:
+                sha, _ = await self._blamer.resolve(report.revision)
+                index = await self._index(sha)
+            route = routing.route(report, index, rules, self._routing_settings)
+            if route.dropped_reason is not None:
+                return Dropped(item, route.dropped_reason)
+            blamed = route.blamed
+            if blamed is None or self._blamer is None or blamed.repo_path is None:
+                return Occurrence(item, route, None)
+            try:
+                blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                 report.revision, blamed.frame.text)
+            except BlameFailed as failure:
+                log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
+                         line=blamed.frame.line_number, reason=str(failure))
+                route = replace(route, explanation=route.explanation + (
+                    f"git blame failed ({failure}); sent to the default contact",))
+                return Occurrence(item, route, None)
+            return Occurrence(item, route, blame)
+        except RepositoryUnavailable as unavailable:
+            self.last_error = f"repository unavailable: {unavailable}"
+            log.warn("repository unavailable, report {id} kept for later: {reason}",
+                     id=item.inbox_id, reason=str(unavailable))
+            return Postponed(item, str(unavailable))
+
+    # -- the database transaction (runs in the database thread) --------------------------
+
+    def _apply(self, prepared: list[Prepared], rules: Rules) -> int:
+        now = time.time()
+        queued = 0
+        with self._store.transaction() as connection:
+            for entry in prepared:
+                if isinstance(entry, Postponed):
+                    attempts = entry.item.attempts + 1
+                    self._store.postpone(connection, entry.item.inbox_id, attempts,
+                                         now + retry_delay(attempts), entry.reason)
+                    continue
+                if isinstance(entry, Dropped):
+                    self._store.bump_stat(connection, "dropped: " + entry.reason.split(":")[0])
+                else:
+                    queued += self._count(connection, entry, rules, now)
+                self._store.remove_from_inbox(connection, entry.item.inbox_id)
+        return queued
+
+    def _count(self, connection: sqlite3.Connection, occurrence: Occurrence, rules: Rules,
+               now: float) -> int:
+        report, route, blame = occurrence.item.report, occurrence.route, occurrence.blame
+        when = occurrence.item.received_at
+        existing = self._store.find_error(route.key, connection)
+        count_before = existing.count if existing else 0
+        count_after = count_before + report.error_count
+        decision = alerting.decide(
+            route, blame.author_email if blame else None,
+            blame.commit_timestamp if blame else None, count_before, count_after,
+            existing is not None and existing.alerted_at is not None, report.error_threshold,
+            rules, self._alert_settings)
+        record = self._record(existing, report, route, blame, decision, count_after, when, now)
+        error_id = self._store.save_error(connection, record)
+        self._store.count_occurrences(connection, error_id, when, report.error_count)
+        queued = 0
+        if decision.alert and decision.recipients:
+            alert = mail.Alert(report=report, route=route, blame=blame, decision=decision,
+                               count=count_after, first_seen=record.first_seen,
+                               last_seen=record.last_seen, base_url=self._base_url,
+                               error_id=error_id)
+            self._queue(connection, error_id, now, mail.render_alert(alert, self._sender))
+            queued += 1
+        if decision.rejected and self._alert_settings.default_contact:
+            lines = [f"{address}: {reason}" for address, reason in decision.rejected]
+            note = mail.render_note(
+                f"flawless dropped invalid recipients for {route.key.filename}", lines,
+                [self._alert_settings.default_contact], self._sender)
+            self._queue(connection, error_id, now, note)
+            queued += 1
+        return queued
+
+    def _queue(self, connection: sqlite3.Connection, error_id: Optional[int], now: float,
+               message: EmailMessage) -> None:
+        recipients = [address.strip() for field in ("To", "Cc")
+                      for address in (message.get(field) or "").split(",") if address.strip()]
+        self._store.queue_mail(connection, error_id, now,
+                               message.as_bytes(policy=policy.SMTP), recipients)
+
+    def _record(self, existing: Optional[ErrorRecord], report: Report, route: Route,
+                blame: Optional[Blame], decision: Decision, count: int, when: float,
+                now: float) -> ErrorRecord:
+        blamed = route.blamed
+        frame = blamed.frame if blamed else report.traceback[-1]
+        alerted_at = existing.alerted_at if existing else None
+        recipients = existing.recipients if existing else ()
+        if decision.alert:
+            alerted_at = now
+            recipients = tuple(recipient.email for recipient in decision.recipients)
+        explanation = route.explanation + (decision.reason,) + tuple(
+            f"{recipient.email}: {recipient.reason}" for recipient in decision.recipients)
+        return ErrorRecord(
+            error_id=existing.error_id if existing else 0,
+            key=route.key,
+            line_number=frame.line_number,
+            exception_type=report.exception_type,
+            blamed=blame is not None,
+            author_name=blame.author_name if blame else None,
+            author_email=blame.author_email if blame else None,
+            commit_sha=blame.commit_sha if blame else None,
+            commit_summary=blame.commit_summary if blame else None,
+            commit_timestamp=blame.commit_timestamp if blame else None,
+            blame_revision=blame.revision if blame else None,
+            blame_at_requested=blame.at_requested_revision if blame else None,
+            count=count,
+            first_seen=min(existing.first_seen, when) if existing else when,
+            last_seen=max(existing.last_seen, when) if existing else when,
+            last_report=report,
+            known=route.known_error is not None,
+            alerted_at=alerted_at,
+            recipients=recipients,
+            explanation=explanation,
+        )

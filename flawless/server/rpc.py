@@ -1,0 +1,246 @@
+"""The JSON-RPC 2.0 endpoint (``POST /rpc``): authentication, size limit, parsing, dispatch.
+
+Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a request
+(single or batch) are committed together and answered only once durably stored.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import zlib
+from typing import Any, Optional, Sequence
+
+from twisted.logger import Logger
+from twisted.web import resource, server
+
+from flawless.report import InvalidReport, Report, parse_report
+from flawless.server.inbox import InboxWriter
+from flawless.server.store import StorageUnavailable
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+MAX_BATCH_REQUESTS = 10000
+
+log = Logger()
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the configured limit."""
+
+
+def make_bounded_request(max_body_bytes: int) -> type:
+    """A twisted.web Request class that stops buffering a body beyond ``max_body_bytes``."""
+
+    class BoundedRequest(server.Request):
+        body_too_large = False
+        _received = 0
+
+        def gotLength(self, length: Optional[int]) -> None:  # noqa: N802 - Twisted API
+            if length is not None and length > max_body_bytes:
+                self.body_too_large = True
+                length = 0
+            super().gotLength(length)
+
+        def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
+            self._received += len(data)
+            if self._received > max_body_bytes:
+                self.body_too_large = True
+            if not self.body_too_large:
+                super().handleContentChunk(data)
+
+    return BoundedRequest
+
+
+def read_body(request: server.Request, max_body_bytes: int) -> bytes:
+    """The request body, gunzipped when sent with Content-Encoding: gzip, within the limit."""
+    if getattr(request, "body_too_large", False):
+        raise BodyTooLarge()
+    request.content.seek(0)
+    body = request.content.read(max_body_bytes + 1)
+    if len(body) > max_body_bytes:
+        raise BodyTooLarge()
+    encoding = (request.getHeader("content-encoding") or "identity").strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, max_body_bytes + 1)
+        except zlib.error as error:
+            raise ValueError(f"body is not valid gzip: {error}") from None
+        if len(body) > max_body_bytes or inflater.unconsumed_tail:
+            raise BodyTooLarge()
+    elif encoding != "identity":
+        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
+    return body
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict:
+    """A JSON-RPC error object."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def result_response(request_id: Any, result: Any) -> dict:
+    """A JSON-RPC success object."""
+    return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+
+def _report_params(params: Any) -> Any:
+    """The REPORT inside ``{"report": REPORT}`` (or ``[REPORT]``)."""
+    if isinstance(params, dict) and "report" in params:
+        return params["report"]
+    if isinstance(params, list) and len(params) == 1:
+        return params[0]
+    raise InvalidReport({"params": 'must be {"report": REPORT}'})
+
+
+class Call:
+    """One request of a (possibly batched) JSON-RPC body, and its answer once known."""
+
+    def __init__(self, raw: Any):
+        self.raw = raw
+        self.request_id: Any = raw.get("id") if isinstance(raw, dict) else None
+        self.is_notification = isinstance(raw, dict) and "id" not in raw
+        self.report: Optional[Report] = None
+        self.answer: Optional[dict] = None
+
+    def examine(self) -> None:
+        """Validate the call; set ``answer`` now unless a report must be stored first."""
+        raw = self.raw
+        if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0" or \
+                not isinstance(raw.get("method"), str):
+            self.is_notification = False
+            self.answer = error_response(self.request_id, INVALID_REQUEST,
+                                         'Invalid Request: needs "jsonrpc": "2.0" and a method')
+            return
+        method = raw["method"]
+        if method == "ping":
+            self.answer = result_response(self.request_id, True)
+        elif method == "record_error":
+            try:
+                self.report = parse_report(_report_params(raw.get("params")))
+            except InvalidReport as invalid:
+                self.answer = error_response(self.request_id, INVALID_PARAMS,
+                                             f"Invalid params: {invalid}", invalid.errors)
+        else:
+            self.answer = error_response(self.request_id, METHOD_NOT_FOUND,
+                                         f"Method not found: {method[:100]}")
+
+    def accepted(self) -> None:
+        """The report is stored."""
+        self.answer = result_response(self.request_id, {"accepted": True})
+
+
+class RpcResource(resource.Resource):
+    """``POST /rpc``: JSON-RPC 2.0 over HTTP."""
+
+    isLeaf = True
+
+    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int):
+        super().__init__()
+        self._inbox = inbox
+        self._keys = [key.encode() for key in ingest_keys]
+        self._max_body_bytes = max_body_bytes
+
+    def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
+        """A GET is a mistake: explain how to talk to this endpoint."""
+        request.setResponseCode(405)
+        request.setHeader(b"allow", b"POST")
+        return self._plain(request, "POST JSON-RPC 2.0 requests to this URL\n")
+
+    def _plain(self, request: server.Request, text: str) -> bytes:
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return text.encode()
+
+    def _authorised(self, request: server.Request) -> bool:
+        if not self._keys:
+            return True
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, key = header.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        key = key.strip()
+        return any(hmac.compare_digest(key, known) for known in self._keys)
+
+    def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
+        """Authenticate, read, parse and dispatch one JSON-RPC body."""
+        if not self._authorised(request):
+            request.setResponseCode(401)
+            request.setHeader(b"www-authenticate", b'Bearer realm="flawless"')
+            return self._plain(request, "401 Unauthorized: send Authorization: Bearer KEY "
+                                        "with one of the server's ingest keys\n")
+        try:
+            body = read_body(request, self._max_body_bytes)
+        except BodyTooLarge:
+            request.setResponseCode(413)
+            request.setHeader(b"connection", b"close")
+            return self._plain(request, f"413 Payload Too Large: the limit is "
+                                        f"{self._max_body_bytes} bytes after decompression\n")
+        except ValueError as error:
+            request.setResponseCode(400)
+            return self._plain(request, f"400 Bad Request: {error}\n")
+        request.setHeader(b"content-type", b"application/json")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as error:
+            return self._json(error_response(None, PARSE_ERROR, f"Parse error: {error}"))
+        is_batch = isinstance(payload, list)
+        if is_batch and not payload:
+            return self._json(error_response(None, INVALID_REQUEST, "Invalid Request: empty batch"))
+        if is_batch and len(payload) > MAX_BATCH_REQUESTS:
+            return self._json(error_response(
+                None, INVALID_REQUEST, f"Invalid Request: more than {MAX_BATCH_REQUESTS} calls"))
+        calls = [Call(raw) for raw in (payload if is_batch else [payload])]
+        for call in calls:
+            call.examine()
+        reports = [call.report for call in calls if call.report is not None]
+        if not reports:
+            return self._finish_calls(request, calls, is_batch, write=False)
+        stored = self._inbox.accept(reports)
+        stored.addCallback(lambda _: self._stored(request, calls, is_batch))
+        stored.addErrback(self._store_failed, request)
+        return server.NOT_DONE_YET
+
+    def _stored(self, request: server.Request, calls: list[Call], is_batch: bool) -> None:
+        for call in calls:
+            if call.report is not None:
+                call.accepted()
+        self._finish_calls(request, calls, is_batch, write=True)
+
+    def _store_failed(self, failure, request: server.Request) -> None:  # type: ignore[no-untyped-def]
+        if failure.check(StorageUnavailable):
+            log.error("cannot store reports: {reason}", reason=failure.getErrorMessage())
+        else:
+            log.failure("storing reports failed", failure)
+        if request.finished or request._disconnected:
+            return
+        request.setResponseCode(503)
+        request.setHeader(b"retry-after", b"5")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.write(b"503 Service Unavailable: reports cannot be stored right now; "
+                      b"nothing was accepted, retry later\n")
+        request.finish()
+
+    def _finish_calls(self, request: server.Request, calls: list[Call], is_batch: bool,
+                      write: bool) -> Optional[bytes]:
+        answers = [call.answer for call in calls if not call.is_notification]
+        if not answers:
+            request.setResponseCode(204)
+            body = b""
+        else:
+            body = json.dumps(answers if is_batch else answers[0]).encode()
+        if not write:
+            return body
+        if not (request.finished or request._disconnected):
+            request.write(body)
+            request.finish()
+        return None
+
+    def _json(self, answer: dict) -> bytes:
+        return json.dumps(answer).encode()
+
