@@ -12,7 +12,7 @@ import datetime
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 SECTION = "flawless"
 
@@ -312,8 +312,9 @@ def build_config(raw: Mapping[str, str], path: Optional[str] = None,
     return Config(values, os.path.abspath(path) if path else None)
 
 
-def load_config(path: str) -> Config:
+def load_config(path: Union[str, "os.PathLike[str]"]) -> Config:
     """Read and validate flawless.cfg at ``path``."""
+    path = os.fspath(path)
     parser = configparser.ConfigParser(interpolation=None)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -321,7 +322,9 @@ def load_config(path: str) -> Config:
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from None
     except configparser.Error as error:
-        raise ConfigError([f"{path}: {error}"]) from None
+        line = getattr(error, "lineno", 0)
+        reason = str(error).splitlines()[0].replace(f"{path}: ", "")
+        raise ConfigError([f"{path}:{line}: {reason}"]) from None
     if not parser.has_section(SECTION):
         raise ConfigError([f"{path}:1: missing [{SECTION}] section"])
     raw = {name.lower(): value for name, value in parser.items(SECTION)}

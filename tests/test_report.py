@@ -1,0 +1,102 @@
+"""The wire schema: validation names every bad field, bounds trim instead of rejecting."""
+
+from __future__ import annotations
+
+import pytest
+
+from flawless.report import (MAX_FRAMES, MAX_LOCALS_PER_FRAME, MAX_STRING_CHARS, InvalidReport,
+                             parse_report, report_to_dict)
+
+
+def valid(**changes):
+    report = {
+        "exception_type": "builtins.ValueError",
+        "exception_message": "invalid literal",
+        "traceback": [{"filename": "/srv/app/shop/cart.py", "line_number": 42,
+                       "function_name": "add_item", "text": "total += item.price",
+                       "frame_locals": {"qty": "3"}}],
+        "hostname": "web-3",
+        "revision": "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "error_count": 2,
+        "error_threshold": 3,
+        "additional_info": "GET /cart?id=7",
+        "context": {"notebook": "analysis.ipynb", "execution_count": 12, "trusted": True},
+        "timestamp": 1763700000.25,
+    }
+    report.update(changes)
+    return report
+
+
+def test_a_full_report_round_trips():
+    data = valid()
+    assert report_to_dict(parse_report(data)) == data
+
+
+def test_unknown_fields_are_ignored():
+    report = parse_report(valid(future_field={"x": 1}))
+    assert "future_field" not in report_to_dict(report)
+
+
+@pytest.mark.parametrize("changes, field, reason", [
+    ({"exception_type": None}, "exception_type", "is required"),
+    ({"exception_type": ""}, "exception_type", "must not be empty"),
+    ({"exception_type": 7}, "exception_type", "must be a string"),
+    ({"exception_message": None}, "exception_message", "is required"),
+    ({"traceback": []}, "traceback", "must not be empty"),
+    ({"traceback": "x"}, "traceback", "must be a list of frames"),
+    ({"traceback": [{"filename": "a.py", "line_number": 0, "function_name": "f"}]},
+     "traceback[0].line_number", "must be >= 1"),
+    ({"traceback": [{"filename": "a.py", "line_number": True, "function_name": "f"}]},
+     "traceback[0].line_number", "must be an integer"),
+    ({"traceback": [{"line_number": 1, "function_name": "f"}]},
+     "traceback[0].filename", "is required"),
+    ({"traceback": [{"filename": "a.py", "line_number": 1, "function_name": "f",
+                     "frame_locals": {"x": 1}}]},
+     "traceback[0].frame_locals.x", "must be a string"),
+    ({"error_count": 0}, "error_count", "must be >= 1"),
+    ({"error_threshold": "3"}, "error_threshold", "must be an integer"),
+    ({"context": {"cell": [1, 2]}}, "context.cell", "must be a string, a finite number or a boolean"),
+    ({"timestamp": "yesterday"}, "timestamp", "must be a finite number of seconds since the epoch"),
+    ({"hostname": ["web"]}, "hostname", "must be a string"),
+])
+def test_each_bad_field_is_named_with_its_rule(changes, field, reason):
+    with pytest.raises(InvalidReport) as raised:
+        parse_report(valid(**changes))
+    assert raised.value.errors[field] == reason
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(InvalidReport) as raised:
+        parse_report({"exception_type": 1, "traceback": [{}]})
+    assert {"exception_type", "exception_message", "traceback[0].filename",
+            "traceback[0].line_number", "traceback[0].function_name"} <= set(raised.value.errors)
+
+
+def test_a_report_that_is_not_an_object_is_refused():
+    with pytest.raises(InvalidReport) as raised:
+        parse_report(["not", "an", "object"])
+    assert raised.value.errors == {"report": "must be an object"}
+
+
+def test_oversized_values_are_trimmed_not_rejected():
+    frame = {"filename": "a.py", "line_number": 1, "function_name": "f",
+             "text": "x" * 100000,
+             "frame_locals": {f"v{i}": "y" * 5000 for i in range(500)}}
+    report = parse_report(valid(traceback=[frame] * (MAX_FRAMES + 100), hostname="h" * 1000))
+    assert len(report.traceback) == MAX_FRAMES
+    assert len(report.traceback[0].text) == MAX_STRING_CHARS
+    assert len(report.traceback[0].frame_locals) == MAX_LOCALS_PER_FRAME
+    assert len(report.hostname) == 255
+
+
+def test_trimming_keeps_the_innermost_frames():
+    frames = [{"filename": "a.py", "line_number": n, "function_name": "f"}
+              for n in range(1, MAX_FRAMES + 51)]
+    report = parse_report(valid(traceback=frames))
+    assert report.traceback[0].line_number == 1
+    assert report.traceback[-1].line_number == MAX_FRAMES + 50
+
+
+def test_nul_bytes_are_removed_from_strings():
+    report = parse_report(valid(exception_message="a\x00b"))
+    assert report.exception_message == "ab"
