@@ -1,0 +1,198 @@
+"""End to end: `flawless start` as a subprocess, a real git repository with several authors,
+a real SMTP server, and a second process raising exceptions in the repository's code."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from support.gitrepo import GitRepo, shop_repo
+from support.server import FlawlessProcess, start_server
+
+# Runs in a separate process: imports the shop code from the repository, raises there,
+# and sends each exception as a report over plain HTTP.
+RAISER = textwrap.dedent('''
+    import json, sys, traceback, urllib.request
+    repo, url, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    sys.path.insert(0, repo)
+    from shop.cart import Cart
+    from shop.pricing import parse_price
+
+    def bad_total():
+        cart = Cart()
+        cart.items.append(("pen", "not a number"))
+        cart.total()
+
+    def empty_average():
+        Cart().average()
+
+    def bad_price():
+        parse_price("twelve")
+
+    actions = {"bad_total": bad_total, "empty_average": empty_average, "bad_price": bad_price}
+    answers = []
+    for name, times in plan:
+        for _ in range(times):
+            try:
+                actions[name]()
+            except Exception as error:
+                frames = traceback.extract_tb(error.__traceback__)
+                report = {
+                    "exception_type": type(error).__module__ + "." + type(error).__qualname__,
+                    "exception_message": str(error),
+                    "traceback": [{"filename": f.filename, "line_number": f.lineno,
+                                   "function_name": f.name, "text": f.line or ""}
+                                  for f in frames],
+                    "hostname": "web-3",
+                }
+                body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "record_error",
+                                   "params": {"report": report}}).encode()
+                request = urllib.request.Request(url, body,
+                                                 {"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answers.append(json.loads(response.read())["result"])
+    print(json.dumps(answers))
+''')
+
+
+def raise_in_repo(repo: GitRepo, server: FlawlessProcess, plan: list) -> list:
+    """Run the raiser process; return the server's answers."""
+    result = subprocess.run([sys.executable, "-c", RAISER, str(repo.path), server.rpc_url,
+                             json.dumps(plan)], capture_output=True, text=True, timeout=120,
+                            check=True)
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def server(tmp_path, shop, smtp_sink):
+    process = start_server(tmp_path / "server", repo_dir=shop.path,
+                           smtp_hostport=smtp_sink.hostport, report_error_threshold=3)
+    yield process
+    process.stop()
+
+
+def test_each_email_reaches_the_author_of_the_culprit_line(server, shop, smtp_sink):
+    answers = raise_in_repo(shop, server, [["bad_total", 3], ["empty_average", 4],
+                                           ["bad_price", 2]])
+    assert answers == [{"accepted": True}] * 9
+    mails = smtp_sink.wait_for(2)
+    time.sleep(1.0)  # anything more would be a bug: give it the chance to show
+    mails = smtp_sink.messages
+    by_recipient = {tuple(recipients): message for recipients, message in mails}
+    assert set(by_recipient) == {("alice@example.com",), ("bob@example.org",)}
+    alice = by_recipient[("alice@example.com",)]
+    assert alice["Subject"] == "Error on web-3 in shop/cart.py"
+    assert "TypeError" in alice.get_body(("plain",)).get_content()
+    assert "return sum(price for _, price in self.items)" in \
+        alice.get_body(("plain",)).get_content()
+    bob = by_recipient[("bob@example.org",)]
+    assert "ZeroDivisionError" in bob.get_body(("plain",)).get_content()
+    assert "return self.total() / len(self.items)" in bob.get_body(("plain",)).get_content()
+    assert bob["Message-ID"] and bob["Date"]
+    # parse_price failed twice only: below the threshold of 3, so no mail for it.
+    assert all("parse_price" not in message.get_body(("plain",)).get_content()
+               for _, message in mails)
+    counts = dict(server.query("SELECT function_name, count FROM errors"))
+    assert counts == {"total": 3, "average": 4, "parse_price": 2}
+
+
+def test_acknowledged_reports_survive_sigkill(tmp_path, shop, smtp_sink):
+    directory = tmp_path / "server"
+    server = start_server(directory, repo_dir=shop.path, smtp_hostport=smtp_sink.hostport,
+                          report_error_threshold=40)
+    answers = raise_in_repo(shop, server, [["bad_total", 50], ["empty_average", 30]])
+    server.kill()
+    assert answers == [{"accepted": True}] * 80
+    restarted = FlawlessProcess(server.config_path, server.data_dir).start()
+    try:
+        assert restarted.wait_until(lambda: restarted.inbox_depth() == 0)
+        assert dict(restarted.query("SELECT function_name, count FROM errors")) == {
+            "total": 50, "average": 30}
+        mails = smtp_sink.wait_for(1)
+        time.sleep(0.5)
+        assert [recipients for recipients, _ in smtp_sink.messages] == [["alice@example.com"]]
+        assert len(mails) == 1
+    finally:
+        restarted.stop()
+
+
+def test_sigterm_stops_cleanly_and_keeps_every_report(server, shop):
+    raise_in_repo(shop, server, [["bad_total", 5]])
+    assert server.stop() == 0
+    assert "flawless stopped" in server.log()
+    total = server.query("SELECT COALESCE(SUM(count), 0) FROM errors")[0][0]
+    assert total + server.inbox_depth() == 5
+
+
+def test_unblamable_errors_go_to_the_default_contact(server, smtp_sink):
+    report = {"exception_type": "builtins.KeyError", "exception_message": "'x'",
+              "traceback": [{"filename": "/opt/elsewhere/tool.py", "line_number": 3,
+                             "function_name": "run", "text": "d['x']"}],
+              "error_count": 3}
+    assert server.record(report)["result"] == {"accepted": True}
+    mails = smtp_sink.wait_for(1)
+    assert [recipients for recipients, _ in mails] == [["oncall@example.com"]]
+
+
+def test_without_smtp_mail_goes_to_the_local_mailbox(tmp_path, shop):
+    import mailbox
+
+    server = start_server(tmp_path / "server", repo_dir=shop.path, report_error_threshold=2)
+    try:
+        raise_in_repo(shop, server, [["empty_average", 2]])
+        path = server.data_dir / "mailbox"
+        assert server.wait_until(lambda: path.exists() and len(mailbox.mbox(str(path))) == 1)
+        message = mailbox.mbox(str(path))[0]
+        assert message["To"] == "bob@example.org"
+    finally:
+        server.stop()
+
+
+def test_a_missing_repository_keeps_reports_until_it_is_back(tmp_path, smtp_sink):
+    repo_path = tmp_path / "later-repo"
+    server = start_server(tmp_path / "server", repo_dir=repo_path,
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+    try:
+        report = {"exception_type": "builtins.ZeroDivisionError",
+                  "exception_message": "division by zero",
+                  "traceback": [{"filename": "/srv/app/shop/cart.py", "line_number": 14,
+                                 "function_name": "average",
+                                 "text": "return self.total() / len(self.items)"}]}
+        assert server.record(report)["result"] == {"accepted": True}
+        time.sleep(1.5)
+        assert server.inbox_depth() == 1
+        assert server.query("SELECT COUNT(*) FROM errors")[0][0] == 0
+        shop_repo(repo_path)
+        assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=40)
+        mails = smtp_sink.wait_for(1)
+        assert [recipients for recipients, _ in mails] == [["bob@example.org"]]
+    finally:
+        server.stop()
+
+
+def test_a_corrupt_repository_keeps_reports(tmp_path, shop, smtp_sink):
+    head = shop.path / ".git" / "HEAD"
+    good = head.read_text()
+    head.write_text("garbage\n")
+    server = start_server(tmp_path / "server", repo_dir=shop.path,
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+    try:
+        report = {"exception_type": "builtins.ZeroDivisionError",
+                  "exception_message": "division by zero",
+                  "traceback": [{"filename": "shop/cart.py", "line_number": 14,
+                                 "function_name": "average",
+                                 "text": "return self.total() / len(self.items)"}]}
+        assert server.record(report)["result"] == {"accepted": True}
+        time.sleep(1.5)
+        assert server.inbox_depth() == 1
+        head.write_text(good)
+        assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=40)
+        assert [r for r, _ in smtp_sink.wait_for(1)] == [["bob@example.org"]]
+    finally:
+        server.stop()
