@@ -21,13 +21,12 @@ from twisted.web import server
 from flawless import __version__
 from flawless.config import Config
 from flawless.server import mail
-from flawless.server.alerting import AlertSettings
 from flawless.server.blame import BlameService, Repository
 from flawless.server.inbox import InboxWriter
 from flawless.server.processor import Processor
-from flawless.server.routing import RoutingSettings
 from flawless.server.rpc import RpcResource, make_bounded_request
 from flawless.server.rules import Rules, RulesReloader, load_rules
+from flawless.server.settings import alert_settings, routing_settings
 from flawless.server.store import Store
 from flawless.server.web import build_web_root
 
@@ -123,13 +122,7 @@ class FlawlessServer(service.MultiService):
             reactor=reactor)
         self.processor = Processor(
             self.store, self.db_pool, self.blamer, lambda: self.rules,
-            RoutingSettings(runtime_dirs=tuple(config.report_runtime_package_directory_names),
-                            only_blame_patterns=tuple(config.only_blame_filepaths_matching)),
-            AlertSettings(report_error_threshold=config.report_error_threshold,
-                          report_only_after_minimum_date=config.report_only_after_minimum_date,
-                          email_domain_name=config.email_domain_name,
-                          ignore_vcs_email_domain=config.ignore_vcs_email_domain,
-                          default_contact=config.default_contact),
+            routing_settings(config), alert_settings(config),
             config.smtp_from, config.base_url, self.outbox.wake, reactor=reactor)
         self.inbox = InboxWriter(self.store, self.inbox_pool, reactor,
                                  on_stored=self.processor.wake)
