@@ -225,6 +225,12 @@ OPTIONS: tuple[Option, ...] = (
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
+    _option("rate_limit_per_key", "5000", "non-negative int",
+            "Reports a second accepted per ingest key (0: no limit); excess gets HTTP 429."),
+    _option("rate_limit_per_address", "2000", "non-negative int",
+            "Reports a second accepted per client address (0: no limit); excess gets HTTP 429."),
+    _option("rate_limit_burst_seconds", "10", "seconds",
+            "A client may send this many seconds' worth of its rate at once."),
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}

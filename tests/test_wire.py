@@ -163,3 +163,19 @@ def test_health_page_shows_no_secret(server):
     status = json.loads(text)
     assert status["status"] == "ok"
     assert KEY not in text and "other-key" not in text
+
+
+def test_a_flood_is_answered_429_with_retry_after(tmp_path):
+    limited = start_server(tmp_path, rate_limit_per_key=0, rate_limit_per_address=5,
+                           rate_limit_burst_seconds=1)
+    try:
+        statuses = []
+        for _ in range(12):
+            status, headers, _ = limited.post(json.dumps(rpc("ping")).encode())
+            statuses.append(status)
+            if status == 429:
+                assert int(headers["Retry-After"]) >= 1
+        assert statuses[:5] == [200] * 5
+        assert 429 in statuses[5:]
+    finally:
+        limited.stop()

@@ -24,6 +24,7 @@ from flawless.server import mail
 from flawless.server.blame import BlameService, Repository
 from flawless.server.inbox import InboxWriter
 from flawless.server.processor import Processor
+from flawless.server.ratelimit import TokenBuckets
 from flawless.server.rpc import RpcResource, make_bounded_request
 from flawless.server.rules import Rules, RulesReloader, load_rules
 from flawless.server.settings import alert_settings, routing_settings
@@ -129,7 +130,12 @@ class FlawlessServer(service.MultiService):
         self.reloader = RulesReloader(config.config_dir_path, on_reload=self._rules_reloaded,
                                       on_broken=self._rules_broken, clock=reactor)
 
-        rpc_root = RpcResource(self.inbox, config.ingest_keys, config.max_body_bytes)
+        burst = config.rate_limit_burst_seconds
+        rpc_root = RpcResource(
+            self.inbox, config.ingest_keys, config.max_body_bytes,
+            per_key=TokenBuckets(config.rate_limit_per_key, config.rate_limit_per_key * burst),
+            per_address=TokenBuckets(config.rate_limit_per_address,
+                                     config.rate_limit_per_address * burst))
         rpc_site = server.Site(_rpc_root(rpc_root))
         rpc_site.requestFactory = make_bounded_request(config.max_body_bytes)
         rpc_site.displayTracebacks = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 import zlib
 from typing import Any, Optional, Sequence
 
@@ -16,6 +17,7 @@ from twisted.web import resource, server
 
 from flawless.report import InvalidReport, Report, parse_report
 from flawless.server.inbox import InboxWriter
+from flawless.server.ratelimit import TokenBuckets, retry_after_header
 from flawless.server.store import StorageUnavailable
 
 PARSE_ERROR = -32700
@@ -141,11 +143,15 @@ class RpcResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int):
+    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int,
+                 per_key: Optional[TokenBuckets] = None,
+                 per_address: Optional[TokenBuckets] = None):
         super().__init__()
         self._inbox = inbox
         self._keys = [key.encode() for key in ingest_keys]
         self._max_body_bytes = max_body_bytes
+        self._per_key = per_key or TokenBuckets(0, 0)
+        self._per_address = per_address or TokenBuckets(0, 0)
 
     def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
         """A GET is a mistake: explain how to talk to this endpoint."""
@@ -157,19 +163,31 @@ class RpcResource(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode()
 
-    def _authorised(self, request: server.Request) -> bool:
+    def _key(self, request: server.Request) -> Optional[bytes]:
+        """The ingest key the request authenticates with ("" when none is needed), or None."""
         if not self._keys:
-            return True
+            return b""
         header = request.getHeader(b"authorization") or b""
         scheme, _, key = header.partition(b" ")
         if scheme.lower() != b"bearer":
-            return False
+            return None
         key = key.strip()
-        return any(hmac.compare_digest(key, known) for known in self._keys)
+        for known in self._keys:
+            if hmac.compare_digest(key, known):
+                return known
+        return None
+
+    def _rate_limited(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
+        """Seconds to wait when the key or the client address is over its rate, else None."""
+        now = time.monotonic()
+        address = getattr(request.getClientAddress(), "host", "") or ""
+        return self._per_key.take(key.decode(), cost, now) or \
+            self._per_address.take(address, cost, now)
 
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, parse and dispatch one JSON-RPC body."""
-        if not self._authorised(request):
+        key = self._key(request)
+        if key is None:
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Bearer realm="flawless"')
             return self._plain(request, "401 Unauthorized: send Authorization: Bearer KEY "
@@ -196,6 +214,12 @@ class RpcResource(resource.Resource):
             return self._json(error_response(
                 None, INVALID_REQUEST, f"Invalid Request: more than {MAX_BATCH_REQUESTS} calls"))
         calls = [Call(raw) for raw in (payload if is_batch else [payload])]
+        wait = self._rate_limited(request, key, len(calls))
+        if wait is not None:
+            request.setResponseCode(429)
+            request.setHeader(b"retry-after", retry_after_header(wait).encode())
+            return self._plain(request, "429 Too Many Requests: slow down and retry after "
+                                        f"{retry_after_header(wait)} s\n")
         for call in calls:
             call.examine()
         reports = [call.report for call in calls if call.report is not None]
