@@ -222,6 +222,8 @@ OPTIONS: tuple[Option, ...] = (
             secret=True),
     _option("admin_password", "", "text",
             "Password of the pages that change state; when empty they are refused.", secret=True),
+    _option("retention_weeks", "52", "non-negative int",
+            "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),

@@ -13,7 +13,7 @@ import time
 from typing import Any, Optional
 
 from twisted.application import service
-from twisted.internet import defer, threads
+from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from twisted.web import server
@@ -36,6 +36,7 @@ log = Logger()
 DATABASE_FILE = "flawless.sqlite3"
 MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
+PRUNE_INTERVAL_SECONDS = 3600.0
 
 
 class ListeningService(service.Service):
@@ -141,10 +142,20 @@ class FlawlessServer(service.MultiService):
         rpc_site.displayTracebacks = False
         web_site = server.Site(build_web_root(self))
         web_site.displayTracebacks = False
+        self._pruning = task.LoopingCall(self._prune)
         self.rpc_listener = ListeningService(reactor, config.port, config.bind_address,
                                              rpc_site, "rpc")
         self.web_listener = ListeningService(reactor, config.http_port, config.bind_address,
                                              web_site, "dashboard")
+
+    def _prune(self) -> defer.Deferred:
+        cutoff = time.time() - self.config.retention_weeks * 7 * 86400
+        pruned = self.db_call(self.store.prune, cutoff)
+        pruned.addCallback(lambda count: count and log.info(
+            "pruned {count} errors older than {weeks} weeks", count=count,
+            weeks=self.config.retention_weeks))
+        pruned.addErrback(lambda failure: log.failure("pruning failed", failure))
+        return pruned
 
     def _smtp_settings(self) -> Optional[mail.SmtpSettings]:
         address = self.config.smtp_address
@@ -192,6 +203,9 @@ class FlawlessServer(service.MultiService):
             if self.config.repo_url:
                 self.blamer.fetch_periodically(self.config.repo_fetch_interval_seconds)
         self.reloader.start()
+        if self.config.retention_weeks:
+            self._pruning.clock = self.reactor
+            self._pruning.start(PRUNE_INTERVAL_SECONDS, now=True)
         self.outbox.start()
         self.processor.startService()
         self.rpc_listener.startService()
@@ -213,6 +227,8 @@ class FlawlessServer(service.MultiService):
         await defer.maybeDeferred(self.web_listener.stopService)
         await self.inbox.drain()
         self.reloader.stop()
+        if self._pruning.running:
+            self._pruning.stop()
         await defer.maybeDeferred(self.processor.stopService)
         await defer.maybeDeferred(self.outbox.stop)
         if self.blamer is not None:

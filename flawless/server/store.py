@@ -385,6 +385,22 @@ class Store:
         return int(self.connection.execute(
             "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL").fetchone()[0])
 
+    # -- retention -----------------------------------------------------------------------
+
+    def prune(self, before: float) -> int:
+        """Forget counts, errors and delivered mail older than ``before``; return errors removed."""
+        week, day = week_start(before), day_of(before)
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM error_weeks WHERE week_start < ?", (week,))
+            connection.execute("DELETE FROM error_days WHERE day < ?", (day,))
+            connection.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                               (before,))
+            connection.execute(
+                "UPDATE outbox SET error_id = NULL WHERE error_id IN "
+                "(SELECT id FROM errors WHERE last_seen < ?)", (before,))
+            cursor = connection.execute("DELETE FROM errors WHERE last_seen < ?", (before,))
+            return cursor.rowcount
+
     # -- statistics ----------------------------------------------------------------------
 
     def bump_stat(self, connection: sqlite3.Connection, name: str, by: int = 1) -> None:
@@ -397,3 +413,29 @@ class Store:
         """Every named counter."""
         return {row[0]: int(row[1]) for row in self.connection.execute(
             "SELECT name, value FROM stats")}
+
+    # -- dashboard queries ---------------------------------------------------------------
+
+    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
+        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+        rows = self.connection.execute(
+            f"SELECT {_ERROR_COLUMNS} FROM errors WHERE author_email = ? COLLATE NOCASE "
+            "ORDER BY last_seen DESC LIMIT ?", (email, limit)).fetchall()
+        return [_error_from_row(row) for row in rows]
+
+    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
+        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
+        return [(row[0], int(row[1])) for row in self.connection.execute(
+            "SELECT w.week_start, SUM(w.count) FROM error_weeks w JOIN errors e "
+            "ON e.id = w.error_id WHERE e.author_email = ? COLLATE NOCASE "
+            "GROUP BY w.week_start ORDER BY w.week_start DESC", (email,))]
+
+    def errors_at_line(self, filename: str, function_name: str,
+                       line_number: int) -> list[ErrorRecord]:
+        """Errors at one file, function and line number, most recently seen first (finds an
+        error whose source line changed since a link to it was made)."""
+        rows = self.connection.execute(
+            f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND function_name = ? "
+            "AND line_number = ? ORDER BY last_seen DESC", (filename, function_name,
+                                                            line_number)).fetchall()
+        return [_error_from_row(row) for row in rows]

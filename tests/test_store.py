@@ -1,0 +1,106 @@
+"""The SQLite store: inbox, errors with week and day counts, outbox, retention."""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+
+import pytest
+
+from flawless.report import Frame, Report
+from flawless.server.routing import ErrorKey
+from flawless.server.store import ErrorRecord, Store, StorageUnavailable, day_of, week_start
+
+REPORT = Report("builtins.ValueError", "bad",
+                (Frame("/srv/shop/cart.py", 7, "add_item", "x = 1", {"qty": "3"}),),
+                hostname="web-1")
+MONDAY = datetime.datetime(2026, 11, 16, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+
+
+def record(key=ErrorKey("shop/cart.py", "add_item", "x = 1"), count=1, seen=MONDAY):
+    return ErrorRecord(0, key, 7, "builtins.ValueError", True, "Alice", "alice@example.com",
+                       "abc", "Add cart", 1.0, "abc", True, count, seen, seen, REPORT, False,
+                       None, (), ("blamed shop/cart.py:7",))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(str(tmp_path / "flawless.sqlite3"))
+
+
+def test_weeks_start_on_monday_utc():
+    assert week_start(MONDAY) == "2026-11-16"
+    assert week_start(MONDAY + 6 * 86400 + 86399) == "2026-11-16"
+    assert week_start(MONDAY - 1) == "2026-11-09"
+    assert day_of(MONDAY - 1) == "2026-11-15"
+
+
+def test_inbox_round_trip_and_removal(store):
+    ids = store.add_to_inbox([REPORT, REPORT], received_at=5.0)
+    assert len(ids) == 2 and store.inbox_depth() == 2
+    items = store.due_inbox(now=10.0, limit=10)
+    assert [item.report for item in items] == [REPORT, REPORT]
+    with store.transaction() as connection:
+        store.postpone(connection, ids[0], 1, 100.0, "repository unavailable")
+        store.remove_from_inbox(connection, ids[1])
+    assert store.due_inbox(now=10.0, limit=10) == []
+    assert [item.inbox_id for item in store.due_inbox(now=100.0, limit=10)] == [ids[0]]
+
+
+def test_a_failed_transaction_leaves_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as connection:
+            store.save_error(connection, record())
+            raise RuntimeError("crash in the middle")
+    assert store.find_error(record().key) is None
+
+
+def test_errors_are_counted_per_week_and_day(store):
+    with store.transaction() as connection:
+        error_id = store.save_error(connection, record(count=3))
+        store.count_occurrences(connection, error_id, MONDAY, 1)
+        store.count_occurrences(connection, error_id, MONDAY + 3600, 2)
+        store.count_occurrences(connection, error_id, MONDAY - 3600, 5)
+    saved = store.find_error(record().key)
+    assert saved.error_id == error_id and saved.count == 3 and saved.last_report == REPORT
+    assert [(e.error_id, n) for e, n in store.week_errors("2026-11-16")] == [(error_id, 3)]
+    assert [(e.error_id, n) for e, n in store.week_errors("2026-11-09")] == [(error_id, 5)]
+    assert store.daily_counts(error_id, "2026-11-01") == [("2026-11-15", 5), ("2026-11-16", 3)]
+
+
+def test_outbox_mail_is_sent_once(store):
+    with store.transaction() as connection:
+        mail_id = store.queue_mail(connection, None, 1.0, b"Subject: x\r\n\r\nbody",
+                                   ["a@example.com"])
+    assert [m.mail_id for m in store.due_mail(now=2.0, limit=10)] == [mail_id]
+    store.mark_failed(mail_id, 1, next_attempt_at=50.0, error="451 later")
+    assert store.due_mail(now=2.0, limit=10) == []
+    store.mark_sent(mail_id, now=60.0)
+    assert store.due_mail(now=100.0, limit=10) == [] and store.outbox_depth() == 0
+
+
+def test_prune_forgets_what_is_older_than_the_cutoff(store):
+    old_key = ErrorKey("shop/old.py", "f", "y")
+    with store.transaction() as connection:
+        old = store.save_error(connection, record(key=old_key, seen=MONDAY - 30 * 86400))
+        store.count_occurrences(connection, old, MONDAY - 30 * 86400, 1)
+        new = store.save_error(connection, record(seen=MONDAY))
+        store.count_occurrences(connection, new, MONDAY, 1)
+    assert store.prune(before=MONDAY - 86400) == 1
+    assert store.find_error(old_key) is None
+    assert store.find_error(record().key) is not None
+    assert store.daily_counts(old, "2000-01-01") == []
+
+
+def test_a_locked_database_is_storage_unavailable(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    store = Store(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    store.connection.execute("PRAGMA busy_timeout = 100")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.add_to_inbox([REPORT], received_at=1.0)
+    finally:
+        blocker.execute("ROLLBACK")
+    assert store.add_to_inbox([REPORT], received_at=1.0)
