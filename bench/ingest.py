@@ -1,0 +1,78 @@
+"""Benchmark 1: ingest throughput, ours against the original Flawless (flawless==0.4.5).
+
+Run: python bench/ingest.py   [--rounds N] [--seconds S] [--processes P]
+
+Several client processes, each on one kept-open connection, send reports as fast as the
+server acknowledges them: single-report requests, then batches of 100 (for the peer, 100
+calls pipelined on its connection, since its API has no batch). Ours answers only once a
+report is committed to SQLite; the peer answers as soon as it has read the request.
+Between rounds our inbox is drained so its background processing never steals the
+peer's CPU; the drain time is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from harness import BENCH_DIR, OurServer, alternate, machine_line, print_table, ratio_text
+from peer_flawless import PeerServer, peer_python
+
+TARGETS = {1: ("at least 2x the peer", None), 100: ("at least 10x the peer", 20000.0)}
+
+
+def run_clients(target: str, port: int, batch: int, processes: int, seconds: float) -> float:
+    """Reports per second acknowledged by ``target`` with ``processes`` clients sending at once."""
+    start_at = time.time() + 1.0
+    workers = [subprocess.Popen(
+        [str(peer_python()), str(BENCH_DIR / "ingest_worker.py"),
+         json.dumps({"target": target, "port": port, "batch": batch, "seconds": seconds,
+                     "start_at": start_at, "seed": number})],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for number in range(processes)]
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=seconds + 60)
+        if worker.returncode != 0:
+            raise RuntimeError(f"{target} client failed: {err[-2000:]}")
+        results.append(json.loads(out))
+    return sum(r["acknowledged"] for r in results) / max(r["seconds"] for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--processes", type=int, default=4)
+    args = parser.parse_args()
+    print(f"machine: {machine_line()}\nclients: {args.processes} processes, "
+          f"{args.seconds:g} s per round, {args.rounds} rounds alternating ours/peer", flush=True)
+    rows = []
+    with OurServer({}) as ours, PeerServer() as peer:
+        drains: list[float] = []
+        for batch in (1, 100):
+            print(f"\nbatch of {batch}:", flush=True)
+            rounds = alternate(args.rounds, {
+                "ours": lambda: run_clients("ours", ours.port, batch, args.processes, args.seconds),
+                "peer": lambda: run_clients("peer", peer.port, batch, args.processes, args.seconds),
+            }, rest=lambda: drains.append(ours.wait_idle(timeout=120)))
+            wanted, floor = TARGETS[batch]
+            ours_rate, peer_rate = rounds.median("ours"), rounds.median("peer")
+            met = ours_rate >= peer_rate * (10 if batch == 100 else 2) and \
+                (floor is None or ours_rate >= floor)
+            rows.append([f"{batch} per request", f"{ours_rate:,.0f}", f"{peer_rate:,.0f}",
+                         ratio_text(ours_rate, peer_rate, True),
+                         wanted + (f", >= {floor:,.0f}/s" if floor else ""),
+                         "met" if met else "NOT met"])
+        health = ours.health()
+    print_table("Ingest: reports acknowledged per second (median of rounds)",
+                ["requests", "ours", "peer 0.4.5", "ratio", "target", "status"], rows)
+    print(f"our background processing: median {statistics.median(drains):.2f} s to drain the "
+          f"inbox after a round; processed {health.get('processed')} reports in all")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
