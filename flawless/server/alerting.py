@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
+
+if TYPE_CHECKING:  # rules imports this module for is_valid_address
+    from flawless.server.routing import Route
+    from flawless.server.rules import KnownError, Rules
+
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_TOP_LEVEL = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
+MAX_ADDRESS_CHARS = 254
 
 
 @dataclass(frozen=True)
@@ -16,10 +27,204 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Decision:
-    """The outcome for one processed occurrence of an error."""
+    """The outcome for one processed occurrence of an error.
+
+    ``recipients`` is who gets the alert, or would get it when ``alert`` is false (shown on the
+    dashboard). ``rejected`` is only filled when alerting: the caller tells the default contact.
+    """
 
     alert: bool
     reason: str                                  # why it alerts or does not
     recipients: tuple[Recipient, ...] = ()
     rejected: tuple[tuple[str, str], ...] = ()   # (address, why it was dropped)
     email_header: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """The options of flawless.cfg that alerting needs."""
+
+    report_error_threshold: int = 3
+    report_only_after_minimum_date: Optional[datetime.date] = None
+    email_domain_name: str = ""
+    ignore_vcs_email_domain: bool = False
+    default_contact: str = ""
+
+
+def is_valid_address(text: str) -> bool:
+    """Whether ``text`` is a plain deliverable address ``local@domain.tld`` (no display name,
+    no spaces or line breaks, a dotted domain; long new top-level domains are fine)."""
+    if len(text) > MAX_ADDRESS_CHARS or text.count("@") != 1:
+        return False
+    local, domain = text.split("@")
+    labels = domain.split(".")
+    return (len(local) <= 64 and _LOCAL_PART.fullmatch(local) is not None
+            and len(labels) >= 2
+            and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+            and _TOP_LEVEL.fullmatch(labels[-1]) is not None)
+
+
+def author_address(email: str, settings: AlertSettings) -> str:
+    """The address for a commit author's email: ``localpart@email_domain_name`` when the
+    email has no domain, a dotless one (``bob@laptop``), or the VCS domain is to be ignored."""
+    email = email.strip()
+    local, _, domain = email.rpartition("@") if "@" in email else (email, "", "")
+    if settings.email_domain_name and (settings.ignore_vcs_email_domain or "." not in domain):
+        return f"{local}@{settings.email_domain_name}"
+    return email
+
+
+def should_alert(count_before: int, count_after: int, threshold: int,
+                 known_error: Optional[KnownError], already_alerted: bool) -> tuple[bool, str]:
+    """Whether the occurrences taking the error's count from ``count_before`` to
+    ``count_after`` alert, and why. A normal error alerts once, when its count reaches the
+    threshold; a known error follows its own entry (see the README)."""
+    if known_error is not None:
+        return _known_error_alert(count_before, count_after, known_error)
+    if already_alerted:
+        return False, "already alerted"
+    if count_before < threshold <= count_after:
+        return True, f"reached the threshold of {threshold} occurrences"
+    if count_after < threshold:
+        return False, f"{count_after} of {threshold} occurrences before the alert"
+    return False, f"past the threshold of {threshold} occurrences"
+
+
+def _known_error_alert(count_before: int, count_after: int,
+                       known: KnownError) -> tuple[bool, str]:
+    where = f"known error ({known.source})"
+    low, high, every = (known.min_alert_threshold, known.max_alert_threshold,
+                        known.alert_every_n_occurrences)
+    if high is not None and count_after > high:
+        return False, f"{where}: {count_after} occurrences exceed max_alert_threshold {high}"
+    if low is not None and count_before < low <= count_after:
+        return True, f"{where}: reached min_alert_threshold {low}"
+    if every and count_after // every > count_before // every:
+        return True, f"{where}: reached a multiple of alert_every_n_occurrences {every}"
+    if low is None and every is None:
+        return False, f"{where}: no alert threshold set, never alerts"
+    return False, f"{where}: no alert threshold reached at {count_after} occurrences"
+
+
+def _covers(filepath: str, path: str) -> bool:
+    """Whether a rule's file or directory path covers a repository path."""
+    return path == filepath or path.startswith(filepath + "/")
+
+
+def _remap(address: str, rules: Rules) -> tuple[str, Optional[str]]:
+    """The address after email_remapping (applied once: by full address, else by local part),
+    and the source of the entry that applied."""
+    lowered = address.lower()
+    for key in (lowered, lowered.partition("@")[0]):
+        if key in rules.email_remapping:
+            return rules.email_remapping[key], rules.email_remapping_sources.get(
+                key, "email_remapping.yaml")
+    return address, None
+
+
+def _author(route: Route, author_email: str, rules: Rules,
+            settings: AlertSettings) -> Recipient:
+    """The blamed author, or whom the author handed the file to (disownership)."""
+    blamed = route.blamed
+    assert blamed is not None and blamed.repo_path is not None
+    address = author_address(author_email, settings)
+    reason = f"last changed {blamed.repo_path}:{blamed.frame.line_number} (git blame)"
+    names = {address.lower(), _remap(address, rules)[0].lower()}
+    for entry in rules.disownership:
+        if entry.email.lower() in names and _covers(entry.filepath, blamed.repo_path):
+            return Recipient(entry.designated_email,
+                             f"{reason}; {address} disowned {entry.filepath} ({entry.source})")
+    return Recipient(address, reason)
+
+
+def _watchers(route: Route, rules: Rules) -> list[Recipient]:
+    blamed = route.blamed
+    everywhere = [routed.repo_path for routed in route.frames if routed.repo_path is not None]
+    here = [blamed.repo_path] if blamed is not None and blamed.repo_path is not None else []
+    found = []
+    for watch in rules.watched_files:
+        paths = everywhere if watch.watch_all_errors else here
+        if any(_covers(watch.filepath, path) for path in paths):
+            found.append(Recipient(watch.email, f"watches {watch.filepath} ({watch.source})"))
+    return found
+
+
+def _candidates(route: Route, author_email: Optional[str], rules: Rules,
+                settings: AlertSettings) -> list[Recipient]:
+    found: list[Recipient] = []
+    if route.blamed is not None and author_email:
+        found.append(_author(route, author_email, rules, settings))
+    found.extend(_watchers(route, rules))
+    known = route.known_error
+    if known is not None:
+        found.extend(Recipient(address, f"recipient of the known error ({known.source})")
+                     for address in known.email_recipients)
+    remapped = []
+    for recipient in found:
+        address, source = _remap(recipient.email, rules)
+        reason = recipient.reason if source is None else \
+            f"{recipient.reason}; {recipient.email} remapped ({source})"
+        remapped.append(Recipient(address, reason))
+    return remapped
+
+
+def _recipients(route: Route, author_email: Optional[str], rules: Rules,
+                settings: AlertSettings) -> tuple[list[Recipient], list[tuple[str, str]]]:
+    """Valid, de-duplicated recipients (the first reason kept) and rejected addresses."""
+    kept: list[Recipient] = []
+    rejected: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for recipient in _candidates(route, author_email, rules, settings):
+        if recipient.email.lower() in seen:
+            continue
+        seen.add(recipient.email.lower())
+        if is_valid_address(recipient.email):
+            kept.append(recipient)
+        else:
+            rejected.append((recipient.email, f"not a valid address; {recipient.reason}"))
+    if not kept and settings.default_contact:
+        why = "no line of the repository to blame" if route.blamed is None else \
+            "the author is unknown" if not author_email else "no valid recipient remains"
+        kept.append(Recipient(settings.default_contact, f"default contact: {why}"))
+    return kept, rejected
+
+
+def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Optional[str]:
+    minimum = settings.report_only_after_minimum_date
+    if minimum is None or commit_timestamp is None:
+        return None
+    committed = datetime.datetime.fromtimestamp(commit_timestamp, datetime.timezone.utc).date()
+    if committed >= minimum:
+        return None
+    return (f"the blamed commit ({committed.isoformat()}) is older than "
+            f"report_only_after_minimum_date {minimum.isoformat()}")
+
+
+def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional[float],
+           count_before: int, count_after: int, already_alerted: bool,
+           report_threshold: Optional[int], rules: Rules, settings: AlertSettings) -> Decision:
+    """Whether the occurrences taking an error's count from ``count_before`` to
+    ``count_after`` alert, whom, and why. ``author_email`` and ``commit_timestamp`` come from
+    git blame of the blamed line (None when there is none)."""
+    if route.dropped_reason is not None:
+        return Decision(False, "the report is dropped by a rule")
+    threshold = report_threshold or settings.report_error_threshold
+    alert, reason = should_alert(count_before, count_after, threshold, route.known_error,
+                                 already_alerted)
+    too_old = _too_old(commit_timestamp, settings)
+    if alert and too_old is not None:
+        alert, reason = False, too_old
+    recipients, rejected = _recipients(route, author_email, rules, settings)
+    header = route.known_error.email_header if route.known_error is not None else None
+    return Decision(alert, reason, tuple(recipients), tuple(rejected) if alert else (), header)
+
+
+def explain(route: Route, decision: Decision) -> str:
+    """Why a report was routed and alerted as it was, one decision per line."""
+    lines = list(route.explanation)
+    lines.append(("alert: " if decision.alert else "no alert: ") + decision.reason)
+    verb = "to" if decision.alert else "would go to"
+    lines.extend(f"{verb} {recipient.email}: {recipient.reason}"
+                 for recipient in decision.recipients)
+    lines.extend(f"rejected {address}: {why}" for address, why in decision.rejected)
+    return "\n".join(lines)

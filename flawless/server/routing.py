@@ -1,12 +1,23 @@
-"""PURE: which frames are in-app, which frame is to blame, and the error's identity."""
+"""PURE: which frames are in-app, which frame is to blame, and the error's identity.
+
+No I/O here: the repository's file list arrives as a :class:`RepoIndex`, the rule files as
+:class:`Rules`, and :func:`route` returns a :class:`Route` that says what it decided and why.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-from flawless.report import Frame
-from flawless.server.rules import KnownError
+from flawless.report import Frame, Report
+from flawless.server.rules import KnownError, LineRule, Rules
+
+PACKAGE_DIRS = ("site-packages", "dist-packages")
+# Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
+BUILTIN_PREFIXES = ("builtins.", "exceptions.")
+_RAISE_LINE = re.compile(r"raise\b")
+RuleT = TypeVar("RuleT", bound=LineRule)
 
 
 @dataclass(frozen=True)
@@ -43,3 +54,243 @@ class Route:
     def blamed(self) -> Optional[RoutedFrame]:
         """The blamed frame, or None when nothing in the repository is to blame."""
         return None if self.blamed_index is None else self.frames[self.blamed_index]
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """The options of flawless.cfg that routing needs."""
+
+    runtime_dirs: tuple[str, ...] = PACKAGE_DIRS
+    only_blame_patterns: tuple[str, ...] = ()  # regexes, re.search on the repository path
+
+
+def fold_whitespace(text: str) -> str:
+    """``text`` with every run of whitespace turned into one space and both ends stripped."""
+    return " ".join(text.split())
+
+
+def path_components(filename: str) -> Optional[list[str]]:
+    """The directory components of a frame's filename, or None when it cannot name a file.
+
+    Backslashes count as separators (Windows clients); empty and ``.`` components vanish.
+    Names with NUL or line breaks, ``..`` components, or a component starting with ``-``
+    (git would read it as an option) are refused rather than guessed at.
+    """
+    if not filename or any(char in filename for char in "\x00\r\n"):
+        return None
+    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".")]
+    if not parts or any(part == ".." or part.startswith("-") for part in parts):
+        return None
+    return parts
+
+
+def _after_last(parts: list[str], dirs: Iterable[str]) -> Optional[list[str]]:
+    """The components after the last directory named in ``dirs``, None when there is none."""
+    names = set(dirs)
+    for position in range(len(parts) - 2, -1, -1):
+        if parts[position] in names:
+            return parts[position + 1:]
+    return None
+
+
+class RepoIndex:
+    """The repository's files, indexed by every path suffix, so that a frame's path maps to a
+    repository file in O(depth of the frame's path).
+
+    Resolution policy (what :meth:`resolve` returns), the longest component-wise suffix wins:
+    - a frame path under a runtime directory (``site-packages``) is package-relative: the
+      repository file must end with ALL of it (``shop/cart.py`` matches ``src/shop/cart.py``);
+    - otherwise the frame's leading directories are the deployment's (``/srv/app/``): the
+      repository file sharing the longest suffix is taken when it is unambiguous: the file whose
+      whole path matched, else the only file with that suffix. A match on the basename alone
+      counts only when the frame gave no directory: ``json/decoder.py`` is not ``app/decoder.py``.
+    - several equally good candidates (``a/x.py`` and ``b/x.py`` for a frame ``x.py``): None.
+      Blaming the wrong file's author is worse than sending the error to the default contact.
+    """
+
+    def __init__(self, paths: frozenset[str], by_suffix: Mapping[str, Optional[str]]):
+        self._paths = paths
+        # suffix -> the only repository path ending with it, or None when several do
+        self._by_suffix = by_suffix
+
+    @classmethod
+    def from_paths(cls, paths: Iterable[str]) -> RepoIndex:
+        """Index the repository-relative paths of a commit's files."""
+        kept: set[str] = set()
+        by_suffix: dict[str, Optional[str]] = {}
+        for path in paths:
+            parts = path_components(path)
+            if parts is None:
+                continue
+            normal = "/".join(parts)
+            if normal in kept:
+                continue
+            kept.add(normal)
+            for start in range(len(parts)):
+                suffix = "/".join(parts[start:])
+                by_suffix[suffix] = normal if suffix not in by_suffix else None
+        return cls(frozenset(kept), by_suffix)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._paths
+
+    def resolve(self, filename: str, runtime_dirs: Sequence[str]) -> Optional[str]:
+        """The repository file a frame's filename refers to, or None when it is not in the
+        repository (or ambiguous; see the class docstring)."""
+        parts = path_components(filename)
+        if parts is None:
+            return None
+        package_relative = _after_last(parts, runtime_dirs)
+        if package_relative is not None:
+            suffix = "/".join(package_relative)
+            return suffix if suffix in self._paths else self._by_suffix.get(suffix)
+        for length in range(len(parts), 0, -1):
+            suffix = "/".join(parts[-length:])
+            if suffix not in self._by_suffix:
+                continue
+            if suffix in self._paths:
+                return suffix
+            if length == 1 and len(parts) > 1:
+                return None
+            return self._by_suffix[suffix]
+        return None
+
+
+def rule_path(filename: str, repo_path: Optional[str], runtime_dirs: Sequence[str]) -> str:
+    """The path that rule entries name for this frame: the repository path when in the
+    repository, else the path after the last runtime directory (``requests/adapters.py``),
+    else the filename with its separators normalised."""
+    if repo_path is not None:
+        return repo_path
+    parts = path_components(filename)
+    if parts is None:
+        return filename.replace("\\", "/")
+    package_relative = _after_last(parts, (*PACKAGE_DIRS, *runtime_dirs))
+    if package_relative is not None:
+        return "/".join(package_relative)
+    absolute = filename.replace("\\", "/").startswith("/")
+    return ("/" if absolute else "") + "/".join(parts)
+
+
+def matches(entry: LineRule, rule_path: str, function_name: str, text: str) -> bool:
+    """Whether a rule entry names this line: same file; function and fragment are wildcards
+    when missing; a fragment matches when one of it and the folded line contains the other.
+    An empty or one-character line never matches a fragment (it would match nearly anything).
+    """
+    if entry.filename != rule_path:
+        return False
+    if entry.function_name is not None and entry.function_name != function_name:
+        return False
+    fragment = fold_whitespace(entry.code_fragment or "")
+    if not fragment:
+        return True
+    line = fold_whitespace(text)
+    if len(line) <= 1:
+        return False
+    return fragment in line or line in fragment
+
+
+def is_raise_line(text: str) -> bool:
+    """Whether the source line is a ``raise`` statement (the fault is then the caller's)."""
+    return _RAISE_LINE.match(text.strip()) is not None
+
+
+def _exception_name(name: str) -> str:
+    for prefix in BUILTIN_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def _first_match(entries: Iterable[RuleT], routed: RoutedFrame) -> Optional[RuleT]:
+    frame = routed.frame
+    for entry in entries:
+        if matches(entry, routed.rule_path, frame.function_name, frame.text):
+            return entry
+    return None
+
+
+def _where(routed: RoutedFrame) -> str:
+    frame = routed.frame
+    return f"{routed.rule_path}:{frame.line_number} in {frame.function_name}"
+
+
+def _blamable(routed: RoutedFrame, patterns: Sequence[re.Pattern[str]]) -> bool:
+    if routed.repo_path is None:
+        return False
+    return not patterns or any(pattern.search(routed.repo_path) for pattern in patterns)
+
+
+def _find_blamed(frames: Sequence[RoutedFrame], rules: Rules,
+                 settings: RoutingSettings) -> tuple[Optional[int], list[str]]:
+    """The index of the blamed frame (innermost first) and the lines explaining the choice."""
+    patterns = [re.compile(pattern) for pattern in settings.only_blame_patterns]
+    notes: list[str] = []
+    fallback: Optional[int] = None
+    for index in range(len(frames) - 1, -1, -1):
+        routed = frames[index]
+        if not _blamable(routed, patterns):
+            continue
+        block = _first_match(rules.building_blocks, routed)
+        if block is not None:
+            notes.append(f"skipped {_where(routed)}: building block ({block.source})")
+            continue
+        if is_raise_line(routed.frame.text):
+            notes.append(f"skipped {_where(routed)}: a raise statement, the caller is to blame")
+            fallback = index if fallback is None else fallback
+            continue
+        notes.append(f"blamed {_where(routed)}: innermost line of the repository")
+        return index, notes
+    if fallback is not None:
+        notes.append(f"blamed {_where(frames[fallback])}: every other candidate raises or is "
+                     "a building block, so the innermost raise is blamed")
+        return fallback, notes
+    scope = " matching only_blame_filepaths_matching" if patterns else ""
+    notes.append(f"unblamable: no frame is a line of the repository{scope}")
+    return None, notes
+
+
+def _drop_reason(report: Report, frames: Sequence[RoutedFrame], rules: Rules) -> Optional[str]:
+    name = _exception_name(report.exception_type)
+    for ignored in rules.ignored_exceptions:
+        if _exception_name(ignored) == name:
+            source = rules.ignored_exception_sources.get(ignored, "ignored_exceptions.yaml")
+            return f"ignored exception: {report.exception_type} ({source})"
+    for routed in frames:
+        entry = _first_match(rules.third_party_whitelist, routed)
+        if entry is not None:
+            return f"third-party whitelist: {_where(routed)} ({entry.source})"
+    return None
+
+
+def _key(routed: RoutedFrame) -> ErrorKey:
+    frame = routed.frame
+    return ErrorKey(routed.repo_path or routed.rule_path, frame.function_name,
+                    fold_whitespace(frame.text))
+
+
+def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSettings) -> Route:
+    """Decide where a report goes: dropped (ignored exception or whitelisted line), or the
+    frame to blame, the error's identity and the known error it is, with the reasons."""
+    frames = []
+    for frame in report.traceback:
+        repo_path = index.resolve(frame.filename, settings.runtime_dirs)
+        frames.append(RoutedFrame(frame, repo_path,
+                                  rule_path(frame.filename, repo_path, settings.runtime_dirs),
+                                  in_app=repo_path is not None))
+    routed = tuple(frames)
+    innermost_key = _key(routed[-1])
+    dropped = _drop_reason(report, routed, rules)
+    if dropped is not None:
+        return Route(routed, dropped, None, innermost_key, None, (f"dropped: {dropped}",))
+    blamed_index, explanation = _find_blamed(routed, rules, settings)
+    # An unblamable error is known by its innermost frame, and so is matched against
+    # known_errors by it: a known error in a library's code is how users silence those.
+    key_frame = routed[-1] if blamed_index is None else routed[blamed_index]
+    known = _first_match(rules.known_errors, key_frame)
+    if known is not None:
+        explanation.append(f"known error ({known.source})")
+    return Route(routed, None, blamed_index, _key(key_frame), known, tuple(explanation))

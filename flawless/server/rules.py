@@ -1,12 +1,36 @@
-"""Rule files (YAML in config_dir_path): load, validate, match, hot reload.
+"""Rule files (YAML in config_dir_path): load, validate, hot reload.
 
 CONTRACT: the dataclasses below are used by routing, alerting, store, mail and web.
+
+Every problem of every file is collected before anything is refused, and each one names
+its place as ``path:LINE: reason``; line numbers come from the YAML node tree, so every
+parsed entry also knows where it was written (its ``source``, ``"file.yaml:LINE"``).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Union
+
+import yaml
+from twisted.internet import task
+from twisted.logger import Logger
+
+from flawless.server.alerting import is_valid_address
+
+log = Logger()
+
+RULE_FILES: Mapping[str, str] = {
+    "building_blocks": "building_blocks.yaml",
+    "third_party_whitelist": "third_party_whitelist.yaml",
+    "known_errors": "known_errors.yaml",
+    "ignored_exceptions": "ignored_exceptions.yaml",
+    "watched_files": "watched_files.yaml",
+    "email_remapping": "email_remapping.yaml",
+    "disownership": "disownership.yaml",
+}
 
 
 @dataclass(frozen=True)
@@ -61,3 +85,382 @@ class Rules:
     watched_files: tuple[Watch, ...] = ()
     email_remapping: Mapping[str, str] = field(default_factory=dict, hash=False)
     disownership: tuple[Disownership, ...] = ()
+    # where each ignored exception / remapping was written ("file.yaml:LINE"), for explanations
+    ignored_exception_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
+                                                         compare=False)
+    email_remapping_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
+                                                       compare=False)
+
+
+class RulesError(ValueError):
+    """Rule files that cannot be used; ``problems`` lists each as ``path:LINE: reason``."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+# file name -> its bytes; None when the file is missing; a str when it cannot be read (why)
+Contents = Mapping[str, Union[bytes, str, None]]
+
+
+def _read_all(config_dir: str) -> dict[str, Union[bytes, str, None]]:
+    contents: dict[str, Union[bytes, str, None]] = {}
+    for name in RULE_FILES.values():
+        try:
+            with open(os.path.join(config_dir, name), "rb") as handle:
+                contents[name] = handle.read()
+        except FileNotFoundError:
+            contents[name] = None
+        except OSError as error:
+            # an unreadable file must not pass for a missing (empty) one
+            contents[name] = error.strerror or type(error).__name__
+    return contents
+
+
+def _fingerprint(contents: Contents) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(contents):
+        data = contents[name]
+        if isinstance(data, str):
+            data = b"unreadable: " + data.encode()
+        digest.update(name.encode() + (b"-" if data is None else b"+%d:" % len(data)))
+        digest.update(data or b"")
+    return digest.hexdigest()
+
+
+def rules_fingerprint(config_dir: str) -> str:
+    """A hash of the content of every rule file: it changes when any of them changes."""
+    return _fingerprint(_read_all(config_dir))
+
+
+# -- validating ------------------------------------------------------------------------------
+
+class _File:
+    """Problems and sources of one rule file while its node tree is turned into entries."""
+
+    def __init__(self, path: str, name: str, loader: yaml.SafeLoader):
+        self.path = path
+        self.name = name
+        self._loader = loader
+        self.problems: list[str] = []
+
+    def fail(self, node: yaml.Node, reason: str) -> None:
+        self.problems.append(f"{self.path}:{node.start_mark.line + 1}: {reason}")
+
+    def source(self, node: yaml.Node) -> str:
+        return f"{self.name}:{node.start_mark.line + 1}"
+
+    def value(self, node: yaml.Node) -> Any:
+        return self._loader.construct_object(node, deep=True)
+
+    def entries(self, root: Optional[yaml.Node], what: str) -> list[yaml.Node]:
+        """The items of the top-level list (an empty file is an empty list)."""
+        if root is None:
+            return []
+        if not isinstance(root, yaml.SequenceNode):
+            self.fail(root, f"expected a list of {what} at the top level")
+            return []
+        return list(root.value)
+
+    def mapping(self, node: yaml.Node, what: str) -> Optional[dict[str, tuple[yaml.Node, Any]]]:
+        """A mapping's keys -> (value node, value); None (and a problem) when it is not one."""
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, f"each entry must be a mapping ({what})")
+            return None
+        items: dict[str, tuple[yaml.Node, Any]] = {}
+        for key_node, value_node in node.value:
+            key = self.value(key_node)
+            if not isinstance(key, str):
+                self.fail(key_node, f"key {key!r} must be a string")
+            elif key in items:
+                self.fail(key_node, f"duplicate key {key!r}")
+            else:
+                items[key] = (value_node, self.value(value_node))
+        return items
+
+
+def _check_text(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        file.fail(node, f"{key} must be a string, not {_kind(value)}")
+        return None
+    return value
+
+
+def _check_path(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[str]:
+    text = _check_text(file, node, key, value)
+    if text is None:
+        return None
+    path = text.strip().replace("\\", "/")
+    while path.startswith("./"):
+        path = path[2:]
+    path = path.rstrip("/")
+    if not path:
+        file.fail(node, f"{key} must not be empty")
+        return None
+    return path
+
+
+def _check_email(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[str]:
+    text = _check_text(file, node, key, value)
+    if text is None:
+        return None
+    if not is_valid_address(text.strip()):
+        file.fail(node, f"{key} {text!r} is not a valid email address")
+        return None
+    return text.strip()
+
+
+def _check_bool(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[bool]:
+    if not isinstance(value, bool):
+        file.fail(node, f"{key} must be true or false, not {_kind(value)}")
+        return None
+    return value
+
+
+def _threshold_check(minimum: int) -> Callable[[_File, yaml.Node, str, Any], Optional[int]]:
+    def check(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[int]:
+        if isinstance(value, bool) or not isinstance(value, int):
+            file.fail(node, f"{key} must be an integer, not {_kind(value)}")
+            return None
+        if value < minimum:
+            file.fail(node, f"{key} must be >= {minimum}, not {value}")
+            return None
+        return value
+    return check
+
+
+def _check_recipients(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[tuple]:
+    if not isinstance(node, yaml.SequenceNode):
+        file.fail(node, f"{key} must be a list of email addresses, not {_kind(value)}")
+        return None
+    addresses = [_check_email(file, item, key, file.value(item)) for item in node.value]
+    if any(address is None for address in addresses):
+        return None
+    return tuple(addresses)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a mapping"}.get(type(value), type(value).__name__)
+
+
+Check = Callable[[_File, yaml.Node, str, Any], Any]
+LINE_KEYS: dict[str, Check] = {"filename": _check_path, "function_name": _check_text,
+                               "code_fragment": _check_text}
+KNOWN_ERROR_KEYS: dict[str, Check] = {
+    **LINE_KEYS,
+    "min_alert_threshold": _threshold_check(1),
+    "max_alert_threshold": _threshold_check(0),
+    "alert_every_n_occurrences": _threshold_check(1),
+    "email_recipients": _check_recipients,
+    "email_header": _check_text,
+}
+WATCH_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
+                                "watch_all_errors": _check_bool}
+DISOWNERSHIP_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
+                                       "designated_email": _check_email}
+# Entries whose keys are all given: (keys and their checks, required keys, dataclass)
+ENTRY_SCHEMAS: Mapping[str, tuple[Mapping[str, Check], tuple[str, ...], type]] = {
+    "building_blocks": (LINE_KEYS, ("filename",), LineRule),
+    "third_party_whitelist": (LINE_KEYS, ("filename",), LineRule),
+    "known_errors": (KNOWN_ERROR_KEYS, ("filename",), KnownError),
+    "watched_files": (WATCH_KEYS, ("email", "filepath", "watch_all_errors"), Watch),
+    "disownership": (DISOWNERSHIP_KEYS, ("email", "filepath", "designated_email"), Disownership),
+}
+
+
+def _parse_entries(file: _File, root: Optional[yaml.Node], attribute: str) -> tuple:
+    keys, required, entry_type = ENTRY_SCHEMAS[attribute]
+    entries = []
+    for node in file.entries(root, "entries"):
+        items = file.mapping(node, ", ".join(required))
+        if items is None:
+            continue
+        before = len(file.problems)
+        values: dict[str, Any] = {}
+        for key, (value_node, value) in items.items():
+            if key not in keys:
+                file.fail(value_node, f"unknown key {key!r} (expected {', '.join(keys)})")
+            elif value is not None or key in required:
+                values[key] = keys[key](file, value_node, key, value)
+        for key in required:
+            if key not in items:
+                file.fail(node, f"missing required key {key!r}")
+        if len(file.problems) == before and attribute == "known_errors":
+            _check_known_thresholds(file, node, values)
+        if len(file.problems) == before:
+            if values.get("code_fragment") is not None and not values["code_fragment"].strip():
+                values["code_fragment"] = None  # an empty fragment would match every line
+            entries.append(entry_type(**values, source=file.source(node)))
+    return tuple(entries)
+
+
+def _check_known_thresholds(file: _File, node: yaml.Node, values: Mapping[str, Any]) -> None:
+    low, high = values.get("min_alert_threshold"), values.get("max_alert_threshold")
+    if low is not None and high is not None and high < low:
+        file.fail(node, f"max_alert_threshold {high} is below min_alert_threshold {low}: "
+                        "use max_alert_threshold: 0 to silence an error")
+
+
+def _parse_ignored(file: _File, root: Optional[yaml.Node]) -> tuple[tuple, dict[str, str]]:
+    names: list[str] = []
+    sources: dict[str, str] = {}
+    for node in file.entries(root, "exception type names"):
+        name = _check_text(file, node, "an exception type name", file.value(node))
+        if name is None:
+            continue
+        name = name.strip()
+        if not name or any(char.isspace() for char in name):
+            file.fail(node, f"{name!r} is not an exception type name")
+        elif name not in sources:
+            names.append(name)
+            sources[name] = file.source(node)
+    return tuple(names), sources
+
+
+def _parse_remapping(file: _File, root: Optional[yaml.Node]) -> tuple[dict, dict[str, str]]:
+    remapping: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    if root is None:
+        return remapping, sources
+    if not isinstance(root, yaml.MappingNode):
+        file.fail(root, "expected a mapping from an address or a local part to an address")
+        return remapping, sources
+    for key_node, value_node in root.value:
+        key = file.value(key_node)
+        if not isinstance(key, str) or not key.strip() or any(c.isspace() for c in key.strip()) \
+                or ("@" in key and not is_valid_address(key.strip())):
+            file.fail(key_node, f"{key!r} is neither an email address nor a bare local part")
+            continue
+        key = key.strip().lower()
+        address = _check_email(file, value_node, f"the address for {key!r}", file.value(value_node))
+        if key in remapping:
+            file.fail(key_node, f"duplicate key {key!r}")
+        elif address is not None:
+            remapping[key] = address
+            sources[key] = file.source(key_node)
+    return remapping, sources
+
+
+def _parse_file(path: str, name: str, attribute: str,
+                data: Union[bytes, str]) -> tuple[dict, list[str]]:
+    """The Rules fields one file provides, and its problems."""
+    if isinstance(data, str):
+        return {}, [f"{path}:1: cannot be read: {data}"]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return {}, [f"{path}:1: not UTF-8 text ({error.reason} at byte {error.start})"]
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        file = _File(path, name, loader)
+        if attribute == "ignored_exceptions":
+            names, sources = _parse_ignored(file, root)
+            fields = {attribute: names, "ignored_exception_sources": sources}
+        elif attribute == "email_remapping":
+            remapping, sources = _parse_remapping(file, root)
+            fields = {attribute: remapping, "email_remapping_sources": sources}
+        else:
+            fields = {attribute: _parse_entries(file, root, attribute)}
+        return fields, file.problems
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
+        return {}, [f"{path}:{line}: YAML syntax error: {reason}"]
+    finally:
+        loader.dispose()
+
+
+def _parse_all(config_dir: str, contents: Contents) -> tuple[Rules, list[str]]:
+    fields: dict[str, Any] = {}
+    problems: list[str] = []
+    for attribute, name in RULE_FILES.items():
+        data = contents.get(name)
+        if data is None:
+            continue
+        file_fields, file_problems = _parse_file(os.path.join(config_dir, name), name,
+                                                 attribute, data)
+        fields.update(file_fields)
+        problems.extend(file_problems)
+    return Rules(**fields), problems
+
+
+def load_rules(config_dir: str) -> Rules:
+    """Every rule file of ``config_dir`` (a missing file is empty); raises :class:`RulesError`
+    listing every problem of every file when any is broken."""
+    rules, problems = _parse_all(config_dir, _read_all(config_dir))
+    if problems:
+        raise RulesError(problems)
+    return rules
+
+
+def check_rules(config_dir: str) -> list[str]:
+    """Every problem of the rule files of ``config_dir`` as ``path:LINE: reason``."""
+    return _parse_all(config_dir, _read_all(config_dir))[1]
+
+
+# -- hot reload ------------------------------------------------------------------------------
+
+class RulesReloader:
+    """Polls the rule files and swaps in new rules when they change and are valid.
+
+    A broken edit keeps the rules in force and is reported once per broken version (not once
+    per poll). Files are read whole once per poll: the fingerprint and the parsed rules always
+    describe the same bytes, even while an editor writes.
+    """
+
+    def __init__(self, config_dir: str, on_reload: Callable[[Rules], None],
+                 on_broken: Callable[[list[str], str], None], interval: float = 2.0,
+                 clock: Any = None):
+        self._config_dir = config_dir
+        self._on_reload = on_reload
+        self._on_broken = on_broken
+        self._interval = interval
+        self._call = task.LoopingCall(self.poll)
+        if clock is not None:
+            self._call.clock = clock
+        contents = _read_all(config_dir)
+        rules, problems = _parse_all(config_dir, contents)
+        self.current: Rules = Rules() if problems else rules
+        # a broken start leaves no fingerprint, so that the first poll reports the problems
+        self._fingerprint: Optional[str] = None if problems else _fingerprint(contents)
+
+    def start(self) -> None:
+        """Poll every ``interval`` seconds from now on."""
+        if not self._call.running:
+            self._call.start(self._interval, now=False)
+
+    def stop(self) -> None:
+        """Stop polling."""
+        if self._call.running:
+            self._call.stop()
+
+    def poll(self) -> None:
+        """Look at the files once; reload or report when their content changed."""
+        try:
+            self._poll()
+        except Exception:  # noqa: BLE001 - a failing poll must not end the LoopingCall
+            log.failure("reloading the rule files failed")
+
+    def _poll(self) -> None:
+        contents = _read_all(self._config_dir)
+        fingerprint = _fingerprint(contents)
+        if fingerprint == self._fingerprint:
+            return
+        self._fingerprint = fingerprint
+        rules, problems = _parse_all(self._config_dir, contents)
+        if problems:
+            log.warn("rule files are broken, the previous rules stay in force:\n{problems}",
+                     problems="\n".join(problems))
+            self._on_broken(problems, fingerprint)
+            return
+        self.current = rules
+        log.info("rule files reloaded from {dir}", dir=self._config_dir)
+        self._on_reload(rules)
