@@ -1,0 +1,319 @@
+"""The pure routing core: path mapping, rule matching, the blamed frame, drops, known errors."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flawless.report import Frame, Report
+from flawless.server.routing import (ErrorKey, RepoIndex, RoutingSettings, fold_whitespace,
+                                     is_raise_line, matches, route, rule_path)
+from flawless.server.rules import KnownError, LineRule, Rules
+
+RUNTIME = ("site-packages", "dist-packages")
+REPO = RepoIndex.from_paths([
+    "shop/cart.py", "shop/validation.py", "shop/payments.py", "shop/util/money.py",
+    "lib/x.py", "tools/x.py", "app.py", "src/pkg/core.py", "legacy/shop/cart.py",
+])
+SITE = "/home/u/venv/lib/python3.11/site-packages"
+
+
+def frame(filename: str, function: str = "f", text: str = "do()", line: int = 10) -> Frame:
+    return Frame(filename=filename, line_number=line, function_name=function, text=text)
+
+
+def report(*frames: Frame, exception_type: str = "builtins.ValueError") -> Report:
+    return Report(exception_type=exception_type, exception_message="boom", traceback=frames)
+
+
+def route_of(rep: Report, rules: Rules = Rules(),
+             settings: RoutingSettings = RoutingSettings()):
+    return route(rep, REPO, rules, settings)
+
+
+# -- RepoIndex --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("filename, expected", [
+    # the three spellings of the same file
+    ("/srv/app/shop/cart.py", "shop/cart.py"),
+    (f"{SITE}/shop/cart.py", "shop/cart.py"),
+    ("shop/cart.py", "shop/cart.py"),
+    # Windows clients
+    ("C:\\deploy\\shop\\cart.py", "shop/cart.py"),
+    ("C:\\Python311\\Lib\\site-packages\\shop\\cart.py", "shop/cart.py"),
+    # the file whose whole path matched wins over a longer repository path with that suffix
+    ("/opt/legacy/shop/cart.py", "legacy/shop/cart.py"),
+    # a unique suffix of two components maps a src-layout checkout
+    ("/srv/app/pkg/core.py", "src/pkg/core.py"),
+    (f"{SITE}/pkg/core.py", "src/pkg/core.py"),
+    ("/srv/app/./shop//cart.py", "shop/cart.py"),
+    # a root-level file is matched by its whole path
+    ("/srv/app/app.py", "app.py"),
+    # ties: two repository files end with x.py and the frame cannot tell which
+    ("x.py", None),
+    ("/srv/app/x.py", None),
+    # ...but one more directory decides
+    ("/srv/app/lib/x.py", "lib/x.py"),
+    # the basename alone is a coincidence when the directories differ
+    ("/usr/lib/python3.11/json/money.py", None),
+    ("/srv/other/cart.py", None),
+    # an installed package's path must match in full: flask/app.py is not app.py
+    ("/usr/lib/python3/dist-packages/flask/app.py", None),
+    (f"{SITE}/requests/adapters.py", None),
+    # names that cannot be a repository file
+    ("/srv/app/../shop/cart.py", None),
+    ("shop/cart.py\x00", None),
+    ("shop/cart.py\nshop/cart.py", None),
+    ("-rf/shop/cart.py", None),
+    ("--output=shop/cart.py", None),
+    ("", None),
+    ("/", None),
+    ("<string>", None),
+    ("<frozen importlib._bootstrap>", None),
+    ("/srv/app/shop/missing.py", None),
+])
+def test_repo_index_resolves_frame_paths(filename: str, expected: Optional[str]) -> None:
+    assert REPO.resolve(filename, RUNTIME) == expected
+
+
+def test_repo_index_uses_the_configured_runtime_dirs() -> None:
+    index = RepoIndex.from_paths(["shop/cart.py", "vendor/shop/cart.py"])
+    assert index.resolve("/opt/bundle/shop/cart.py", ("bundle",)) == "shop/cart.py"
+    assert index.resolve("/x/vendor/shop/cart.py", ("site-packages",)) == "vendor/shop/cart.py"
+
+
+def test_repo_index_ignores_unusable_repository_paths() -> None:
+    index = RepoIndex.from_paths(["ok.py", "../escape.py", "-option.py", "dir/./ok2.py"])
+    assert len(index) == 2
+    assert "dir/ok2.py" in index
+    assert index.resolve("/srv/dir/ok2.py", RUNTIME) == "dir/ok2.py"
+
+
+def test_empty_index_resolves_nothing() -> None:
+    assert RepoIndex.from_paths(()).resolve("/srv/app/shop/cart.py", RUNTIME) is None
+
+
+@pytest.mark.parametrize("filename, repo_path, expected", [
+    ("/srv/app/shop/cart.py", "shop/cart.py", "shop/cart.py"),
+    (f"{SITE}/requests/adapters.py", None, "requests/adapters.py"),
+    ("/usr/lib/python3/dist-packages/six.py", None, "six.py"),
+    ("C:\\Py\\Lib\\site-packages\\requests\\api.py", None, "requests/api.py"),
+    ("/usr/lib/python3.11/json/decoder.py", None, "/usr/lib/python3.11/json/decoder.py"),
+    ("<string>", None, "<string>"),
+])
+def test_rule_path(filename: str, repo_path: Optional[str], expected: str) -> None:
+    assert rule_path(filename, repo_path, RUNTIME) == expected
+
+
+def test_rule_path_always_strips_site_packages_even_with_other_runtime_dirs() -> None:
+    assert rule_path(f"{SITE}/requests/api.py", None, ("bundle",)) == "requests/api.py"
+
+
+# -- matching ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("entry, path, function, text, expected", [
+    (LineRule("shop/cart.py"), "shop/cart.py", "any", "anything", True),
+    (LineRule("shop/cart.py"), "shop/other.py", "any", "anything", False),
+    (LineRule("shop/cart.py", "add"), "shop/cart.py", "add", "x = 1", True),
+    (LineRule("shop/cart.py", "add"), "shop/cart.py", "remove", "x = 1", False),
+    (LineRule("shop/cart.py", None, "total  +=   price"), "shop/cart.py", "f",
+     "    total += price * qty", True),
+    # the line may be contained in the fragment (a shortened line, a longer fragment)
+    (LineRule("shop/cart.py", None, "total += price * qty"), "shop/cart.py", "f",
+     "total += price", True),
+    (LineRule("shop/cart.py", None, "total += price"), "shop/cart.py", "f", "count += 1", False),
+    # an empty or one-character line never matches a fragment
+    (LineRule("shop/cart.py", None, "x = 1"), "shop/cart.py", "f", "", False),
+    (LineRule("shop/cart.py", None, "x = 1"), "shop/cart.py", "f", "   x  ", False),
+    # an empty fragment is a wildcard
+    (LineRule("shop/cart.py", None, ""), "shop/cart.py", "f", "", True),
+    (LineRule("shop/cart.py", None, "   "), "shop/cart.py", "f", "anything", True),
+])
+def test_matches(entry: LineRule, path: str, function: str, text: str, expected: bool) -> None:
+    assert matches(entry, path, function, text) is expected
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("raise ValueError('x')", True),
+    ("    raise", True),
+    ("raise(ValueError)", True),
+    ("raised = True", False),
+    ("raise_error()", False),
+    ("x = 1  # raise", False),
+    ("", False),
+])
+def test_is_raise_line(text: str, expected: bool) -> None:
+    assert is_raise_line(text) is expected
+
+
+texts = st.text(alphabet=st.sampled_from("ab =+()\t\n\u00a0x."), max_size=40)
+
+
+@given(texts)
+def test_fold_whitespace_is_idempotent(text: str) -> None:
+    folded = fold_whitespace(text)
+    assert fold_whitespace(folded) == folded
+    assert "  " not in folded and folded == folded.strip()
+
+
+@given(texts, texts, texts)
+def test_a_fragment_matches_any_line_containing_it(before: str, fragment: str,
+                                                   after: str) -> None:
+    line = before + " " + fragment + " " + after
+    entry = LineRule("a.py", None, fragment)
+    if len(fold_whitespace(line)) > 1:
+        assert matches(entry, "a.py", "f", line)
+
+
+@given(st.sampled_from(["", " ", "x", " ( ", "\t\n", "\u00a0y\u00a0"]), texts)
+def test_short_lines_never_match_a_fragment(line: str, fragment: str) -> None:
+    entry = LineRule("a.py", None, fragment)
+    assert matches(entry, "a.py", "f", line) is (fold_whitespace(fragment) == "")
+
+
+# -- route ------------------------------------------------------------------------------------
+
+def test_blames_the_innermost_line_of_the_repository() -> None:
+    result = route_of(report(frame("/srv/app/app.py", "main", "run()"),
+                             frame("/srv/app/shop/cart.py", "add_item", "total  += price"),
+                             frame(f"{SITE}/requests/api.py", "get", "session.get(url)")))
+    assert result.blamed_index == 1
+    assert result.key == ErrorKey("shop/cart.py", "add_item", "total += price")
+    assert result.dropped_reason is None and result.known_error is None
+    assert [f.in_app for f in result.frames] == [True, True, False]
+    assert result.frames[2].rule_path == "requests/api.py"
+    assert any("blamed shop/cart.py:10 in add_item" in line for line in result.explanation)
+
+
+def test_raise_lines_pass_the_blame_to_the_caller() -> None:
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item", "check(price)"),
+                             frame("/srv/app/shop/validation.py", "check",
+                                   "raise ValueError('negative')")))
+    assert result.blamed_index == 0
+    assert any("raise statement" in line for line in result.explanation)
+
+
+def test_when_every_in_app_line_raises_the_innermost_is_blamed() -> None:
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item", "raise Outer()"),
+                             frame("/srv/app/shop/validation.py", "check", "raise Inner()"),
+                             frame(f"{SITE}/requests/api.py", "get", "raise X()")))
+    assert result.blamed_index == 1
+
+
+def test_building_blocks_pass_the_blame_and_say_which_entry() -> None:
+    rules = Rules(building_blocks=(LineRule("shop/validation.py", "check",
+                                            source="building_blocks.yaml:3"),))
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item", "check(price)"),
+                             frame("/srv/app/shop/validation.py", "check", "assert price > 0")),
+                      rules)
+    assert result.blamed_index == 0
+    assert any("building_blocks.yaml:3" in line for line in result.explanation)
+
+
+def test_fallback_skips_building_blocks_but_not_raise_lines() -> None:
+    rules = Rules(building_blocks=(LineRule("shop/validation.py"),))
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item", "raise Oops()"),
+                             frame("/srv/app/shop/validation.py", "check", "raise Inner()")),
+                      rules)
+    assert result.blamed_index == 0
+
+
+def test_nothing_in_the_repository_is_unblamable_and_keyed_by_the_innermost_frame() -> None:
+    result = route_of(report(frame(f"{SITE}/requests/api.py", "get", "a()"),
+                             frame(f"{SITE}/requests/adapters.py", "send", "raise  X(e)")))
+    assert result.blamed_index is None and result.blamed is None
+    assert result.key == ErrorKey("requests/adapters.py", "send", "raise X(e)")
+    assert any("unblamable" in line for line in result.explanation)
+
+
+def test_only_blame_patterns_restrict_the_blamable_files() -> None:
+    settings = RoutingSettings(only_blame_patterns=("^shop/util/", "^app"))
+    rep = report(frame("/srv/app/app.py", "main", "run()"),
+                 frame("/srv/app/shop/util/money.py", "add", "a + b"),
+                 frame("/srv/app/shop/cart.py", "add_item", "money.add(a, b)"))
+    assert route_of(rep, settings=settings).blamed_index == 1
+    assert route_of(rep, settings=RoutingSettings(only_blame_patterns=("^nothing",))) \
+        .blamed_index is None
+
+
+@pytest.mark.parametrize("reported, ignored, dropped", [
+    ("builtins.ValueError", "ValueError", True),
+    ("ValueError", "builtins.ValueError", True),
+    ("exceptions.ValueError", "ValueError", True),
+    ("builtins.ValueError", "exceptions.ValueError", True),
+    ("builtins.ValueError", "builtins.ValueError", True),
+    ("builtins.KeyError", "ValueError", False),
+    ("requests.exceptions.ConnectionError", "requests.exceptions.ConnectionError", True),
+    ("requests.exceptions.ConnectionError", "ConnectionError", False),
+    ("builtins.ConnectionError", "requests.exceptions.ConnectionError", False),
+])
+def test_ignored_exceptions(reported: str, ignored: str, dropped: bool) -> None:
+    rules = Rules(ignored_exceptions=(ignored,),
+                  ignored_exception_sources={ignored: "ignored_exceptions.yaml:2"})
+    result = route_of(report(frame("/srv/app/shop/cart.py"), exception_type=reported), rules)
+    assert (result.dropped_reason is not None) is dropped
+    if dropped:
+        assert result.dropped_reason.startswith("ignored exception: ")
+        assert "ignored_exceptions.yaml:2" in result.dropped_reason
+
+
+def test_a_whitelisted_line_anywhere_drops_the_report() -> None:
+    rules = Rules(third_party_whitelist=(LineRule("requests/adapters.py", "send",
+                                                  "raise ConnectionError",
+                                                  source="third_party_whitelist.yaml:1"),))
+    result = route_of(report(frame("/srv/app/shop/cart.py", "pay", "requests.get(u)"),
+                             frame(f"{SITE}/requests/adapters.py", "send",
+                                   "raise ConnectionError(e, request=request)"),
+                             frame(f"{SITE}/urllib3/pool.py", "urlopen", "raise X()")), rules)
+    assert result.dropped_reason is not None
+    assert result.dropped_reason.startswith("third-party whitelist: ")
+    assert "third_party_whitelist.yaml:1" in result.dropped_reason
+
+
+def test_whitelist_beats_known_error() -> None:
+    known = KnownError("shop/cart.py", "pay", min_alert_threshold=1, source="known_errors.yaml:1")
+    rules = Rules(known_errors=(known,),
+                  third_party_whitelist=(LineRule("requests/adapters.py",
+                                                  source="third_party_whitelist.yaml:1"),))
+    result = route_of(report(frame("/srv/app/shop/cart.py", "pay", "requests.get(u)"),
+                             frame(f"{SITE}/requests/adapters.py", "send", "raise X()")), rules)
+    assert result.dropped_reason is not None
+    assert result.known_error is None
+
+
+def test_known_error_matches_the_blamed_frame_after_building_blocks() -> None:
+    block = LineRule("shop/validation.py", source="building_blocks.yaml:1")
+    known_inner = KnownError("shop/validation.py", min_alert_threshold=1,
+                             source="known_errors.yaml:1")
+    known_outer = KnownError("shop/cart.py", "add_item", "check(price)",
+                             min_alert_threshold=5, source="known_errors.yaml:4")
+    rules = Rules(building_blocks=(block,), known_errors=(known_inner, known_outer))
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item", "check(price)"),
+                             frame("/srv/app/shop/validation.py", "check", "assert ok")), rules)
+    assert result.blamed_index == 0
+    assert result.known_error == known_outer
+    assert result.explanation[-1] == "known error (known_errors.yaml:4)"
+
+
+def test_first_matching_known_error_wins() -> None:
+    first = KnownError("shop/cart.py", source="known_errors.yaml:1")
+    second = KnownError("shop/cart.py", "add_item", source="known_errors.yaml:5")
+    result = route_of(report(frame("/srv/app/shop/cart.py", "add_item")),
+                      Rules(known_errors=(first, second)))
+    assert result.known_error == first
+
+
+def test_an_unblamable_error_matches_known_errors_by_its_innermost_frame() -> None:
+    known = KnownError("requests/adapters.py", "send", source="known_errors.yaml:1")
+    result = route_of(report(frame(f"{SITE}/requests/adapters.py", "send", "raise X()")),
+                      Rules(known_errors=(known,)))
+    assert result.blamed_index is None and result.known_error == known
+
+
+def test_the_key_folds_whitespace_so_reindented_lines_stay_one_error() -> None:
+    one = route_of(report(frame("/srv/app/shop/cart.py", "f", "a  =  b(c)")))
+    two = route_of(report(frame("C:\\app\\shop\\cart.py", "f", "\ta = b(c)  ", line=99)))
+    assert one.key == two.key
