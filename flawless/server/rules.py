@@ -165,12 +165,14 @@ class _File:
             return []
         return list(root.value)
 
-    def mapping(self, node: yaml.Node, what: str) -> Optional[dict[str, tuple[yaml.Node, Any]]]:
-        """A mapping's keys -> (value node, value); None (and a problem) when it is not one."""
+    def mapping(self, node: yaml.Node,
+                what: str) -> Optional[dict[str, tuple[yaml.Node, yaml.Node, Any]]]:
+        """A mapping's keys -> (key node, value node, value); None (and a problem) when it is
+        not a mapping."""
         if not isinstance(node, yaml.MappingNode):
             self.fail(node, f"each entry must be a mapping ({what})")
             return None
-        items: dict[str, tuple[yaml.Node, Any]] = {}
+        items: dict[str, tuple[yaml.Node, yaml.Node, Any]] = {}
         for key_node, value_node in node.value:
             key = self.value(key_node)
             if not isinstance(key, str):
@@ -178,7 +180,7 @@ class _File:
             elif key in items:
                 self.fail(key_node, f"duplicate key {key!r}")
             else:
-                items[key] = (value_node, self.value(value_node))
+                items[key] = (key_node, value_node, self.value(value_node))
         return items
 
 
@@ -283,9 +285,9 @@ def _parse_entries(file: _File, root: Optional[yaml.Node], attribute: str) -> tu
             continue
         before = len(file.problems)
         values: dict[str, Any] = {}
-        for key, (value_node, value) in items.items():
+        for key, (key_node, value_node, value) in items.items():
             if key not in keys:
-                file.fail(value_node, f"unknown key {key!r} (expected {', '.join(keys)})")
+                file.fail(key_node, f"unknown key {key!r} (expected {', '.join(keys)})")
             elif value is not None or key in required:
                 values[key] = keys[key](file, value_node, key, value)
         for key in required:
@@ -373,7 +375,10 @@ def _parse_file(path: str, name: str, attribute: str,
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         reason = getattr(error, "problem", None) or str(error).splitlines()[0]
-        return {}, [f"{path}:{line}: YAML syntax error: {reason}"]
+        # a constructor error is well-formed YAML that safe loading refuses (python/* tags)
+        kind = "unsupported YAML" if isinstance(error, yaml.constructor.ConstructorError) \
+            else "YAML syntax error"
+        return {}, [f"{path}:{line}: {kind}: {reason}"]
     finally:
         loader.dispose()
 
