@@ -20,7 +20,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesHeaderParser
-from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 from urllib.parse import urlencode
 
 import jinja2
@@ -102,7 +102,7 @@ class DeliveryError(Exception):
     """A mail could not be delivered; the message never contains the SMTP password."""
 
 
-Deliverer = Callable[[bytes, "tuple[str, ...]"], None]
+Deliverer = Callable[[bytes, tuple[str, ...]], None]
 
 
 # -- text hygiene ----------------------------------------------------------------------------
@@ -178,9 +178,7 @@ def _utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(route: Route, report: Report) -> tuple[FrameView, ...]:
-    routed: Sequence[RoutedFrame] = route.frames
-    frames = [item.frame for item in routed] if routed else list(report.traceback)
+def _frame_views(route: Route) -> tuple[FrameView, ...]:
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -191,7 +189,7 @@ def _frame_views(route: Route, report: Report) -> tuple[FrameView, ...]:
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == route.blamed_index,
         )
-        for index, frame in enumerate(frames))
+        for index, frame in enumerate(item.frame for item in route.frames))
 
 
 def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
@@ -216,8 +214,8 @@ def _culprit(alert: Alert) -> RoutedFrame:
 def alert_location(alert: Alert) -> tuple[str, int]:
     """(path, line) the alert is about: the blamed repository path, else the innermost frame's."""
     culprit = _culprit(alert)
-    return culprit.repo_path or culprit.rule_path or culprit.frame.filename, \
-        culprit.frame.line_number
+    path = culprit.repo_path or culprit.rule_path or culprit.frame.filename
+    return path, culprit.frame.line_number
 
 
 def error_query(alert: Alert) -> str:
@@ -251,7 +249,7 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.route, report),
+        "frames": _frame_views(alert.route),
         "blame": _blame_view(alert.blame, report),
         "count": alert.count,
         "first_seen": _utc(alert.first_seen),
@@ -368,7 +366,6 @@ def append_to_mailbox(data: bytes, recipients: Sequence[str], path: str) -> None
     ``recipients`` are in the message's own headers already; the parameter keeps the
     signature of every deliverer. Raises :class:`DeliveryError` when the file cannot be written.
     """
-    del recipients
     try:
         with _mailbox_lock:
             box = mailbox.mbox(path, create=True)
@@ -420,6 +417,7 @@ class OutboxSender:
                  first_retry: float = 2.0, batch_size: int = 20,
                  unit_random: Callable[[], float] = random.random) -> None:
         if reactor is None:
+            # Imported here: importing this module must not install the default reactor.
             from twisted.internet import reactor
         self._outbox = outbox
         self._deliver = deliver
@@ -456,7 +454,11 @@ class OutboxSender:
         if self._cycle is not None:
             idle = defer.Deferred()
             self._idle_waiters.append(idle)
-        return idle.addCallback(lambda _: self._pool.stop())
+        return idle.addCallback(lambda _: self._stop_pool())
+
+    def _stop_pool(self) -> None:
+        if not self._pool.joined:  # a second stop() finds it stopped already
+            self._pool.stop()
 
     def wake(self) -> None:
         """Look for due mail now rather than at the next poll."""
@@ -524,4 +526,4 @@ class OutboxSender:
         log.warn("mail {mail_id} not delivered (attempt {attempts}), retrying in {delay:.0f}s: "
                  "{error}", mail_id=item.mail_id, attempts=attempts, delay=delay, error=error)
         await self._in_thread(self._outbox.mark_failed, item.mail_id, attempts,
-                              self._reactor.seconds() + delay, str(error))
+                              self._reactor.seconds() + delay, str(error) or type(error).__name__)
