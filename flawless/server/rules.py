@@ -406,6 +406,14 @@ def load_rules(config_dir: str) -> Rules:
     return rules
 
 
+def check_rule_text(file_name: str, text: str) -> list[str]:
+    """The problems of ``text`` as the content of the rule file ``file_name`` (such as
+    ``known_errors.yaml``), each as ``file_name:LINE: reason``: to check an edit before
+    writing it."""
+    attribute = {name: attribute for attribute, name in RULE_FILES.items()}[file_name]
+    return _parse_file(file_name, file_name, attribute, text.encode("utf-8"))[1]
+
+
 def check_rules(config_dir: str) -> list[str]:
     """Every problem of the rule files of ``config_dir`` as ``path:LINE: reason``."""
     return _parse_all(config_dir, _read_all(config_dir))[1]

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from flawless.server.rules import (RULE_FILES, Disownership, KnownError, LineRule, Rules,
-                                   RulesError, Watch, check_rules, load_rules, rules_fingerprint)
+                                   RulesError, Watch, check_rule_text, check_rules, load_rules,
+                                   rules_fingerprint)
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -205,3 +206,11 @@ def test_fingerprint_follows_the_content(tmp_path: Path) -> None:
     assert edited != created
     shutil.copy(tmp_path / "building_blocks.yaml", tmp_path / "unrelated.yaml")
     assert rules_fingerprint(str(tmp_path)) == edited
+
+
+def test_an_edit_can_be_checked_before_it_is_written() -> None:
+    assert check_rule_text("watched_files.yaml", "- {email: a@example.com, filepath: shop, "
+                                                 "watch_all_errors: true}\n") == []
+    assert check_rule_text("watched_files.yaml", "- {email: a@laptop, filepath: shop, "
+                                                 "watch_all_errors: true}\n") == [
+        "watched_files.yaml:1: email 'a@laptop' is not a valid email address"]
