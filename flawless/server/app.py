@@ -180,11 +180,9 @@ class FlawlessServer(service.MultiService):
         self.db_call(self._queue_note, note).addCallback(lambda _: self.outbox.wake())
 
     def _queue_note(self, note: Any) -> None:
-        from email import policy
-
         with self.store.transaction() as connection:
-            self.store.queue_mail(connection, None, time.time(), note.as_bytes(policy=policy.SMTP),
-                                  [self.config.default_contact])
+            self.store.queue_mail(connection, None, time.time(), mail.message_bytes(note),
+                                  mail.message_recipients(note))
 
     def db_call(self, function: Any, *args: Any) -> defer.Deferred:
         """Run a database write in the database thread."""

@@ -33,6 +33,7 @@ from flawless.report import Report, trim
 from flawless.server.alerting import Decision
 from flawless.server.blame import Blame
 from flawless.server.routing import Route, RoutedFrame
+from flawless.server.store import OutboxMail as OutboxItem
 
 log = Logger()
 
@@ -60,16 +61,6 @@ class Alert:
     last_seen: float
     base_url: str             # dashboard base URL, no trailing slash
     error_id: Optional[int] = None
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    """A stored, rendered mail waiting for delivery."""
-
-    mail_id: int
-    message: bytes              # rendered with email.policy.SMTP
-    recipients: tuple[str, ...]
-    attempts: int
 
 
 class Outbox(Protocol):

@@ -15,7 +15,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from email import policy
 from typing import Callable, Optional, Union
 
 from twisted.application import service
@@ -250,10 +249,8 @@ class Processor(service.Service):
 
     def _queue(self, connection: sqlite3.Connection, error_id: Optional[int], now: float,
                message: EmailMessage) -> None:
-        recipients = [address.strip() for field in ("To", "Cc")
-                      for address in (message.get(field) or "").split(",") if address.strip()]
-        self._store.queue_mail(connection, error_id, now,
-                               message.as_bytes(policy=policy.SMTP), recipients)
+        self._store.queue_mail(connection, error_id, now, mail.message_bytes(message),
+                               mail.message_recipients(message))
 
     def _record(self, existing: Optional[ErrorRecord], report: Report, route: Route,
                 blame: Optional[Blame], decision: Decision, count: int, when: float,
