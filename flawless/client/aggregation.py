@@ -1,0 +1,100 @@
+"""Client-side aggregation: a repeating error is not sent every time.
+
+The first occurrences of an error are sent one by one; after that only the occurrences whose
+count is a power of two, or that come at least ``interval`` seconds after the last one sent.
+Each report carries in ``error_count`` the occurrences it stands for (itself plus those held
+back since the last send), and what is still held back is released by :meth:`due` (every
+``interval``, and all of it at exit), so the server's counts stay exact.
+"""
+
+from __future__ import annotations
+
+import threading
+import os
+import time
+import weakref
+from dataclasses import dataclass, replace
+from typing import Callable, Hashable, Optional
+
+from flawless.client.capture import Captured
+from flawless.report import with_error_count
+
+
+@dataclass
+class _Occurrences:
+    total: int = 0
+    held_back: int = 0
+    last_sent: float = 0.0
+    latest: Optional[Captured] = None
+
+
+class Aggregator:
+    """Decides, per error, whether this occurrence is sent and for how many it stands."""
+
+    def __init__(self, first: int = 3, interval: float = 600.0, max_errors: int = 1000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.first = first
+        self.interval = interval
+        self.max_errors = max_errors
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._errors: dict[Hashable, _Occurrences] = {}
+        _aggregators.add(self)
+
+    def reset(self) -> None:
+        """Forget everything (in a forked child, whose parent keeps its own counts)."""
+        self._lock = threading.Lock()
+        self._errors = {}
+
+    def occurrence(self, key: Hashable) -> Optional[int]:
+        """Count one occurrence; return the ``error_count`` to send now, or None to hold it."""
+        now = self.clock()
+        with self._lock:
+            state = self._errors.get(key)
+            if state is None:
+                if len(self._errors) >= self.max_errors:
+                    return 1  # too many distinct errors to track: send, never lose
+                state = self._errors[key] = _Occurrences()
+            state.total += 1
+            total = state.total
+            if total <= self.first or total & (total - 1) == 0 \
+                    or now - state.last_sent >= self.interval:
+                count = state.held_back + 1
+                state.held_back = 0
+                state.last_sent = now
+                return count
+            state.held_back += 1
+            return None
+
+    def remember(self, key: Hashable, captured: Captured) -> None:
+        """Keep the latest report sent for ``key``: held-back occurrences are sent as it."""
+        with self._lock:
+            state = self._errors.get(key)
+            if state is not None:
+                state.latest = captured
+
+    def due(self, everything: bool = False) -> list[Captured]:
+        """Reports for the occurrences held back for ``interval`` (or all, at exit)."""
+        now = self.clock()
+        released = []
+        with self._lock:
+            for state in self._errors.values():
+                if state.held_back and state.latest is not None and \
+                        (everything or now - state.last_sent >= self.interval):
+                    report = replace(with_error_count(state.latest.report, state.held_back),
+                                     timestamp=time.time())
+                    released.append(replace(state.latest, report=report))
+                    state.held_back = 0
+                    state.last_sent = now
+        return released
+
+
+_aggregators: "weakref.WeakSet[Aggregator]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for aggregator in list(_aggregators):
+        aggregator.reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
