@@ -39,7 +39,8 @@ def post_json(server, payload, headers=None, **options):
     status, response_headers, body = server.post(json.dumps(payload).encode(),
                                                  headers if headers is not None else auth(),
                                                  **options)
-    return status, response_headers, (json.loads(body) if body else None)
+    is_json = response_headers.get("Content-Type", "").startswith("application/json")
+    return status, response_headers, (json.loads(body) if body and is_json else body)
 
 
 def test_ping(server):

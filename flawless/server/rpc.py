@@ -35,24 +35,43 @@ class BodyTooLarge(Exception):
 
 
 def make_bounded_request(max_body_bytes: int) -> type:
-    """A twisted.web Request class that stops buffering a body beyond ``max_body_bytes``."""
+    """A twisted.web Request class that refuses a body beyond ``max_body_bytes`` at once.
+
+    A declared Content-Length over the limit (or a chunked body growing past it) is
+    answered 413 and the connection closed, without reading or buffering the rest.
+    """
+    refusal = (f"413 Payload Too Large: the limit is {max_body_bytes} bytes after "
+               "decompression\n").encode()
+    raw_refusal = (b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
+                   b"Content-Type: text/plain; charset=utf-8\r\n"
+                   + f"Content-Length: {len(refusal)}\r\n\r\n".encode() + refusal)
 
     class BoundedRequest(server.Request):
         body_too_large = False
         _received = 0
 
-        def gotLength(self, length: Optional[int]) -> None:  # noqa: N802 - Twisted API
-            if length is not None and length > max_body_bytes:
+        def _refuse(self) -> None:
+            if not self.body_too_large:
                 self.body_too_large = True
-                length = 0
-            super().gotLength(length)
+                self.channel.transport.write(raw_refusal)
+                self.channel.transport.loseConnection()
+
+        def gotLength(self, length: Optional[int]) -> None:  # noqa: N802 - Twisted API
+            super().gotLength(0 if length is not None and length > max_body_bytes else length)
+            if length is not None and length > max_body_bytes:
+                self._refuse()
 
         def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
             self._received += len(data)
             if self._received > max_body_bytes:
-                self.body_too_large = True
+                self._refuse()
             if not self.body_too_large:
                 super().handleContentChunk(data)
+
+        def requestReceived(self, command: bytes, path: bytes,  # noqa: N802 - Twisted API
+                            version: bytes) -> None:
+            if not self.body_too_large:
+                super().requestReceived(command, path, version)
 
     return BoundedRequest
 
