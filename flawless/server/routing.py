@@ -94,8 +94,8 @@ def _after_last(parts: list[str], dirs: Iterable[str]) -> Optional[list[str]]:
 
 
 class RepoIndex:
-    """The repository's files, indexed by every path suffix, so that a frame's path maps to a
-    repository file in O(depth of the frame's path).
+    """The repository's files, indexed so that a frame's path maps to a repository file in
+    O(depth of the frame's path), whatever the size of the repository.
 
     Resolution policy (what :meth:`resolve` returns), the longest component-wise suffix wins:
     - a frame path under a runtime directory (``site-packages``) is package-relative: the
@@ -110,25 +110,36 @@ class RepoIndex:
 
     def __init__(self, paths: frozenset[str], by_suffix: Mapping[str, Optional[str]]):
         self._paths = paths
-        # suffix -> the only repository path ending with it, or None when several do
+        # suffix -> the only repository path ending with it, or None when several do. Only
+        # suffixes up to the first unique one are kept: a longer one adds nothing, the rest of
+        # the match is checked against that path. This keeps ~1-2 entries per file.
         self._by_suffix = by_suffix
 
     @classmethod
     def from_paths(cls, paths: Iterable[str]) -> RepoIndex:
         """Index the repository-relative paths of a commit's files."""
+        by_basename: dict[str, list[list[str]]] = {}
         kept: set[str] = set()
-        by_suffix: dict[str, Optional[str]] = {}
         for path in paths:
             parts = path_components(path)
-            if parts is None:
+            if parts is not None and "/".join(parts) not in kept:
+                kept.add("/".join(parts))
+                by_basename.setdefault(parts[-1], []).append(parts)
+        by_suffix: dict[str, Optional[str]] = {}
+        # (paths sharing their last `length` components, length): split until each is unique
+        pending = [(group, 1) for group in by_basename.values()]
+        while pending:
+            group, length = pending.pop()
+            suffix = "/".join(group[0][-length:])
+            if len(group) == 1:
+                by_suffix[suffix] = "/".join(group[0])
                 continue
-            normal = "/".join(parts)
-            if normal in kept:
-                continue
-            kept.add(normal)
-            for start in range(len(parts)):
-                suffix = "/".join(parts[start:])
-                by_suffix[suffix] = normal if suffix not in by_suffix else None
+            by_suffix[suffix] = None
+            longer: dict[str, list[list[str]]] = {}
+            for parts in group:
+                if len(parts) > length:
+                    longer.setdefault(parts[-length - 1], []).append(parts)
+            pending.extend((members, length + 1) for members in longer.values())
         return cls(frozenset(kept), by_suffix)
 
     def __len__(self) -> int:
@@ -136,6 +147,22 @@ class RepoIndex:
 
     def __contains__(self, path: object) -> bool:
         return path in self._paths
+
+    def _longest_match(self, parts: list[str]) -> tuple[int, Optional[str]]:
+        """The length of the longest suffix ``parts`` shares with a repository path, and the
+        path when it is the only one sharing it or when it is that suffix exactly."""
+        for length in range(1, len(parts) + 1):
+            suffix = "/".join(parts[-length:])
+            if suffix not in self._by_suffix:
+                return self._exact(parts, length - 1)
+            only = self._by_suffix[suffix]
+            if only is not None:
+                return _common_suffix_length(only.split("/"), parts), only
+        return self._exact(parts, len(parts))
+
+    def _exact(self, parts: list[str], length: int) -> tuple[int, Optional[str]]:
+        suffix = "/".join(parts[len(parts) - length:])
+        return length, suffix if length and suffix in self._paths else None
 
     def resolve(self, filename: str, runtime_dirs: Sequence[str]) -> Optional[str]:
         """The repository file a frame's filename refers to, or None when it is not in the
@@ -145,18 +172,20 @@ class RepoIndex:
             return None
         package_relative = _after_last(parts, runtime_dirs)
         if package_relative is not None:
-            suffix = "/".join(package_relative)
-            return suffix if suffix in self._paths else self._by_suffix.get(suffix)
-        for length in range(len(parts), 0, -1):
-            suffix = "/".join(parts[-length:])
-            if suffix not in self._by_suffix:
-                continue
-            if suffix in self._paths:
-                return suffix
-            if length == 1 and len(parts) > 1:
-                return None
-            return self._by_suffix[suffix]
-        return None
+            length, path = self._longest_match(package_relative)
+            return path if length == len(package_relative) else None
+        length, path = self._longest_match(parts)
+        if path is not None and length == 1 and len(parts) > 1 and "/" in path:
+            return None  # only the basename agrees, the directories differ
+        return path
+
+
+def _common_suffix_length(first: Sequence[str], second: Sequence[str]) -> int:
+    length = 0
+    while length < min(len(first), len(second)) and \
+            first[-length - 1] == second[-length - 1]:
+        length += 1
+    return length
 
 
 def rule_path(filename: str, repo_path: Optional[str], runtime_dirs: Sequence[str]) -> str:

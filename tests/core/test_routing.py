@@ -96,6 +96,59 @@ def test_empty_index_resolves_nothing() -> None:
     assert RepoIndex.from_paths(()).resolve("/srv/app/shop/cart.py", RUNTIME) is None
 
 
+def reference_resolve(paths: list[str], filename: str) -> Optional[str]:
+    """The resolution policy written the slow, obvious way: compare with every file."""
+    frame_parts = filename.strip("/").split("/")
+    repo = {tuple(path.split("/")) for path in paths}
+    if "site-packages" in frame_parts[:-1]:
+        last = len(frame_parts) - 2 - frame_parts[:-1][::-1].index("site-packages")
+        wanted = tuple(frame_parts[last + 1:])
+        ending = [p for p in repo if p[-len(wanted):] == wanted and len(p) >= len(wanted)]
+        if wanted in repo:
+            return "/".join(wanted)
+        return "/".join(ending[0]) if len(ending) == 1 else None
+
+    def common(path: tuple[str, ...]) -> int:
+        length = 0
+        while length < min(len(path), len(frame_parts)) and \
+                path[-length - 1] == frame_parts[-length - 1]:
+            length += 1
+        return length
+
+    best = max((common(path) for path in repo), default=0)
+    candidates = [path for path in repo if best and common(path) == best]
+    whole = [path for path in candidates if len(path) == best]
+    if whole:
+        return "/".join(whole[0])
+    if len(candidates) != 1 or (best == 1 and len(frame_parts) > 1):
+        return None
+    return "/".join(candidates[0])
+
+
+components = st.sampled_from(["a", "b", "shop", "x.py", "y.py"])
+repo_paths = st.lists(st.lists(components, min_size=1, max_size=4).map("/".join),
+                      min_size=1, max_size=10)
+frame_paths = st.lists(st.one_of(components, st.just("site-packages")), min_size=1,
+                       max_size=6).map(lambda parts: "/srv/" + "/".join(parts))
+
+
+@given(repo_paths, frame_paths)
+def test_repo_index_agrees_with_the_obvious_slow_resolution(paths: list[str],
+                                                            filename: str) -> None:
+    index = RepoIndex.from_paths(paths)
+    assert index.resolve(filename, ("site-packages",)) == reference_resolve(paths, filename)
+
+
+def test_repo_index_keeps_few_entries_and_resolves_in_a_big_repository() -> None:
+    paths = [f"pkg{i % 50}/mod{i % 7}/file{i}.py" for i in range(20000)] + \
+        [f"pkg{i}/__init__.py" for i in range(50)]
+    index = RepoIndex.from_paths(paths)
+    assert len(index._by_suffix) < 3 * len(paths)
+    assert index.resolve("/srv/app/pkg3/mod0/file10003.py", RUNTIME) == "pkg3/mod0/file10003.py"
+    assert index.resolve("/srv/app/pkg7/__init__.py", RUNTIME) == "pkg7/__init__.py"
+    assert index.resolve("/srv/app/__init__.py", RUNTIME) is None
+
+
 @pytest.mark.parametrize("filename, repo_path, expected", [
     ("/srv/app/shop/cart.py", "shop/cart.py", "shop/cart.py"),
     (f"{SITE}/requests/adapters.py", None, "requests/adapters.py"),
