@@ -278,7 +278,10 @@ def _find_blamed(frames: Sequence[RoutedFrame], rules: Rules,
                      "a building block, so the innermost raise is blamed")
         return fallback, notes
     scope = " matching only_blame_filepaths_matching" if patterns else ""
-    notes.append(f"unblamable: no frame is a line of the repository{scope}")
+    if notes:
+        notes.append(f"unblamable: every line of the repository{scope} is a building block")
+    else:
+        notes.append(f"unblamable: no frame is a line of the repository{scope}")
     return None, notes
 
 

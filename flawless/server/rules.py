@@ -266,7 +266,7 @@ WATCH_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
                                 "watch_all_errors": _check_bool}
 DISOWNERSHIP_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
                                        "designated_email": _check_email}
-# Entries whose keys are all given: (keys and their checks, required keys, dataclass)
+# The files that list mappings: (their keys and checks, the required keys, the dataclass)
 ENTRY_SCHEMAS: Mapping[str, tuple[Mapping[str, Check], tuple[str, ...], type]] = {
     "building_blocks": (LINE_KEYS, ("filename",), LineRule),
     "third_party_whitelist": (LINE_KEYS, ("filename",), LineRule),
@@ -297,7 +297,7 @@ def _parse_entries(file: _File, root: Optional[yaml.Node], attribute: str) -> tu
             _check_known_thresholds(file, node, values)
         if len(file.problems) == before:
             if values.get("code_fragment") is not None and not values["code_fragment"].strip():
-                values["code_fragment"] = None  # an empty fragment would match every line
+                values["code_fragment"] = None  # a blank fragment is a wildcard: as if missing
             entries.append(entry_type(**values, source=file.source(node)))
     return tuple(entries)
 

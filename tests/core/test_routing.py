@@ -274,6 +274,14 @@ def test_fallback_skips_building_blocks_but_not_raise_lines() -> None:
     assert result.blamed_index == 0
 
 
+def test_only_building_blocks_is_unblamable() -> None:
+    rules = Rules(building_blocks=(LineRule("shop/validation.py"),))
+    result = route_of(report(frame("/srv/app/shop/validation.py", "check", "assert ok")), rules)
+    assert result.blamed_index is None
+    assert result.key == ErrorKey("shop/validation.py", "check", "assert ok")
+    assert result.explanation[-1].startswith("unblamable: every line of the repository")
+
+
 def test_nothing_in_the_repository_is_unblamable_and_keyed_by_the_innermost_frame() -> None:
     result = route_of(report(frame(f"{SITE}/requests/api.py", "get", "a()"),
                              frame(f"{SITE}/requests/adapters.py", "send", "raise  X(e)")))
