@@ -17,6 +17,8 @@ from typing import Any, Mapping, Optional, Union
 
 import yaml
 
+from flawless.server.rules import check_rule_text
+
 MAX_FIELD_CHARS = 1000
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
 _LOCAL_PART = re.compile(r"^[^@\s,<>]+$")
@@ -35,6 +37,7 @@ class Field:
     kind: str = "text"       # text | int | email | emails | address | exception | bool
     required: bool = False
     help: str = ""
+    minimum: int = 1         # smallest value of an int field
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,8 @@ RULE_FILES: Mapping[str, RuleFile] = {rule.kind: rule for rule in (
              "Errors the team knows about: silenced, or alerted on their own terms.", "list",
              _LINE_FIELDS + (
                  Field("min_alert_threshold", "Alert from occurrence", "int"),
-                 Field("max_alert_threshold", "Alert until occurrence", "int"),
+                 Field("max_alert_threshold", "Alert until occurrence", "int",
+                       help="0 silences the error for good", minimum=0),
                  Field("alert_every_n_occurrences", "Alert every N occurrences", "int"),
                  Field("email_recipients", "Recipients", "emails",
                        help="Comma-separated addresses"),
@@ -126,8 +130,8 @@ def _convert(spec: Field, raw: str) -> Any:
     if any(ord(char) < 32 for char in text):
         raise ValueError("must be a single line")
     if spec.kind == "int":
-        if not text.isdigit() or int(text) < 1:
-            raise ValueError("must be a whole number of at least 1")
+        if not text.isdigit() or int(text) < spec.minimum:
+            raise ValueError(f"must be a whole number of at least {spec.minimum}")
         return int(text)
     if spec.kind == "email" and not _EMAIL.match(text):
         raise ValueError("must be an email address")
@@ -245,7 +249,7 @@ def add_entry(config_dir: str, kind: str, entry: Entry) -> str:
     """Append ``entry`` to the rule file of ``kind`` atomically; return the file's path.
 
     Raises DuplicateEntry when it is already there and RuleFileError when the file cannot
-    be edited safely. Blocking: call it off the reactor thread.
+    be edited safely or would not pass the rule loader's checks. Blocking: call it off the reactor thread.
     """
     rule = RULE_FILES[kind]
     path = os.path.realpath(rule_file_path(config_dir, kind))
@@ -263,6 +267,9 @@ def add_entry(config_dir: str, kind: str, entry: Entry) -> str:
         if not appended:
             raise RuleFileError(f"{rule.filename} has a layout the entry cannot be appended "
                                 "to; edit it by hand")
+        problems = check_rule_text(rule.filename, new_text)
+        if problems:
+            raise RuleFileError("; ".join(problems))
         _replace_file(path, new_text)
     return path
 

@@ -14,7 +14,6 @@ import os
 import re
 import urllib.parse
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional, Sequence
 
 import jinja2
@@ -106,14 +105,11 @@ class Chart:
 # -- pure helpers --------------------------------------------------------------------------
 
 def template_directory() -> str:
-    """The directory of the jinja2 templates (installed package or source tree)."""
-    try:
-        from importlib.resources import files
+    """The directory of the jinja2 templates and static files (the flawless.templates
+    package)."""
+    from importlib.resources import files
 
-        return str(files("flawless.templates"))
-    except ModuleNotFoundError:
-        return os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))), "templates")
+    return str(files("flawless.templates"))
 
 
 def format_time(timestamp: Optional[float]) -> str:
@@ -480,8 +476,7 @@ class Dashboard:
     # -- rules --
 
     def rules_page(self, visitor: Visitor, forms: Mapping[str, Mapping[str, str]],
-                   errors: Mapping[str, Mapping[str, str]], status: int = 200,
-                   notice: str = "") -> Answer:
+                   errors: Mapping[str, Mapping[str, str]], status: int = 200) -> Answer:
         """Every rule file: its entries and a form to add one."""
         files = []
         for kind, rule in rule_edit.RULE_FILES.items():
@@ -492,8 +487,9 @@ class Dashboard:
             if isinstance(entries, Mapping):
                 entries = [f"{source} → {target}" for source, target in entries.items()]
             files.append({"rule": rule, "entries": entries, "problem": problem,
-                          "values": forms.get(kind, {}), "errors": errors.get(kind, {})})
-        return self.render("page_rules.html", visitor, status, files=files, notice=notice,
+                          "form_values": forms.get(kind, {}),
+                          "form_errors": errors.get(kind, {})})
+        return self.render("page_rules.html", visitor, status, files=files,
                            config_dir=self.config_dir)
 
     def known_error_page(self, visitor: Visitor, key: ErrorKey, line_number: Optional[int],
@@ -609,7 +605,10 @@ class Endpoint(resource.Resource):
         request.setHeader(b"content-type", answer.content_type.encode())
         request.setHeader(b"cache-control", b"no-store")
         for name, value in SECURITY_HEADERS + answer.headers:
-            request.setHeader(name.encode(), value.encode("latin-1"))
+            if name == "set-cookie":  # several may be set; setHeader would keep the last
+                request.responseHeaders.addRawHeader(b"set-cookie", value.encode("latin-1"))
+            else:
+                request.setHeader(name.encode(), value.encode("latin-1"))
         request.setHeader(b"content-length", str(len(answer.body)).encode())
         request.write(answer.body)
         request.finish()
