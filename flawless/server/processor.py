@@ -35,6 +35,7 @@ log = Logger()
 BATCH_SIZE = 200
 IDLE_POLL_SECONDS = 1.0
 MAX_RETRY_SECONDS = 600.0
+MAX_CACHED_INDEXES = 16
 EMPTY_INDEX = RepoIndex.from_paths(())
 
 
@@ -91,6 +92,7 @@ class Processor(service.Service):
         self._base_url = base_url
         self._on_mail_queued = on_mail_queued
         self._indexes: OrderedDict[str, RepoIndex] = OrderedDict()
+        self._index_waiters: dict[str, list[defer.Deferred]] = {}
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._poll: Optional[task.LoopingCall] = None
@@ -154,15 +156,30 @@ class Processor(service.Service):
         return len(items) == BATCH_SIZE
 
     async def _index(self, sha: str) -> RepoIndex:
+        """The repository index at ``sha``; built once, off the reactor, however many ask."""
         index = self._indexes.get(sha)
-        if index is None:
-            assert self._blamer is not None
-            index = RepoIndex.from_paths(await self._blamer.paths_at(sha))
-            self._indexes[sha] = index
-            while len(self._indexes) > 16:
-                self._indexes.popitem(last=False)
-        else:
+        if index is not None:
             self._indexes.move_to_end(sha)
+            return index
+        waiters = self._index_waiters.get(sha)
+        if waiters is not None:
+            waiter: defer.Deferred = defer.Deferred()
+            waiters.append(waiter)
+            return await waiter
+        self._index_waiters[sha] = []
+        assert self._blamer is not None
+        try:
+            paths = await self._blamer.paths_at(sha)
+            index = await threads.deferToThread(RepoIndex.from_paths, paths)
+        except Exception as error:
+            for waiter in self._index_waiters.pop(sha):
+                waiter.errback(error)
+            raise
+        self._indexes[sha] = index
+        while len(self._indexes) > MAX_CACHED_INDEXES:
+            self._indexes.popitem(last=False)
+        for waiter in self._index_waiters.pop(sha):
+            waiter.callback(index)
         return index
 
     async def _prepare(self, item: InboxItem) -> Prepared:
