@@ -342,6 +342,11 @@ def test_credentials_in_the_url_never_appear_in_errors(tmp_path, service_clock):
     clock.run_until(lambda: service.last_error is not None)
     assert "s3cr3t" not in service.last_error and service.last_fetch is None
     assert redact("fatal: https://tok@host/x and " + url, url).count("***") == 2
+    assert redact("password s3cr3t-token leaked", url) == "password *** leaked"
+    assert redact("git fetch failed", "ssh://git@host/repo.git") == "git fetch failed"
+    # A blame that works does not hide the failing fetch from the health page.
+    outcome(service.resolve(None), clock)
+    assert service.last_error.startswith("fetch failed")
 
 
 def test_a_non_empty_directory_is_not_cloned_into(tmp_path):
@@ -471,3 +476,21 @@ def test_time_of_one_blame_in_a_long_history(tmp_path):
         elapsed = time.perf_counter() - started
         print(f"\nblame of {label} ({commits} commits, {file_lines} lines): "
               f"{elapsed * 1000:.1f} ms, {blamed.commit_summary}")
+
+
+def test_stopping_ends_a_slow_git_call_and_keeps_the_report_for_later(shop, tmp_path):
+    slow_git = tmp_path / "slow-git"
+    slow_git.write_text("#!/bin/sh\nsleep 30\n")
+    slow_git.chmod(0o755)
+    clock = ThreadedClock()
+    service = BlameService(Repository(str(shop.path), git_cli_path=str(slow_git)), 2,
+                           reactor=clock)
+    service.start()
+    results: list = []
+    service.blame(CART_PATH, RAISE_LINE, None).addBoth(results.append)
+    time.sleep(0.3)
+    started = time.monotonic()
+    service.stop()
+    assert time.monotonic() - started < 5
+    clock.run_until(lambda: bool(results))
+    assert isinstance(results[0], Failure) and results[0].check(RepositoryUnavailable)

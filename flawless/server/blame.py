@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import subprocess
 import tempfile
 import threading
 import weakref
@@ -74,12 +76,14 @@ class Blame:
 # -- pure helpers ------------------------------------------------------------------------
 
 def redact(text: str, url: str = "") -> str:
-    """``text`` with the credentials of any URL (and of ``url`` in any spelling) removed."""
-    if url:
-        userinfo = _USERINFO.match(url)
-        if userinfo:
-            secret = url[len(userinfo.group(1)):userinfo.end() - 1]
-            text = text.replace(secret, "***")
+    """``text`` with the credentials of any URL removed, and those of ``url`` wherever they
+    appear (long enough ones only: a user name like ``git`` is also an ordinary word)."""
+    userinfo = _USERINFO.match(url)
+    if userinfo:
+        credentials = url[len(userinfo.group(1)):userinfo.end() - 1]
+        for secret in (credentials, credentials.partition(":")[2]):
+            if len(secret) >= 8:
+                text = text.replace(secret, "***")
     return _USERINFO.sub(r"\1***@", text)
 
 
@@ -162,6 +166,13 @@ def _parse_tree(output: bytes) -> "_Tree":
     return _Tree(paths=frozenset(blobs), blobs=blobs)
 
 
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except OSError:
+        pass  # it has ended already
+
+
 def _require_sha(sha: str) -> None:
     if not isinstance(sha, str) or not _FULL_SHA.fullmatch(sha):
         raise BlameFailed(f"{sha!r} is not a full commit sha")
@@ -239,6 +250,9 @@ class Repository:
         self._blamed_files: _Lru[tuple[str, str], bool] = _Lru(4096)
         self._whole_files: _Lru[tuple[str, str], dict[int, Blame]] = _Lru(32)
         self._ignore_files: _Lru[str, str] = _Lru(8)
+        self._processes: set[subprocess.Popen] = set()
+        self._processes_lock = threading.Lock()
+        self._closed = False
         self._scratch: Optional[str] = None
         self._scratch_lock = threading.Lock()
 
@@ -260,6 +274,8 @@ class Repository:
         Raises RepositoryUnavailable when the repository (or git) is the problem and
         _CommandFailed when the command itself failed.
         """
+        if self._closed:
+            raise RepositoryUnavailable("flawless is stopping: no more git commands")
         if not os.path.isdir(self.repo_dir):
             raise RepositoryUnavailable(f"repository directory {self.repo_dir} does not exist")
         argv = [self._executable]
@@ -268,24 +284,52 @@ class Repository:
         argv += [command, *args]
         limit = timeout or self.timeout
         try:
-            status, out, err = self._git_cmd.execute(
-                argv, with_extended_output=True, with_exceptions=False,
-                stdout_as_string=False, strip_newline_in_stdout=False,
-                kill_after_timeout=limit, env={**self._env, **(env or {})})
+            status, out, err = self._run(argv, {**self._env, **(env or {})}, limit)
         except git.GitCommandNotFound:
             raise RepositoryUnavailable(
                 f"the git executable {self._executable!r} cannot be run") from None
-        if status == 0:
-            return out
-        if isinstance(err, bytes):
-            err = err.decode("utf-8", "replace")
-        message = redact(err.strip(), self.repo_url)
-        if message.startswith("Timeout:"):
+        if status is None:
             raise RepositoryUnavailable(
                 f"git {command} did not finish within {limit:g} seconds in {self.repo_dir}")
+        if status == 0:
+            return out
+        message = redact(err.decode("utf-8", "replace").strip(), self.repo_url)
+        if self._closed:
+            raise RepositoryUnavailable(f"git {command} was interrupted: flawless is stopping")
         if _REPOSITORY_PROBLEM.search(message):
             raise RepositoryUnavailable(f"git {command} in {self.repo_dir}: {message}")
         raise _CommandFailed(f"git {command} failed: {message or f'exit status {status}'}")
+
+    def _run(self, argv: list[str], env: Mapping[str, str],
+             limit: float) -> tuple[Optional[int], bytes, bytes]:
+        """Exit status (None after a timeout), standard output and error of ``argv``.
+
+        The command runs in its own process group so that a timeout or `close` also
+        ends the helpers git starts (ssh, remote-https, pack-objects).
+        """
+        handle = self._git_cmd.execute(argv, as_process=True, env=env, start_new_session=True)
+        process = handle.proc
+        with self._processes_lock:
+            self._processes.add(process)
+        try:
+            try:
+                out, err = process.communicate(timeout=limit)
+            except subprocess.TimeoutExpired:
+                _kill_group(process)
+                process.communicate()
+                return None, b"", b""
+            return process.returncode, out, err
+        finally:
+            with self._processes_lock:
+                self._processes.discard(process)
+
+    def close(self) -> None:
+        """End every git command under way and refuse new ones (all fail as unavailable)."""
+        with self._processes_lock:
+            self._closed = True
+            running = list(self._processes)
+        for process in running:
+            _kill_group(process)
 
     # -- clone and fetch -------------------------------------------------------------
 
@@ -502,7 +546,14 @@ class BlameService:
         self._pending: dict[_Key, list[defer.Deferred]] = {}
         self._fetch_loop: Optional[LoopingCall] = None
         self.last_fetch: Optional[float] = None
-        self.last_error: Optional[str] = None
+        self._fetch_error: Optional[str] = None
+        self._access_error: Optional[str] = None
+
+    @property
+    def last_error(self) -> Optional[str]:
+        """The current repository problem for the health page: a failed fetch, or else the
+        failure of the latest git call; None when all is well."""
+        return self._fetch_error or self._access_error
 
     def start(self) -> None:
         """Start the worker threads (created on demand, up to max_concurrent)."""
@@ -510,9 +561,11 @@ class BlameService:
         self._fetch_pool.start()
 
     def stop(self) -> None:
-        """Stop fetching and wait for the git calls under way (each bounded by its timeout)."""
+        """Stop fetching, end the git commands under way (their callers see the repository
+        unavailable, so reports stay in the inbox) and join the worker threads."""
         if self._fetch_loop is not None and self._fetch_loop.running:
             self._fetch_loop.stop()
+        self.repository.close()
         self._pool.stop()
         self._fetch_pool.stop()
 
@@ -521,11 +574,10 @@ class BlameService:
 
     def _note(self, outcome: Any) -> Any:
         """Keep the latest repository problem for the health page; pass ``outcome`` on."""
-        if isinstance(outcome, Failure):
-            if outcome.check(RepositoryUnavailable):
-                self.last_error = outcome.getErrorMessage()
-        else:
-            self.last_error = None
+        if not isinstance(outcome, Failure):
+            self._access_error = None
+        elif outcome.check(RepositoryUnavailable):
+            self._access_error = outcome.getErrorMessage()
         return outcome
 
     def resolve(self, revision: Optional[str]) -> defer.Deferred:
@@ -597,11 +649,11 @@ class BlameService:
 
     def _fetched(self, _: None) -> None:
         self.last_fetch = self._reactor.seconds()
-        self.last_error = None
+        self._fetch_error = None
 
     def _fetch_failed(self, failure: Failure) -> None:
         message = redact(failure.getErrorMessage(), self.repository.repo_url)
-        self.last_error = f"fetch failed: {message}"
+        self._fetch_error = f"fetch failed: {message}"
         if failure.check(RepositoryUnavailable):
             log.warn("fetching the repository failed: {reason}", reason=message)
         else:
