@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import replace
 from typing import Optional
 
 from flawless.config import Config
@@ -33,11 +34,12 @@ def explain_report(config: Config, report: Report) -> str:
     repository = None
     problem: Optional[str] = None
     sha = None
+    exact = False
     if config.repo_dir:
         repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
                                 timeout=config.git_timeout_seconds)
         try:
-            sha, _ = repository.resolve_revision(report.revision)
+            sha, exact = repository.resolve_revision(report.revision)
             index = RepoIndex.from_paths(repository.paths_at(sha))
         except RepositoryUnavailable as error:
             problem = f"repository unavailable: {error}"
@@ -47,8 +49,9 @@ def explain_report(config: Config, report: Report) -> str:
     if repository is not None and sha is not None and blamed is not None \
             and blamed.repo_path is not None and route.dropped_reason is None:
         try:
-            blame = repository.blame_line(blamed.repo_path, blamed.frame.line_number, sha,
-                                          blamed.frame.text)
+            blame = replace(repository.blame_line(blamed.repo_path, blamed.frame.line_number,
+                                                  sha, blamed.frame.text),
+                            at_requested_revision=exact)
         except (BlameFailed, RepositoryUnavailable) as error:
             problem = str(error)
     decision = alerting.decide(
