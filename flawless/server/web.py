@@ -844,6 +844,8 @@ class Pages:
         except rule_edit.RuleFileError as problem:
             raise HttpError(409, f"Nothing changed: {problem}") from None
         log.info("dashboard added an entry to {path}", path=path)
+        # Apply it now rather than at the next poll, so that the very next report follows it.
+        self.app.reloader.poll()
 
 
 class StaticFile(resource.Resource):
@@ -890,7 +892,7 @@ def _static(directory: str) -> resource.Resource:
 
 def build_web_root(app: Any) -> resource.Resource:
     """The dashboard's resource tree for a FlawlessServer (or anything with its attributes:
-    ``store``, ``config``, ``reactor``, ``read_call``, ``health``)."""
+    ``store``, ``config``, ``reactor``, ``reloader``, ``read_call``, ``health``)."""
     dashboard = Dashboard(app)
     gate = AdminGate(app.config.admin_password, clock=app.reactor.seconds)
     pages = Pages(app, dashboard, gate)

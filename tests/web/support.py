@@ -25,6 +25,7 @@ from twisted.web import server
 from flawless.config import build_config
 from flawless.report import Frame, Report
 from flawless.server.routing import ErrorKey
+from flawless.server.rules import Rules, RulesReloader
 from flawless.server.store import ErrorRecord, Store
 from flawless.server.web import build_web_root
 
@@ -34,7 +35,8 @@ DAY = 86400.0
 
 
 class DashboardApp:
-    """What the dashboard needs of a server: store, config, clock, reader calls, health."""
+    """What the dashboard needs of a server: store, config, clock, rules and their reloader,
+    reader calls, health."""
 
     def __init__(self, directory: Path, **options: Any):
         raw = {"data_dir_path": str(directory / "data"), "config_dir_path": str(directory),
@@ -45,6 +47,12 @@ class DashboardApp:
         self.reactor = Clock()
         self.reactor.advance(NOW)
         self.health_extra: dict[str, Any] = {}
+        self.rules = Rules()
+        self.reloader = RulesReloader(self.config.config_dir_path, self._reloaded,
+                                      lambda problems, fingerprint: None, clock=self.reactor)
+
+    def _reloaded(self, rules: Rules) -> None:
+        self.rules = rules
 
     def read_call(self, function: Any, *args: Any) -> defer.Deferred:
         """Run the read at once (the server runs it in its reader pool)."""

@@ -125,6 +125,8 @@ def test_adding_a_known_error_writes_the_rule_file_and_keeps_its_comments(app, a
         "function_name": "total", "code_fragment": "return sum(prices)",
         "email_header": "Known since the 2.0 migration", "line_number": "12"})
     assert answer.status == 200 and "Added to known_errors.yaml" in answer.text
+    # The server's rules follow at once, without waiting for the next poll.
+    assert [entry.function_name for entry in app.rules.known_errors] == [None, "total"]
     assert path.read_text().startswith("# silenced on purpose\n- filename: shop/legacy.py\n")
     known = load_rules(str(tmp_path)).known_errors
     assert [(entry.filename, entry.function_name, entry.code_fragment, entry.email_header)
