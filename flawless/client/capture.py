@@ -112,7 +112,8 @@ class BoundedRepr:
             return repr(value)
         if isinstance(value, int):
             # str() of a huge int is quadratic (and limited since 3.11).
-            return repr(value) if value.bit_length() < 256 else f"<int of {value.bit_length()} bits>"
+            bits = value.bit_length()
+            return repr(value) if bits < 256 else f"<int of {bits} bits>"
         if isinstance(value, dict):
             return self._repr_dict(value, depth)
         if isinstance(value, (list, tuple, set, frozenset, deque)):
@@ -128,8 +129,10 @@ class BoundedRepr:
             left, right = "deque([", "])"
         elif type(value) is set and value:
             left, right = "{", "}"
-        else:
+        elif value:
             left, right = type(value).__name__ + "({", "})"
+        else:
+            return type(value).__name__ + "()"
         if not value:
             return left + right
         if depth <= 0:

@@ -11,6 +11,7 @@ wrapped helper function is not reported a second time.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Optional
@@ -54,10 +55,22 @@ def _cell_context(shell: Any, raw_cell: str, execution_count: Optional[int]) -> 
     return context
 
 
-def _skip_shell_frames(tb: Optional[TracebackType], shell_dir: str) -> Optional[TracebackType]:
-    """The traceback from the cell on: IPython's own frames tell nothing about the error."""
+def _shell_directories(shell: Any) -> tuple[str, ...]:
+    """Where the shell's code lives: IPython, and ipykernel for a Jupyter kernel."""
+    directories = set()
+    for cls in type(shell).__mro__:
+        package = sys.modules.get(cls.__module__.split(".")[0])
+        filename = getattr(package, "__file__", None)
+        if filename and cls.__module__ != "builtins":
+            directories.add(os.path.dirname(os.path.abspath(filename)) + os.sep)
+    return tuple(directories)
+
+
+def _skip_shell_frames(tb: Optional[TracebackType],
+                       shell_dirs: tuple[str, ...]) -> Optional[TracebackType]:
+    """The traceback from the cell on: the shell's own frames tell nothing about the error."""
     while tb is not None and tb.tb_next is not None and \
-            tb.tb_frame.f_code.co_filename.startswith(shell_dir):
+            tb.tb_frame.f_code.co_filename.startswith(shell_dirs):
         tb = tb.tb_next
     return tb
 
@@ -66,8 +79,7 @@ def load_ipython_extension(shell: Any) -> None:
     """Register the cell hooks on ``shell`` (an ``InteractiveShell``)."""
     if id(shell) in _registered:
         return
-    shell_module = __import__(type(shell).__module__.split(".")[0])
-    shell_dir = os.path.dirname(os.path.abspath(shell_module.__file__)) + os.sep
+    shell_dirs = _shell_directories(shell)
     client_of = flawless.client.get_client
 
     def pre_run_cell(info: Any) -> None:
@@ -80,7 +92,7 @@ def load_ipython_extension(shell: Any) -> None:
         error = result.error_in_exec
         if error is None or not isinstance(error, Exception):
             return
-        tb = _skip_shell_frames(error.__traceback__, shell_dir)
+        tb = _skip_shell_frames(error.__traceback__, shell_dirs)
         client.record((type(error), error, tb), context=context)
 
     shell.events.register("pre_run_cell", pre_run_cell)

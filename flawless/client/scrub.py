@@ -34,8 +34,8 @@ DEFAULT_KEY_PATTERNS: list[str] = [
 _CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
 _TOKEN = re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9\-._~+/]{6,}=*", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
-_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)",
-                  re.DOTALL)
+_PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?"
+                  r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.DOTALL)
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/@'\"]+@")
 # Home directories in free text and in reprs (where backslashes appear doubled).
 _HOME = re.compile(r"(?:/home/|/Users/|[A-Za-z]:(?:\\+)Users(?:\\+))[^/\\\s'\"]+")

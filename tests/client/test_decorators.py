@@ -35,7 +35,8 @@ def test_bare_wrap_function_reports_and_reraises(sink):
     assert report["exception_type"] == "builtins.ZeroDivisionError"
     assert report["traceback"][-1]["function_name"] == "divide"
     assert report["traceback"][-1]["frame_locals"] == {"a": "1", "b": "0"}
-    assert report["traceback"][-2]["function_name"] == "test_bare_wrap_function_reports_and_reraises"
+    caller = report["traceback"][-2]["function_name"]
+    assert caller == "test_bare_wrap_function_reports_and_reraises"
     assert not any("flawless/client" in frame["filename"] for frame in report["traceback"])
 
 

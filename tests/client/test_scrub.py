@@ -147,8 +147,8 @@ def test_scrub_report_covers_message_locals_info_context_and_paths(scrubber):
 
 
 def test_source_lines_keep_their_code_but_not_secret_values(scrubber):
-    report = Report("builtins.E", "", (Frame("/srv/a.py", 1, "f",
-                                             'password = form["password"]; k = "Bearer abcdefgh"'),))
+    line = 'password = form["password"]; k = "Bearer abcdefgh"'
+    report = Report("builtins.E", "", (Frame("/srv/a.py", 1, "f", line),))
     text = scrubber.scrub_report(report).traceback[0].text
     assert text.startswith('password = form["password"]')
     assert "abcdefgh" not in text
