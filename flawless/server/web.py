@@ -127,6 +127,12 @@ def format_date(timestamp: Optional[float]) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).date().isoformat()
 
 
+def format_long_date(timestamp: float) -> str:
+    """A UTC date spelt out: Monday, 16 November 2026."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return f"{moment:%A}, {moment.day} {moment:%B %Y}"
+
+
 def format_age(timestamp: Optional[float], now: float) -> str:
     """How long ago: 'just now', '5 min ago', '3 h ago', '12 days ago'."""
     if timestamp is None:
@@ -362,7 +368,8 @@ class Dashboard:
             lstrip_blocks=True)
         self.environment.globals.update(link=link, error_params=error_params,
                                         week_timestamp_of=week_timestamp, version=__version__)
-        self.environment.filters.update(time=format_time, date=format_date)
+        self.environment.filters.update(time=format_time, date=format_date,
+                                        longdate=format_long_date)
 
     @property
     def config_dir(self) -> str:

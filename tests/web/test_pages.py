@@ -49,7 +49,7 @@ def test_weekly_page_groups_the_weeks_errors_by_blamed_developer(app, client):
     store_error(app.store, record(function="old", text="x = 1"), [NOW - 14 * DAY])
     page = client.get("/")
     assert page.status == 200
-    assert "Week of 2026-11-09" in page.text
+    assert "Week of Monday, 9 November 2026" in page.text
     assert page.text.index("Bob Builder") < page.text.index("Alice Liddell")
     assert "/developer?email=bob%40example.org" in page.text
     assert "shop/cart.py:12" in page.text and "average" in page.text
@@ -64,7 +64,7 @@ def test_weekly_page_groups_the_weeks_errors_by_blamed_developer(app, client):
 def test_weeks_are_navigated_by_timestamp_and_an_empty_week_says_so(app, client):
     store_error(app.store, record(function="old", text="x = 1"), [NOW - 14 * DAY])
     page = client.get("/get_weekly_error_report", timestamp=int(NOW - 14 * DAY))
-    assert "Week of 2026-10-26" in page.text and "<code>old</code>" in page.text
+    assert "Week of Monday, 26 October 2026" in page.text and "<code>old</code>" in page.text
     assert 'rel="next"' in page.text and 'rel="prev"' in page.text
     empty = client.get("/get_weekly_error_report", timestamp=int(NOW - 7 * DAY))
     assert empty.status == 200
