@@ -249,7 +249,8 @@ def add_entry(config_dir: str, kind: str, entry: Entry) -> str:
     """Append ``entry`` to the rule file of ``kind`` atomically; return the file's path.
 
     Raises DuplicateEntry when it is already there and RuleFileError when the file cannot
-    be edited safely or would not pass the rule loader's checks. Blocking: call it off the reactor thread.
+    be edited safely or would not pass the rule loader's checks. Blocking: call it off the
+    reactor thread.
     """
     rule = RULE_FILES[kind]
     path = os.path.realpath(rule_file_path(config_dir, kind))
