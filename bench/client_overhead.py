@@ -24,7 +24,8 @@ from pathlib import Path
 from harness import (BENCH_DIR, alternate, ensure_venv, machine_line, print_table, ratio_text,
                      reexec_in)
 
-CLIENT_REQUIREMENTS = ("sentry-sdk", "pyinstrument")
+# py-spy is for bench/profile_ingest.py, which shares this virtualenv.
+CLIENT_REQUIREMENTS = ("sentry-sdk", "pyinstrument", "py-spy")
 STACK_DEPTH = 9  # frames below the one that catches: 10 frames in every traceback
 
 

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -88,19 +88,24 @@ class OurServer:
     """``python -m flawless start -conf CFG`` on ephemeral loopback ports, as a context manager."""
 
     def __init__(self, options: Mapping[str, object], workdir: Optional[Path] = None,
-                 python: str = sys.executable):
+                 python: str = sys.executable, rule_files: Mapping[str, str] = {}):
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="flawless-bench-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name, text in rule_files.items():
+            (self.workdir / name).write_text(text)
         self.data_dir = self.workdir / "data"
         base = {"port": 0, "http_port": 0, "bind_address": "127.0.0.1",
-                "data_dir_path": self.data_dir, "log_level": "WARNING"}
+                "data_dir_path": self.data_dir, "log_level": "warn"}
         self.config_path = write_config(self.workdir, {**base, **options})
         self.python = python
         self.process: Optional[subprocess.Popen] = None
-        self.port = self.http_port = 0
+        self.port = self.http_port = self.server_pid = 0
 
     def __enter__(self) -> "OurServer":
         self.data_dir.mkdir(parents=True, exist_ok=True)
         listening = self.data_dir / LISTENING_FILE
+        if listening.exists():
+            listening.unlink()
         log = open(self.workdir / "server.log", "ab")
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         self.process = subprocess.Popen([self.python, "-m", "flawless", "start", "-conf",
@@ -113,9 +118,9 @@ class OurServer:
                 raise RuntimeError(f"flawless exited with {self.process.returncode}: {self.log()}")
             if listening.exists():
                 info = json.loads(listening.read_text())
-                if info.get("pid") == self.process.pid:
-                    self.port, self.http_port = info["port"], info["http_port"]
-                    return self
+                self.server_pid = info["pid"]
+                self.port, self.http_port = info["port"], info["http_port"]
+                return self
             time.sleep(0.05)
         self.__exit__(None, None, None)
         raise RuntimeError("flawless did not start within 30 s: " + self.log())
@@ -131,8 +136,7 @@ class OurServer:
     @property
     def pid(self) -> int:
         """The server's process id."""
-        assert self.process is not None
-        return self.process.pid
+        return self.server_pid
 
     def health(self, timeout: float = 10.0) -> dict:
         """The JSON of ``/check_health``."""
@@ -235,8 +239,3 @@ def machine_line() -> str:
         pass
     return f"{os.cpu_count()} cores ({model}), Python {sys.version.split()[0]}"
 
-
-def chunks(items: Sequence, size: int) -> Iterator[Sequence]:
-    """Consecutive slices of ``items`` of at most ``size``."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
