@@ -10,6 +10,7 @@ rather than rejected, so one huge value never costs a whole report.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Optional, Union
 
@@ -61,6 +62,15 @@ class InvalidReport(ValueError):
         super().__init__("; ".join(f"{name}: {reason}" for name, reason in self.errors.items()))
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without NUL characters, each lone surrogate (legal in JSON escapes, but not
+    encodable as UTF-8, so it could be neither stored nor shown) replaced by U+FFFD."""
+    return _LONE_SURROGATE.sub("\ufffd", text.replace("\x00", ""))
+
+
 def trim(text: str, limit: int) -> str:
     """Return ``text`` cut to at most ``limit`` characters, marking a cut with an ellipsis."""
     if len(text) <= limit:
@@ -90,7 +100,7 @@ class _Checker:
         if non_empty and not value.strip():
             self.fail(name, "must not be empty")
             return None
-        return trim(value.replace("\x00", ""), limit)
+        return trim(clean_text(value), limit)
 
     def integer(self, obj: Mapping[str, Any], key: str, name: str, minimum: int,
                 required: bool = False, maximum: int = MAX_ERROR_COUNT) -> Optional[int]:
@@ -121,7 +131,7 @@ def _parse_locals(checker: _Checker, value: Any, name: str) -> Optional[dict[str
         if not isinstance(item, str):
             checker.fail(f"{name}.{trim(str(key), 64)}", "must be a string")
             continue
-        kept[trim(str(key), 128)] = trim(item.replace("\x00", ""), MAX_LOCAL_REPR_CHARS)
+        kept[trim(clean_text(str(key)), 128)] = trim(clean_text(item), MAX_LOCAL_REPR_CHARS)
     return kept
 
 
@@ -170,9 +180,9 @@ def _parse_context(checker: _Checker, value: Any) -> Optional[dict[str, ContextV
         return None
     context: dict[str, ContextValue] = {}
     for key, item in list(value.items())[:MAX_CONTEXT_ITEMS]:
-        key = trim(str(key), 128)
+        key = trim(clean_text(str(key)), 128)
         if isinstance(item, str):
-            context[key] = trim(item.replace("\x00", ""), MAX_STRING_CHARS)
+            context[key] = trim(clean_text(item), MAX_STRING_CHARS)
         elif isinstance(item, (bool, int)) or (isinstance(item, float) and math.isfinite(item)):
             context[key] = item
         else:
