@@ -9,12 +9,17 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
 
 import flawless.client
 from flawless.report import InvalidReport, parse_report
+from support.server import FlawlessProcess, start_server
+from support.smtp import SmtpSink
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class RpcSink:
@@ -24,8 +29,11 @@ class RpcSink:
     (429 with Retry-After, 500, ...); ``requests`` records the headers and arrival times.
     """
 
-    def __init__(self, key: Optional[str] = None) -> None:
+    def __init__(self, key: Optional[str] = None, upstream: Optional[FlawlessProcess] = None,
+                 smtp: Optional[SmtpSink] = None) -> None:
         self.key = key
+        self.upstream = upstream
+        self.smtp = smtp
         self.reports: list[dict] = []
         self.bodies: list[bytes] = []
         self.requests: list[dict] = []
@@ -45,6 +53,8 @@ class RpcSink:
                     planned = sink.planned.pop(0) if sink.planned else None
                 if planned is not None:
                     return self.answer(planned[0], b"", planned[1])
+                if sink.upstream is not None:
+                    return self.answer(*sink.forward(body, self.headers))
                 if sink.key and self.headers.get("Authorization") != f"Bearer {sink.key}":
                     return self.answer(401, b"")
                 if self.headers.get("Content-Encoding") == "gzip":
@@ -89,6 +99,30 @@ class RpcSink:
             self.reports.append(report)
         return {"jsonrpc": "2.0", "id": call.get("id"), "result": {"accepted": True}}
 
+    def forward(self, body: bytes, headers) -> tuple[int, bytes, dict]:  # type: ignore[no-untyped-def]
+        """Pass a request to the real server; keep the reports it accepted."""
+        assert self.upstream is not None
+        passed = {name: headers[name] for name in ("Authorization", "Content-Encoding")
+                  if headers.get(name)}
+        status, answer_headers, answer = self.upstream.post(body, passed)
+        if status == 200 and answer:
+            if headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            payload, result = json.loads(body), json.loads(answer)
+            calls = payload if isinstance(payload, list) else [payload]
+            results = {item.get("id"): item for item in
+                       (result if isinstance(result, list) else [result])}
+            with self.lock:
+                self.bodies.append(body)
+                for call in calls:
+                    outcome = results.get(call.get("id"), {}).get("result")
+                    if outcome == {"accepted": True}:
+                        self.reports.append(call["params"]["report"])
+                self.lock.notify_all()
+        kept = {name: value for name, value in answer_headers.items()
+                if name.lower() == "retry-after"}
+        return status, answer, kept
+
     def answer_next(self, status: int, headers: Optional[dict] = None, times: int = 1) -> None:
         """Answer the next ``times`` requests with ``status`` and ``headers``."""
         with self.lock:
@@ -103,9 +137,19 @@ class RpcSink:
             return list(self.reports)
 
     def all_text(self) -> str:
-        """Every body received, decompressed, as text."""
+        """Every body received, decompressed, as text; with a real server behind, also
+        everything it stored and every email it sent, once it has processed all."""
         with self.lock:
-            return "\n".join(body.decode("utf-8", "replace") for body in self.bodies)
+            texts = [body.decode("utf-8", "replace") for body in self.bodies]
+        if self.upstream is not None:
+            upstream = self.upstream
+            assert upstream.wait_until(lambda: upstream.inbox_depth() == 0 and not upstream.query(
+                "SELECT 1 FROM outbox WHERE sent_at IS NULL"))
+            with upstream.db() as connection:
+                texts.extend(connection.iterdump())
+            if self.smtp is not None:
+                texts.extend(message.as_string() for _, message in self.smtp.messages)
+        return "\n".join(texts)
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -113,11 +157,17 @@ class RpcSink:
 
 
 @pytest.fixture
-def report_sink() -> Iterator[RpcSink]:
-    """Where end-to-end tests send reports (to become the real flawless server)."""
-    sink = RpcSink(key="test-ingest-key")
+def report_sink(tmp_path, smtp_sink) -> Iterator[RpcSink]:
+    """The real flawless server (alerting at the first occurrence, mailing a real SMTP
+    server), seen through a recording proxy that keeps what each client sent."""
+    key = "test-ingest-key"
+    server = start_server(tmp_path / "flawless", ingest_keys=key, repo_dir=ROOT,
+                          smtp_hostport=smtp_sink.hostport, rate_limit_per_address=0,
+                          rate_limit_per_key=0)
+    sink = RpcSink(key=key, upstream=server, smtp=smtp_sink)
     yield sink
     sink.stop()
+    server.stop()
 
 
 @pytest.fixture

@@ -74,6 +74,11 @@ def test_no_canary_reaches_the_server(report_sink, use_client):
                CARD, CARD.replace(" ", ""), HOME_USER]
     leaked = [canary for canary in planted if canary in text]
     assert leaked == []
+    # The emails were part of what was searched: both errors alerted, and the shop one
+    # shows its (masked) locals, so a leak would have been visible there.
+    mails = [message.as_string() for _, message in report_sink.smtp.messages]
+    assert len(mails) == 2
+    assert any("PermissionError" in mail and "card_holder" in mail for mail in mails)
 
 
 def test_installed_scrubbers_mask_more_names(report_sink, use_client):
