@@ -217,10 +217,15 @@ def test_links_carry_the_error_identity_and_parse_back() -> None:
     expected = {"filename": ["shop/cart.py"], "function_name": ["add_item"],
                 "line_number": ["7"], "text": [CART_LINE], "timestamp": [str(int(NOW))]}
     hrefs = html_links(html)
-    assert {urlsplit(href).path for href in hrefs} == {"/view_traceback", "/add_known_error"}
+    assert {urlsplit(href).path for href in hrefs} == {"/view_traceback", "/add_known_error",
+                                                       "/developer"}
     for href in hrefs:
         assert href.startswith("http://flawless.example.com:8080/")
-        assert parse_qs(urlsplit(href).query) == expected
+        query = parse_qs(urlsplit(href).query)
+        if urlsplit(href).path == "/developer":
+            assert query == {"email": [alert.blame.author_email]}
+        else:
+            assert query == expected
     text_links = [word for word in text.split() if word.startswith("http://")]
     assert sorted(text_links) == sorted(hrefs)
 
@@ -268,7 +273,8 @@ def test_report_markup_is_escaped_in_the_html_part() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in html
     for href in html_links(html):
-        assert parse_qs(urlsplit(href).query)["filename"] == [HOSTILE]
+        query = parse_qs(urlsplit(href).query)
+        assert query.get("filename", query.get("email")) == [HOSTILE]
     assert HOSTILE in text  # the text part shows the report as it is
 
 

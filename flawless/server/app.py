@@ -208,6 +208,9 @@ class FlawlessServer(service.MultiService):
         self.processor.startService()
         self.rpc_listener.startService()
         self.web_listener.startService()
+        if not self.config.hostname:
+            self.processor.base_url = (f"http://{self.config.bind_address}:"
+                                       f"{self.web_listener.port}")
         service.Service.startService(self)
         self._write_listening_file()
 

@@ -250,6 +250,8 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
                          for name, value in context.items()),
         "view_url": f"{base_url}/view_traceback?{query}",
         "known_error_url": f"{base_url}/add_known_error?{query}",
+        "developer_url": (f"{base_url}/developer?{urlencode({'email': alert.blame.author_email})}"
+                          if alert.blame else None),
         "recipients": tuple((body_text(recipient.email), body_text(recipient.reason))
                             for recipient in alert.decision.recipients),
         "explanation": tuple(body_text(line) for line in alert.route.explanation),

@@ -89,7 +89,7 @@ class Processor(service.Service):
         self._routing_settings = routing_settings
         self._alert_settings = alert_settings
         self._sender = sender
-        self._base_url = base_url
+        self.base_url = base_url  # set again by the server once its dashboard port is bound
         self._on_mail_queued = on_mail_queued
         self._indexes: OrderedDict[str, RepoIndex] = OrderedDict()
         self._index_waiters: dict[str, list[defer.Deferred]] = {}
@@ -251,7 +251,7 @@ class Processor(service.Service):
         if decision.alert and decision.recipients:
             alert = mail.Alert(report=report, route=route, blame=blame, decision=decision,
                                count=count_after, first_seen=record.first_seen,
-                               last_seen=record.last_seen, base_url=self._base_url,
+                               last_seen=record.last_seen, base_url=self.base_url,
                                error_id=error_id)
             self._queue(connection, error_id, now, mail.render_alert(alert, self._sender))
             queued += 1
