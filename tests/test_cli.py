@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from support.gitrepo import average_report
 from support.server import server_options, write_config
 
 
@@ -95,11 +96,7 @@ def test_explain_prints_the_route_without_sending(tmp_path, shop):
     data = tmp_path / "data"
     config = write_config(tmp_path, server_options(data, repo_dir=shop.path))
     report = Path(tmp_path / "report.json")
-    report.write_text(json.dumps({
-        "exception_type": "builtins.ZeroDivisionError", "exception_message": "division by zero",
-        "traceback": [{"filename": "/srv/app/shop/cart.py", "line_number": 14,
-                       "function_name": "average",
-                       "text": "return self.total() / len(self.items)"}]}))
+    report.write_text(json.dumps(average_report()))
     result = flawless("check", "-conf", str(config), "--explain", str(report))
     assert result.returncode == 0, result.stderr
     assert "shop/cart.py" in result.stdout and "bob@example.org" in result.stdout

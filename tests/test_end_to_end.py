@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support.gitrepo import GitRepo, shop_repo
+from support.gitrepo import GitRepo, average_report, shop_repo
 from support.server import FlawlessProcess, start_server
 
 # Runs in a separate process: imports the shop code from the repository, raises there,
@@ -159,12 +159,7 @@ def test_a_missing_repository_keeps_reports_until_it_is_back(tmp_path, smtp_sink
     server = start_server(tmp_path / "server", repo_dir=repo_path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
     try:
-        report = {"exception_type": "builtins.ZeroDivisionError",
-                  "exception_message": "division by zero",
-                  "traceback": [{"filename": "/srv/app/shop/cart.py", "line_number": 14,
-                                 "function_name": "average",
-                                 "text": "return self.total() / len(self.items)"}]}
-        assert server.record(report)["result"] == {"accepted": True}
+        assert server.record(average_report())["result"] == {"accepted": True}
         time.sleep(1.5)
         assert server.inbox_depth() == 1
         assert server.query("SELECT COUNT(*) FROM errors")[0][0] == 0
@@ -183,12 +178,7 @@ def test_a_corrupt_repository_keeps_reports(tmp_path, shop, smtp_sink):
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
     try:
-        report = {"exception_type": "builtins.ZeroDivisionError",
-                  "exception_message": "division by zero",
-                  "traceback": [{"filename": "shop/cart.py", "line_number": 14,
-                                 "function_name": "average",
-                                 "text": "return self.total() / len(self.items)"}]}
-        assert server.record(report)["result"] == {"accepted": True}
+        assert server.record(average_report("shop/cart.py"))["result"] == {"accepted": True}
         time.sleep(1.5)
         assert server.inbox_depth() == 1
         head.write_text(good)

@@ -8,6 +8,7 @@ import venv
 import zipfile
 from pathlib import Path
 
+from support.gitrepo import average_report
 from support.server import FlawlessProcess, server_options, write_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,12 +39,7 @@ def test_wheel_installs_and_starts_in_a_fresh_virtualenv(tmp_path, shop):
     server.start(timeout=60)
     try:
         assert server.call("ping")["result"] is True
-        report = {"exception_type": "builtins.ZeroDivisionError",
-                  "exception_message": "division by zero",
-                  "traceback": [{"filename": "shop/cart.py", "line_number": 14,
-                                 "function_name": "average",
-                                 "text": "return self.total() / len(self.items)"}]}
-        assert server.record(report)["result"] == {"accepted": True}
+        assert server.record(average_report("shop/cart.py"))["result"] == {"accepted": True}
         mailbox = data_dir / "mailbox"
         assert server.wait_until(lambda: mailbox.exists() and b"bob@example.org"
                                  in mailbox.read_bytes())

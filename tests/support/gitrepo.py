@@ -113,3 +113,11 @@ def shop_repo(path: Path) -> GitRepo:
     repo.commit(BOB, {"shop/cart.py": CART_V2}, "Add Cart.average",
                 date="2026-11-04T10:00:00+00:00")
     return repo
+
+
+def average_report(filename: str = "/srv/app/shop/cart.py") -> dict:
+    """A wire report of Cart.average dividing by zero: Bob's line 14 of shop/cart.py."""
+    return {"exception_type": "builtins.ZeroDivisionError",
+            "exception_message": "division by zero",
+            "traceback": [{"filename": filename, "line_number": 14, "function_name": "average",
+                           "text": "return self.total() / len(self.items)"}]}
