@@ -367,10 +367,13 @@ class Store:
                 for row in rows]
 
     def mark_sent(self, mail_id: int, now: float) -> None:
-        """Record a successful delivery so the mail is never sent again."""
+        """Record a successful delivery so the mail is never sent again.
+
+        The delivered message itself is dropped (the row keeps when and to whom): nothing
+        reads it again, and a flood of alerts must not keep its mail on disk for weeks."""
         with self.transaction() as connection:
-            connection.execute("UPDATE outbox SET sent_at = ?, last_error = NULL WHERE id = ?",
-                               (now, mail_id))
+            connection.execute("UPDATE outbox SET sent_at = ?, last_error = NULL, "
+                               "message = X'' WHERE id = ?", (now, mail_id))
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
                     error: str) -> None:
