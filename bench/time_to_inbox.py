@@ -7,7 +7,9 @@ lines), each sample raises an error on a line no sample used before, calls
 ``flawless.client.record_error`` and waits until the loopback SMTP server (aiosmtpd) has
 accepted the alert; the alert must go to the author ``git blame`` names for that line.
 Repeats: one error listed in known_errors.yaml with ``alert_every_n_occurrences: 1``, so
-every occurrence alerts, with its blame already cached. Peer: the original Flawless
+every occurrence alerts, with its blame already cached; these are sent as JSON-RPC
+requests straight from the benchmark, because the client itself forwards only the 1st,
+2nd, 3rd, then power-of-two occurrences of an error from one process. Peer: the original Flawless
 (same repository, same SMTP server), sent the same report over its Thrift API; it mails
 an error once, so it has no repeat figure.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import email
+import http.client
 import email.policy
 import json
 import random
@@ -31,6 +34,7 @@ from aiosmtpd.controller import Controller
 from gitgen import generated_repo
 from harness import (BENCH_DIR, OurServer, alternate, free_port, machine_line, percentile,
                      print_table, ratio_text)
+from payloads import rpc_call
 from peer_flawless import PeerServer, peer_python
 
 APP_ROOT = "/srv/app/"
@@ -219,11 +223,13 @@ def main() -> None:
             repeat = Samples()
             line = 42
             author = blamed_author(repo.path, REPEAT_FILE, line)
+            connection = http.client.HTTPConnection("127.0.0.1", ours.port, timeout=10)
             for number in range(args.repeats + 5):
                 mark = next_mark()
-                exc_info = exc_info_at(REPEAT_FILE, line, mark)
+                body = json.dumps(rpc_call(wire_report(REPEAT_FILE, line, mark), number))
                 sent_at = time.time()
-                flawless.client.record_error("bench-host", exc_info)
+                connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
+                connection.getresponse().read()
                 arrived = smtp.wait_for(mark, 10)
                 if number >= 5:  # the first ones fill the blame cache
                     repeat.note(sent_at, arrived, author)
