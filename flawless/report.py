@@ -239,6 +239,79 @@ def parse_report(data: Any) -> Report:
     )
 
 
+def _plain_string(value: Any, limit: int) -> bool:
+    return type(value) is str and len(value) <= limit and "\x00" not in value
+
+
+def _optional_string(data: Mapping[str, Any], key: str, limit: int) -> bool:
+    value = data.get(key)
+    return value is None or _plain_string(value, limit)
+
+
+def _optional_count(data: Mapping[str, Any], key: str) -> bool:
+    value = data.get(key)
+    return value is None or (type(value) is int and 1 <= value <= MAX_ERROR_COUNT)
+
+
+def _plain_frame(frame: Any) -> bool:
+    if type(frame) is not dict:
+        return False
+    filename, line_number = frame.get("filename"), frame.get("line_number")
+    if not (_plain_string(filename, MAX_STRING_CHARS) and filename.strip()
+            and type(line_number) is int and 1 <= line_number <= 10**9
+            and _plain_string(frame.get("function_name"), MAX_STRING_CHARS)
+            and _optional_string(frame, "text", MAX_STRING_CHARS)):
+        return False
+    frame_locals = frame.get("frame_locals")
+    if frame_locals is None:
+        return True
+    return (type(frame_locals) is dict and len(frame_locals) <= MAX_LOCALS_PER_FRAME
+            and all(len(name) <= 128 and _plain_string(value, MAX_LOCAL_REPR_CHARS)
+                    for name, value in frame_locals.items()))
+
+
+def _plain_timestamp(value: Any) -> bool:
+    return value is None or (type(value) in (int, float) and 0 <= value < 10**11)
+
+
+def _plain_context(context: Any) -> bool:
+    if context is None:
+        return True
+    return (type(context) is dict and len(context) <= MAX_CONTEXT_ITEMS
+            and all(type(name) is str and len(name) <= 128
+                    and (_plain_string(value, MAX_STRING_CHARS)
+                         or type(value) in (bool, int)
+                         or (type(value) is float and math.isfinite(value)))
+                    for name, value in context.items()))
+
+
+def _plain_report(data: Any) -> bool:
+    """True when ``data`` is a report that parse_report accepts as it is, without trimming.
+
+    A quick test of the common case; anything unusual is left to parse_report.
+    """
+    if type(data) is not dict:
+        return False
+    exception_type, traceback = data.get("exception_type"), data.get("traceback")
+    return (_plain_string(exception_type, MAX_STRING_CHARS) and bool(exception_type.strip())
+            and _plain_string(data.get("exception_message"), MAX_MESSAGE_CHARS)
+            and type(traceback) is list and 0 < len(traceback) <= MAX_FRAMES
+            and all(_plain_frame(frame) for frame in traceback)
+            and _optional_string(data, "hostname", 255)
+            and _optional_string(data, "revision", 255)
+            and _optional_string(data, "additional_info", MAX_MESSAGE_CHARS)
+            and _optional_count(data, "error_count")
+            and _optional_count(data, "error_threshold")
+            and _plain_context(data.get("context")) and _plain_timestamp(data.get("timestamp")))
+
+
+def check_report(data: Any) -> None:
+    """Raise :class:`InvalidReport` exactly when :func:`parse_report` would, but faster:
+    the common well-formed report is recognised without building it."""
+    if not _plain_report(data):
+        parse_report(data)
+
+
 def frame_to_dict(frame: Frame) -> dict[str, Any]:
     """Return the wire form of one frame."""
     data: dict[str, Any] = {

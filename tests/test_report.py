@@ -100,3 +100,67 @@ def test_trimming_keeps_the_innermost_frames():
 def test_nul_bytes_are_removed_from_strings():
     report = parse_report(valid(exception_message="a\x00b"))
     assert report.exception_message == "ab"
+
+
+# -- check_report: the quick path of the server's acknowledgement must agree with parse_report
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from flawless.report import _plain_report, check_report  # noqa: E402
+
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12),
+                    st.floats(allow_nan=True, allow_infinity=True),
+                    st.text(max_size=20), st.just("a\x00b"), st.just(" "),
+                    st.sampled_from(["x" * 4096, "x" * 4097, "x" * 16385]))
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
+                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+FRAMES = st.fixed_dictionaries(
+    {"filename": st.one_of(st.text(max_size=30), VALUES),
+     "line_number": st.one_of(st.integers(-2, 10**10), VALUES),
+     "function_name": st.one_of(st.text(max_size=10), VALUES)},
+    optional={"text": st.one_of(st.text(max_size=10), VALUES),
+              "frame_locals": st.one_of(st.dictionaries(st.text(max_size=200), VALUES,
+                                                        max_size=4), VALUES)})
+REPORTS = st.fixed_dictionaries(
+    {"exception_type": st.one_of(st.text(max_size=20), VALUES),
+     "exception_message": st.one_of(st.text(max_size=20), VALUES),
+     "traceback": st.one_of(st.lists(FRAMES, max_size=3), VALUES)},
+    optional={"hostname": st.one_of(st.text(max_size=300), VALUES),
+              "revision": VALUES, "additional_info": VALUES,
+              "error_count": st.one_of(st.integers(-1, 10**10), VALUES),
+              "error_threshold": VALUES,
+              "context": st.one_of(st.dictionaries(st.text(max_size=130), VALUES,
+                                                   max_size=3), VALUES),
+              "timestamp": VALUES})
+
+
+@settings(max_examples=300, deadline=None)
+@given(REPORTS)
+def test_check_report_refuses_exactly_what_parse_report_refuses(data):
+    try:
+        parse_report(data)
+        refused = None
+    except InvalidReport as error:
+        refused = error.errors
+    if refused is None:
+        check_report(data)
+    else:
+        with pytest.raises(InvalidReport) as raised:
+            check_report(data)
+        assert raised.value.errors == refused
+
+
+@settings(max_examples=200, deadline=None)
+@given(REPORTS)
+def test_the_quick_path_only_passes_reports_parse_report_keeps_as_they_are(data):
+    if _plain_report(data):
+        report = parse_report(data)
+        assert report.exception_message == data["exception_message"]
+        assert [frame.filename for frame in report.traceback] == \
+            [frame["filename"] for frame in data["traceback"]]
+        assert [frame.frame_locals for frame in report.traceback] == \
+            [frame.get("frame_locals") for frame in data["traceback"]]
+
+
+def test_a_typical_report_takes_the_quick_path():
+    assert _plain_report(valid())
