@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import json
 import sqlite3
 
 import pytest
 
-from flawless.report import Frame, Report
+from flawless.report import Frame, Report, report_to_dict
 from flawless.server.routing import ErrorKey
 from flawless.server.store import ErrorRecord, Store, StorageUnavailable, day_of, week_start
 
@@ -35,16 +36,31 @@ def test_weeks_start_on_monday_utc():
     assert day_of(MONDAY - 1) == "2026-11-15"
 
 
+def payload(*reports, invalid=0):
+    calls = [{"jsonrpc": "2.0", "id": n, "method": "record_error",
+              "params": {"report": report_to_dict(report)}} for n, report in enumerate(reports)]
+    calls += [{"jsonrpc": "2.0", "id": 99, "method": "record_error",
+               "params": {"report": {"exception_type": "x"}}}] * invalid
+    return json.dumps(calls if len(calls) > 1 else calls[0]).encode()
+
+
 def test_inbox_round_trip_and_removal(store):
-    ids = store.add_to_inbox([REPORT, REPORT], received_at=5.0)
-    assert len(ids) == 2 and store.inbox_depth() == 2
+    ids = store.add_to_inbox([(payload(REPORT, REPORT, invalid=1), 2), (payload(REPORT), 1)],
+                             received_at=5.0)
+    assert len(ids) == 2 and store.inbox_depth() == 3
     items = store.due_inbox(now=10.0, limit=10)
-    assert [item.report for item in items] == [REPORT, REPORT]
+    assert [item.reports for item in items] == [(REPORT, REPORT), (REPORT,)]
     with store.transaction() as connection:
         store.postpone(connection, ids[0], 1, 100.0, "repository unavailable")
         store.remove_from_inbox(connection, ids[1])
     assert store.due_inbox(now=10.0, limit=10) == []
     assert [item.inbox_id for item in store.due_inbox(now=100.0, limit=10)] == [ids[0]]
+
+
+def test_due_inbox_holds_about_the_limit_of_reports(store):
+    store.add_to_inbox([(payload(REPORT, REPORT), 2)] * 5, received_at=1.0)
+    assert len(store.due_inbox(now=2.0, limit=3)) == 2
+    assert len(store.due_inbox(now=2.0, limit=1)) == 1
 
 
 def test_a_failed_transaction_leaves_nothing(store):
@@ -100,7 +116,7 @@ def test_a_locked_database_is_storage_unavailable(tmp_path):
     store.connection.execute("PRAGMA busy_timeout = 100")
     try:
         with pytest.raises(StorageUnavailable):
-            store.add_to_inbox([REPORT], received_at=1.0)
+            store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
     finally:
         blocker.execute("ROLLBACK")
-    assert store.add_to_inbox([REPORT], received_at=1.0)
+    assert store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)

@@ -8,13 +8,12 @@ commit is running are gathered into the next one, which keeps durability cheap u
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorThreads
 from twisted.python.threadpool import ThreadPool
 
-from flawless.report import Report
 from flawless.server.store import Store
 
 MAX_REPORTS_PER_COMMIT = 5000
@@ -31,13 +30,16 @@ class InboxWriter:
         self._reactor = reactor
         self._on_stored = on_stored
         self._clock = clock
-        self._waiting: list[tuple[Sequence[Report], defer.Deferred]] = []
+        self._waiting: list[tuple[bytes, int, defer.Deferred]] = []
         self._committing: Optional[defer.Deferred] = None
+        self.last_accepted = 0.0
 
-    def accept(self, reports: Sequence[Report]) -> defer.Deferred:
-        """Store ``reports``; the Deferred fires with their inbox ids once committed."""
+    def accept(self, payload: bytes, reports: int) -> defer.Deferred:
+        """Store one request's ``payload`` (a JSON-RPC body holding ``reports`` valid
+        reports); the Deferred fires with its inbox id once committed."""
         waiter: defer.Deferred = defer.Deferred()
-        self._waiting.append((reports, waiter))
+        self._waiting.append((payload, reports, waiter))
+        self.last_accepted = self._clock()
         if self._committing is None:
             self._commit_waiting()
         return waiter
@@ -45,28 +47,24 @@ class InboxWriter:
     def _commit_waiting(self) -> None:
         batch, total = [], 0
         while self._waiting and (not batch or total < MAX_REPORTS_PER_COMMIT):
-            reports, waiter = self._waiting.pop(0)
-            batch.append((reports, waiter))
-            total += len(reports)
-        everything = [report for reports, _ in batch for report in reports]
-        committing = threads.deferToThreadPool(self._reactor, self._pool,
-                                               self._store.add_to_inbox, everything,
-                                               self._clock())
+            batch.append(self._waiting.pop(0))
+            total += batch[-1][1]
+        committing = threads.deferToThreadPool(
+            self._reactor, self._pool, self._store.add_to_inbox,
+            [(payload, reports) for payload, reports, _ in batch], self._clock())
         self._committing = committing
         committing.addCallbacks(self._answer, self._fail, callbackArgs=(batch,),
                                 errbackArgs=(batch,))
 
     def _answer(self, ids: list[int], batch: list) -> None:
-        start = 0
-        for reports, waiter in batch:
-            waiter.callback(ids[start:start + len(reports)])
-            start += len(reports)
+        for inbox_id, (_, _, waiter) in zip(ids, batch):
+            waiter.callback(inbox_id)
         self._next()
         if self._on_stored is not None:
             self._on_stored()
 
     def _fail(self, failure, batch: list) -> None:  # type: ignore[no-untyped-def]
-        for _, waiter in batch:
+        for _, _, waiter in batch:
             waiter.errback(failure)
         self._next()
 
@@ -79,7 +77,7 @@ class InboxWriter:
         """Fire once every report handed to :meth:`accept` so far is committed (or failed)."""
         if self._committing is None and not self._waiting:
             return defer.succeed(None)
-        last = self._waiting[-1][1] if self._waiting else self._committing
+        last = self._waiting[-1][2] if self._waiting else self._committing
         done: defer.Deferred = defer.Deferred()
         assert last is not None
         last.addBoth(lambda result: (done.callback(None), result)[1])

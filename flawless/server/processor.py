@@ -28,7 +28,8 @@ from flawless.server.alerting import AlertSettings, Decision
 from flawless.server.blame import Blame, BlameFailed, BlameService, RepositoryUnavailable
 from flawless.server.routing import RepoIndex, Route, RoutingSettings
 from flawless.server.rules import Rules
-from flawless.server.store import ErrorRecord, InboxItem, Store
+from flawless.server.routing import ErrorKey
+from flawless.server.store import ErrorRecord, ErrorState, InboxItem, Store, day_of
 
 log = Logger()
 
@@ -36,6 +37,7 @@ BATCH_SIZE = 200
 IDLE_POLL_SECONDS = 1.0
 MAX_RETRY_SECONDS = 600.0
 MAX_CACHED_INDEXES = 16
+INGEST_FIRST_FACTOR = 3.0
 EMPTY_INDEX = RepoIndex.from_paths(())
 
 
@@ -43,7 +45,7 @@ EMPTY_INDEX = RepoIndex.from_paths(())
 class Occurrence:
     """A routed, blamed report ready to be counted."""
 
-    item: InboxItem
+    report: Report
     route: Route
     blame: Optional[Blame]
 
@@ -52,7 +54,6 @@ class Occurrence:
 class Dropped:
     """A report dropped by a rule (whitelist or ignored exception)."""
 
-    item: InboxItem
     reason: str
 
 
@@ -60,7 +61,6 @@ class Dropped:
 class Postponed:
     """A report that cannot be processed now (repository unavailable)."""
 
-    item: InboxItem
     reason: str
 
 
@@ -78,7 +78,9 @@ class Processor(service.Service):
     def __init__(self, store: Store, pool: ThreadPool, blamer: Optional[BlameService],
                  rules: Callable[[], Rules], routing_settings: RoutingSettings,
                  alert_settings: AlertSettings, sender: str, base_url: str,
-                 on_mail_queued: Callable[[], None], reactor=None):  # type: ignore[no-untyped-def]
+                 on_mail_queued: Callable[[], None],
+                 ingest_busy: Callable[[], bool] = lambda: False,
+                 reactor=None):  # type: ignore[no-untyped-def]
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
         self._reactor = reactor
@@ -91,6 +93,8 @@ class Processor(service.Service):
         self._sender = sender
         self.base_url = base_url  # set again by the server once its dashboard port is bound
         self._on_mail_queued = on_mail_queued
+        self._ingest_busy = ingest_busy
+        self._batch_seconds = 0.0
         self._indexes: OrderedDict[str, RepoIndex] = OrderedDict()
         self._index_waiters: dict[str, list[defer.Deferred]] = {}
         self._running: Optional[defer.Deferred] = None
@@ -137,23 +141,31 @@ class Processor(service.Service):
     def _finished(self, more: object) -> None:
         self._running = None
         if self._again or more is True:
-            self._reactor.callLater(0, self.wake)
+            # Acknowledging reports comes first: while requests keep arriving, processing
+            # takes a bounded share of the CPU (it catches up as soon as they pause).
+            busy = self._ingest_busy()
+            self._reactor.callLater(INGEST_FIRST_FACTOR * self._batch_seconds if busy else 0,
+                                    self.wake)
 
     def _db(self, function, *args):  # type: ignore[no-untyped-def]
         return threads.deferToThreadPool(self._reactor, self._pool, function, *args)
 
     async def _process_due(self) -> bool:
+        started = time.monotonic()
         items = await self._db(self._store.due_inbox, time.time(), BATCH_SIZE)
         if not items:
             return False
-        prepared = await defer.gatherResults([defer.ensureDeferred(self._prepare(item))
-                                              for item in items], consumeErrors=True)
+        batch = [(item, await defer.gatherResults(
+            [defer.ensureDeferred(self._prepare(report)) for report in item.reports],
+            consumeErrors=True)) for item in items]
         rules = self._rules()
-        queued = await self._db(self._apply, prepared, rules)
-        self.processed += sum(isinstance(p, (Occurrence, Dropped)) for p in prepared)
+        queued = await self._db(self._apply, batch, rules)
+        self.processed += sum(isinstance(entry, (Occurrence, Dropped))
+                              for _, prepared in batch for entry in prepared)
         if queued:
             self._on_mail_queued()
-        return len(items) == BATCH_SIZE
+        self._batch_seconds = time.monotonic() - started
+        return True
 
     async def _index(self, sha: str) -> RepoIndex:
         """The repository index at ``sha``; built once, off the reactor, however many ask."""
@@ -182,8 +194,7 @@ class Processor(service.Service):
             waiter.callback(index)
         return index
 
-    async def _prepare(self, item: InboxItem) -> Prepared:
-        report = item.report
+    async def _prepare(self, report: Report) -> Prepared:
         rules = self._rules()
         try:
             if self._blamer is None:
@@ -193,10 +204,10 @@ class Processor(service.Service):
                 index = await self._index(sha)
             route = routing.route(report, index, rules, self._routing_settings)
             if route.dropped_reason is not None:
-                return Dropped(item, route.dropped_reason)
+                return Dropped(route.dropped_reason)
             blamed = route.blamed
             if blamed is None or self._blamer is None or blamed.repo_path is None:
-                return Occurrence(item, route, None)
+                return Occurrence(report, route, None)
             try:
                 blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
                                                  report.revision, blamed.frame.text)
@@ -205,84 +216,109 @@ class Processor(service.Service):
                          line=blamed.frame.line_number, reason=str(failure))
                 route = replace(route, explanation=route.explanation + (
                     f"git blame failed ({failure}); sent to the default contact",))
-                return Occurrence(item, route, None)
-            return Occurrence(item, route, blame)
+                return Occurrence(report, route, None)
+            return Occurrence(report, route, blame)
         except RepositoryUnavailable as unavailable:
             self.last_error = f"repository unavailable: {unavailable}"
-            log.warn("repository unavailable, report {id} kept for later: {reason}",
-                     id=item.inbox_id, reason=str(unavailable))
-            return Postponed(item, str(unavailable))
+            log.warn("repository unavailable, reports kept for later: {reason}",
+                     reason=str(unavailable))
+            return Postponed(str(unavailable))
 
     # -- the database transaction (runs in the database thread) --------------------------
 
-    def _apply(self, prepared: list[Prepared], rules: Rules) -> int:
+    def _apply(self, batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
+        """Count, decide and queue mail for a batch of requests in one transaction."""
         now = time.time()
-        queued = 0
+        tallies: dict[ErrorKey, _Tally] = {}
         with self._store.transaction() as connection:
-            for entry in prepared:
-                if isinstance(entry, Postponed):
-                    attempts = entry.item.attempts + 1
-                    self._store.postpone(connection, entry.item.inbox_id, attempts,
-                                         now + retry_delay(attempts), entry.reason)
+            for item, prepared in batch:
+                postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
+                if postponed:  # all of a request's reports are processed together, or none
+                    attempts = item.attempts + 1
+                    self._store.postpone(connection, item.inbox_id, attempts,
+                                         now + retry_delay(attempts), postponed[0].reason)
                     continue
-                if isinstance(entry, Dropped):
-                    self._store.bump_stat(connection, "dropped: " + entry.reason.split(":")[0])
-                else:
-                    queued += self._count(connection, entry, rules, now)
-                self._store.remove_from_inbox(connection, entry.item.inbox_id)
-        return queued
+                for entry in prepared:
+                    if isinstance(entry, Dropped):
+                        self._store.bump_stat(connection,
+                                              "dropped: " + entry.reason.split(":")[0])
+                    else:
+                        assert isinstance(entry, Occurrence)
+                        self._tally(connection, tallies, entry, item.received_at, rules, now)
+                self._store.remove_from_inbox(connection, item.inbox_id)
+            return sum(self._save(connection, tally, now) for tally in tallies.values())
 
-    def _count(self, connection: sqlite3.Connection, occurrence: Occurrence, rules: Rules,
-               now: float) -> int:
-        report, route, blame = occurrence.item.report, occurrence.route, occurrence.blame
-        when = occurrence.item.received_at
-        existing = self._store.find_error(route.key, connection)
-        count_before = existing.count if existing else 0
-        count_after = count_before + report.error_count
+    def _tally(self, connection: sqlite3.Connection, tallies: dict[ErrorKey, _Tally],
+               occurrence: Occurrence, when: float, rules: Rules, now: float) -> None:
+        report, route, blame = occurrence.report, occurrence.route, occurrence.blame
+        tally = tallies.get(route.key)
+        if tally is None:
+            tally = _Tally(self._store.error_state(connection, route.key), when)
+            tallies[route.key] = tally
+        count_before = tally.count
+        tally.count += report.error_count
         decision = alerting.decide(
             route, blame.author_email if blame else None,
-            blame.commit_timestamp if blame else None, count_before, count_after,
-            existing is not None and existing.alerted_at is not None, report.error_threshold,
-            rules, self._alert_settings)
-        record = self._record(existing, report, route, blame, decision, count_after, when, now)
-        error_id = self._store.save_error(connection, record)
-        self._store.count_occurrences(connection, error_id, when, report.error_count)
-        queued = 0
+            blame.commit_timestamp if blame else None, count_before, tally.count,
+            tally.alerted_at is not None, report.error_threshold, rules, self._alert_settings)
+        tally.latest = occurrence
+        tally.decision = decision
+        tally.first_seen = min(tally.first_seen, when)
+        tally.last_seen = max(tally.last_seen, when)
+        day = tally.days.setdefault(day_of(when), [when, 0])
+        day[1] += report.error_count
         if decision.alert and decision.recipients:
-            alert = mail.Alert(report=report, route=route, blame=blame, decision=decision,
-                               count=count_after, first_seen=record.first_seen,
-                               last_seen=record.last_seen, base_url=self.base_url,
-                               error_id=error_id)
-            self._queue(connection, error_id, now, mail.render_alert(alert, self._sender))
-            queued += 1
+            tally.alerted_at = now
+            tally.recipients = tuple(recipient.email for recipient in decision.recipients)
+            tally.alerts.append((occurrence, decision, tally.count))
         if decision.rejected and self._alert_settings.default_contact:
             lines = [f"{address}: {reason}" for address, reason in decision.rejected]
-            note = mail.render_note(
+            tally.notes.append(mail.render_note(
                 f"flawless dropped invalid recipients for {route.key.filename}", lines,
-                [self._alert_settings.default_contact], self._sender)
-            self._queue(connection, error_id, now, note)
-            queued += 1
-        return queued
+                [self._alert_settings.default_contact], self._sender))
 
-    def _queue(self, connection: sqlite3.Connection, error_id: Optional[int], now: float,
-               message: EmailMessage) -> None:
-        self._store.queue_mail(connection, error_id, now, mail.message_bytes(message),
-                               mail.message_recipients(message))
+    def _save(self, connection: sqlite3.Connection, tally: _Tally, now: float) -> int:
+        """Write one error's new state and counts, and queue its mail; return mails queued."""
+        error_id = self._store.save_error(connection, tally.record())
+        for when, occurrences in tally.days.values():
+            self._store.count_occurrences(connection, error_id, when, occurrences)
+        messages = [mail.render_alert(mail.Alert(
+            report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
+            decision=decision, count=count, first_seen=tally.first_seen,
+            last_seen=tally.last_seen, base_url=self.base_url, error_id=error_id),
+            self._sender) for occurrence, decision, count in tally.alerts]
+        for message in messages + tally.notes:
+            self._store.queue_mail(connection, error_id, now, mail.message_bytes(message),
+                                   mail.message_recipients(message))
+        return len(messages) + len(tally.notes)
 
-    def _record(self, existing: Optional[ErrorRecord], report: Report, route: Route,
-                blame: Optional[Blame], decision: Decision, count: int, when: float,
-                now: float) -> ErrorRecord:
+
+class _Tally:
+    """One error's state while a batch is applied: stored state plus this batch's occurrences."""
+
+    def __init__(self, state: Optional[ErrorState], when: float):
+        self.error_id = state.error_id if state else 0
+        self.count = state.count if state else 0
+        self.first_seen = state.first_seen if state else when
+        self.last_seen = state.last_seen if state else when
+        self.alerted_at = state.alerted_at if state else None
+        self.recipients: tuple[str, ...] = state.recipients if state else ()
+        self.days: dict[str, list] = {}
+        self.alerts: list[tuple[Occurrence, Decision, int]] = []
+        self.notes: list[EmailMessage] = []
+        self.latest: Optional[Occurrence] = None
+        self.decision: Optional[Decision] = None
+
+    def record(self) -> ErrorRecord:
+        """The error as it is to be stored, from its latest occurrence."""
+        assert self.latest is not None and self.decision is not None
+        report, route, blame = self.latest.report, self.latest.route, self.latest.blame
         blamed = route.blamed
         frame = blamed.frame if blamed else report.traceback[-1]
-        alerted_at = existing.alerted_at if existing else None
-        recipients = existing.recipients if existing else ()
-        if decision.alert:
-            alerted_at = now
-            recipients = tuple(recipient.email for recipient in decision.recipients)
-        explanation = route.explanation + (decision.reason,) + tuple(
-            f"{recipient.email}: {recipient.reason}" for recipient in decision.recipients)
+        explanation = route.explanation + (self.decision.reason,) + tuple(
+            f"{recipient.email}: {recipient.reason}" for recipient in self.decision.recipients)
         return ErrorRecord(
-            error_id=existing.error_id if existing else 0,
+            error_id=self.error_id,
             key=route.key,
             line_number=frame.line_number,
             exception_type=report.exception_type,
@@ -294,12 +330,12 @@ class Processor(service.Service):
             commit_timestamp=blame.commit_timestamp if blame else None,
             blame_revision=blame.revision if blame else None,
             blame_at_requested=blame.at_requested_revision if blame else None,
-            count=count,
-            first_seen=min(existing.first_seen, when) if existing else when,
-            last_seen=max(existing.last_seen, when) if existing else when,
+            count=self.count,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
             last_report=report,
             known=route.known_error is not None,
-            alerted_at=alerted_at,
-            recipients=recipients,
+            alerted_at=self.alerted_at,
+            recipients=self.recipients,
             explanation=explanation,
         )

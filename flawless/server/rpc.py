@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from flawless.report import InvalidReport, Report, parse_report
+from flawless.report import InvalidReport, check_report
 from flawless.server.inbox import InboxWriter
 from flawless.server.ratelimit import TokenBuckets, retry_after_header
 from flawless.server.store import StorageUnavailable
@@ -127,7 +127,7 @@ class Call:
         self.raw = raw
         self.request_id: Any = raw.get("id") if isinstance(raw, dict) else None
         self.is_notification = isinstance(raw, dict) and "id" not in raw
-        self.report: Optional[Report] = None
+        self.has_report = False
         self.answer: Optional[dict] = None
 
     def examine(self) -> None:
@@ -144,7 +144,8 @@ class Call:
             self.answer = result_response(self.request_id, True)
         elif method == "record_error":
             try:
-                self.report = parse_report(_report_params(raw.get("params")))
+                check_report(_report_params(raw.get("params")))
+                self.has_report = True
             except InvalidReport as invalid:
                 self.answer = error_response(self.request_id, INVALID_PARAMS,
                                              f"Invalid params: {invalid}", invalid.errors)
@@ -241,17 +242,19 @@ class RpcResource(resource.Resource):
                                         f"{retry_after_header(wait)} s\n")
         for call in calls:
             call.examine()
-        reports = [call.report for call in calls if call.report is not None]
+        reports = [call for call in calls if call.has_report]
         if not reports:
             return self._finish_calls(request, calls, is_batch, write=False)
-        stored = self._inbox.accept(reports)
+        if len(reports) < len(calls):  # keep only what is to be processed
+            body = json.dumps([call.raw for call in reports]).encode()
+        stored = self._inbox.accept(body, len(reports))
         stored.addCallback(lambda _: self._stored(request, calls, is_batch))
         stored.addErrback(self._store_failed, request)
         return server.NOT_DONE_YET
 
     def _stored(self, request: server.Request, calls: list[Call], is_batch: bool) -> None:
         for call in calls:
-            if call.report is not None:
+            if call.has_report:
                 call.accepted()
         self._finish_calls(request, calls, is_batch, write=True)
 

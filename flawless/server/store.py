@@ -16,14 +16,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional, Sequence
 
-from flawless.report import Report, parse_report, report_to_dict
+from flawless.report import InvalidReport, Report, parse_report, report_to_dict
 from flawless.server.routing import ErrorKey
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbox (
     id INTEGER PRIMARY KEY,
     received_at REAL NOT NULL,
-    report TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reports INTEGER NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at REAL NOT NULL DEFAULT 0,
     last_error TEXT
@@ -94,12 +95,24 @@ class StorageUnavailable(Exception):
 
 @dataclass(frozen=True)
 class InboxItem:
-    """An accepted report waiting to be processed."""
+    """One accepted request's reports, waiting to be processed together."""
 
     inbox_id: int
     received_at: float
-    report: Report
+    reports: tuple[Report, ...]
     attempts: int
+
+
+@dataclass(frozen=True)
+class ErrorState:
+    """What processing needs to know of an error already stored."""
+
+    error_id: int
+    count: int
+    first_seen: float
+    last_seen: float
+    alerted_at: Optional[float]
+    recipients: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,23 @@ def week_start(timestamp: float) -> str:
 def day_of(timestamp: float) -> str:
     """The UTC day holding ``timestamp``, as YYYY-MM-DD."""
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).date().isoformat()
+
+
+def reports_in_payload(payload: bytes) -> tuple[Report, ...]:
+    """The valid reports of a stored JSON-RPC body (its ``record_error`` calls)."""
+    body = json.loads(payload)
+    reports = []
+    for call in (body if isinstance(body, list) else [body]):
+        if not isinstance(call, dict) or call.get("method") != "record_error":
+            continue
+        params = call.get("params")
+        data = params.get("report") if isinstance(params, dict) else \
+            params[0] if isinstance(params, list) and len(params) == 1 else None
+        try:
+            reports.append(parse_report(data))
+        except InvalidReport:
+            continue  # answered with an error when it arrived; nothing to process
+    return tuple(reports)
 
 
 def encode_report(report: Report) -> str:
@@ -237,40 +267,50 @@ class Store:
 
     # -- inbox ---------------------------------------------------------------------------
 
-    def add_to_inbox(self, reports: Sequence[Report], received_at: float) -> list[int]:
-        """Store accepted reports durably in one transaction; return their inbox ids."""
-        rows = [(received_at, encode_report(report)) for report in reports]
+    def add_to_inbox(self, payloads: Sequence[tuple[bytes, int]], received_at: float
+                     ) -> list[int]:
+        """Store accepted requests durably in one transaction; return their inbox ids.
+
+        Each payload is a JSON-RPC body whose valid ``record_error`` calls are to be
+        processed, with the number of reports it holds.
+        """
         try:
             with self.transaction() as connection:
-                ids = []
-                for row in rows:
-                    cursor = connection.execute(
-                        "INSERT INTO inbox (received_at, report) VALUES (?, ?)", row)
-                    ids.append(int(cursor.lastrowid or 0))
-                return ids
+                return [int(connection.execute(
+                    "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
+                    (received_at, payload, reports)).lastrowid or 0)
+                    for payload, reports in payloads]
         except sqlite3.Error as error:
             raise StorageUnavailable(str(error)) from error
 
     def due_inbox(self, now: float, limit: int) -> list[InboxItem]:
-        """Unprocessed reports whose next attempt is due, oldest first."""
-        rows = self.connection.execute(
-            "SELECT id, received_at, report, attempts FROM inbox WHERE next_attempt_at <= ? "
-            "ORDER BY id LIMIT ?", (now, limit)).fetchall()
-        return [InboxItem(row[0], row[1], decode_report(row[2]), row[3]) for row in rows]
+        """Unprocessed requests whose next attempt is due, oldest first, holding about
+        ``limit`` reports (at least one request)."""
+        items: list[InboxItem] = []
+        total = 0
+        for row in self.connection.execute(
+                "SELECT id, received_at, payload, attempts, reports FROM inbox "
+                "WHERE next_attempt_at <= ? ORDER BY id", (now,)):
+            items.append(InboxItem(row[0], row[1], reports_in_payload(row[2]), row[3]))
+            total += row[4]
+            if total >= limit:
+                break
+        return items
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
-        return int(self.connection.execute("SELECT COUNT(*) FROM inbox").fetchone()[0])
+        return int(self.connection.execute(
+            "SELECT COALESCE(SUM(reports), 0) FROM inbox").fetchone()[0])
 
     def postpone(self, connection: sqlite3.Connection, inbox_id: int, attempts: int,
                  next_attempt_at: float, error: str) -> None:
-        """Leave a report in the inbox for a later attempt."""
+        """Leave a request's reports in the inbox for a later attempt."""
         connection.execute(
             "UPDATE inbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
             (attempts, next_attempt_at, error[:1000], inbox_id))
 
     def remove_from_inbox(self, connection: sqlite3.Connection, inbox_id: int) -> None:
-        """Mark a report processed (it lives on in its error's counts)."""
+        """Mark a request's reports processed (they live on in their errors' counts)."""
         connection.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,))
 
     # -- errors --------------------------------------------------------------------------
@@ -282,6 +322,18 @@ class Store:
             f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND function_name = ? "
             "AND text = ?", (key.filename, key.function_name, key.text)).fetchone()
         return _error_from_row(row) if row else None
+
+    def error_state(self, connection: sqlite3.Connection, key: ErrorKey
+                    ) -> Optional[ErrorState]:
+        """Counts and alert state of the error with this identity, if seen before."""
+        row = connection.execute(
+            "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
+            "WHERE filename = ? AND function_name = ? AND text = ?",
+            (key.filename, key.function_name, key.text)).fetchone()
+        if row is None:
+            return None
+        return ErrorState(row[0], row[1], row[2], row[3], row[4],
+                          tuple(json.loads(row[5] or "[]")))
 
     def get_error(self, error_id: int) -> Optional[ErrorRecord]:
         """The error with this id."""

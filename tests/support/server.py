@@ -131,7 +131,7 @@ class FlawlessProcess:
 
     def inbox_depth(self) -> int:
         """Reports accepted but not processed yet."""
-        return self.query("SELECT COUNT(*) FROM inbox")[0][0]
+        return self.query("SELECT COALESCE(SUM(reports), 0) FROM inbox")[0][0]
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait; return the exit status."""
