@@ -81,7 +81,7 @@ LOADER = textwrap.dedent('''
     import http.client, json, random, sys, time
     port_file, seconds, functions, seed = sys.argv[1], float(sys.argv[2]), \\
         json.loads(sys.argv[3]), int(sys.argv[4])
-    line = json.loads(sys.argv[5])
+    line, revision = json.loads(sys.argv[5]), sys.argv[6]
     rng = random.Random(seed)
     acked, uncertain, answers = {}, {}, {}
     deadline = time.monotonic() + seconds
@@ -100,6 +100,7 @@ LOADER = textwrap.dedent('''
         calls = [{"jsonrpc": "2.0", "method": "record_error", "id": index, "params": {
                   "report": {"exception_type": "builtins.TypeError",
                              "exception_message": "load", "hostname": "loader",
+                             "revision": revision,
                              "traceback": [dict(line, function_name=name)]}}}
                  for index, name in enumerate(batch)]
         sent = False
@@ -130,11 +131,13 @@ LOADER = textwrap.dedent('''
 
 
 def start_loaders(server: FlawlessProcess, count: int, seconds: float,
-                  functions: list[str]) -> list[subprocess.Popen]:
-    """Start ``count`` loader processes sending Alice's line under ``functions`` names."""
+                  functions: list[str], revision: str) -> list[subprocess.Popen]:
+    """Start ``count`` loader processes sending Alice's line under ``functions`` names, from
+    a client running ``revision`` (as clients that set FLAWLESS_REVISION do)."""
     port_file = server.data_dir / "listening.json"
     return [subprocess.Popen([sys.executable, "-c", LOADER, str(port_file), str(seconds),
-                              json.dumps(functions), str(seed), json.dumps(ALICE_LINE)],
+                              json.dumps(functions), str(seed), json.dumps(ALICE_LINE),
+                              revision],
                              stdout=subprocess.PIPE, text=True)
             for seed in range(count)]
 
