@@ -37,7 +37,6 @@ DATABASE_FILE = "flawless.sqlite3"
 MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
-INGEST_BUSY_SECONDS = 0.2
 
 
 class ListeningService(service.Service):
@@ -127,10 +126,10 @@ class FlawlessServer(service.MultiService):
             self.store, self.db_pool, self.blamer, lambda: self.rules,
             routing_settings(config), alert_settings(config),
             config.smtp_from, config.base_url, self.outbox.wake,
-            ingest_busy=lambda: time.time() - self.inbox.last_accepted < INGEST_BUSY_SECONDS,
+            ingest_busy=lambda: self.inbox.busy,
             reactor=reactor)
         self.inbox = InboxWriter(self.store, self.inbox_pool, reactor,
-                                 on_stored=self.processor.wake)
+                                 on_stored=self.processor.wake_soon)
         self.reloader = RulesReloader(config.config_dir_path, on_reload=self._rules_reloaded,
                                       on_broken=self._rules_broken, clock=reactor)
 

@@ -8,6 +8,7 @@ commit is running are gathered into the next one, which keeps durability cheap u
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable, Optional
 
 from twisted.internet import defer, threads
@@ -17,6 +18,9 @@ from twisted.python.threadpool import ThreadPool
 from flawless.server.store import Store
 
 MAX_REPORTS_PER_COMMIT = 5000
+BUSY_REQUESTS = 16
+BUSY_REPORTS = 200
+BUSY_WINDOW = 0.1
 
 
 class InboxWriter:
@@ -32,14 +36,17 @@ class InboxWriter:
         self._clock = clock
         self._waiting: list[tuple[bytes, int, defer.Deferred]] = []
         self._committing: Optional[defer.Deferred] = None
-        self.last_accepted = 0.0
+        self._recent: deque[tuple[float, int]] = deque()  # (when, reports) in BUSY_WINDOW
 
     def accept(self, payload: bytes, reports: int) -> defer.Deferred:
         """Store one request's ``payload`` (a JSON-RPC body holding ``reports`` valid
         reports); the Deferred fires with its inbox id once committed."""
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append((payload, reports, waiter))
-        self.last_accepted = self._clock()
+        now = self._clock()
+        self._recent.append((now, reports))
+        while self._recent[0][0] < now - BUSY_WINDOW:
+            self._recent.popleft()
         if self._committing is None:
             self._commit_waiting()
         return waiter
@@ -72,6 +79,16 @@ class InboxWriter:
         self._committing = None
         if self._waiting:
             self._commit_waiting()
+
+    @property
+    def busy(self) -> bool:
+        """Whether reports arrive fast: over BUSY_REPORTS, or BUSY_REQUESTS requests, within
+        the last BUSY_WINDOW seconds."""
+        now = self._clock()
+        while self._recent and self._recent[0][0] < now - BUSY_WINDOW:
+            self._recent.popleft()
+        return len(self._recent) >= BUSY_REQUESTS or \
+            sum(reports for _, reports in self._recent) >= BUSY_REPORTS
 
     def drain(self) -> defer.Deferred:
         """Fire once every report handed to :meth:`accept` so far is committed (or failed)."""

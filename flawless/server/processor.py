@@ -15,7 +15,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from twisted.application import service
 from twisted.internet import defer, task, threads
@@ -38,6 +38,7 @@ IDLE_POLL_SECONDS = 1.0
 MAX_RETRY_SECONDS = 600.0
 MAX_CACHED_INDEXES = 16
 INGEST_FIRST_FACTOR = 3.0
+BUSY_MIN_DELAY = 0.05
 EMPTY_INDEX = RepoIndex.from_paths(())
 
 
@@ -95,6 +96,7 @@ class Processor(service.Service):
         self._on_mail_queued = on_mail_queued
         self._ingest_busy = ingest_busy
         self._batch_seconds = 0.0
+        self._later: Any = None
         self._indexes: OrderedDict[str, RepoIndex] = OrderedDict()
         self._index_waiters: dict[str, list[defer.Deferred]] = {}
         self._running: Optional[defer.Deferred] = None
@@ -134,6 +136,16 @@ class Processor(service.Service):
         self._running.addErrback(self._log_failure)
         self._running.addBoth(self._finished)
 
+    def wake_soon(self) -> None:
+        """New reports are stored: process them now, or, while requests arrive fast, a
+        little later in one larger batch."""
+        if self._running is not None:
+            self._again = True
+        elif not self._ingest_busy():
+            self.wake()
+        elif self._later is None or not self._later.active():
+            self._later = self._reactor.callLater(BUSY_MIN_DELAY, self.wake)
+
     def _log_failure(self, failure) -> None:  # type: ignore[no-untyped-def]
         self.last_error = failure.getErrorMessage()
         log.failure("processing the inbox failed", failure)
@@ -143,9 +155,10 @@ class Processor(service.Service):
         if self._again or more is True:
             # Acknowledging reports comes first: while requests keep arriving, processing
             # takes a bounded share of the CPU (it catches up as soon as they pause).
-            busy = self._ingest_busy()
-            self._reactor.callLater(INGEST_FIRST_FACTOR * self._batch_seconds if busy else 0,
-                                    self.wake)
+            delay = max(BUSY_MIN_DELAY, INGEST_FIRST_FACTOR * self._batch_seconds) \
+                if self._ingest_busy() else 0
+            if self._later is None or not self._later.active():
+                self._later = self._reactor.callLater(delay, self.wake)
 
     def _db(self, function, *args):  # type: ignore[no-untyped-def]
         return threads.deferToThreadPool(self._reactor, self._pool, function, *args)
