@@ -9,15 +9,15 @@ import shutil
 import subprocess
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from flawless.server.blame import (Blame, BlameFailed, BlameService, Repository,
-                                   RepositoryUnavailable, locate_line, redact)
+from flawless.server.blame import (TIP_TRUSTED_SECONDS, Blame, BlameFailed, BlameService,
+                                   Repository, RepositoryUnavailable, locate_line, redact)
 from support.gitrepo import ALICE, BOB, CAROL, CART_V2, GitRepo, init_repo
 
 CART_PATH = "shop/cart.py"
@@ -494,3 +494,31 @@ def test_stopping_ends_a_slow_git_call_and_keeps_the_report_for_later(shop, tmp_
     assert time.monotonic() - started < 5
     clock.run_until(lambda: bool(results))
     assert isinstance(results[0], Failure) and results[0].check(RepositoryUnavailable)
+
+
+
+class ResolveCountingRepository(Repository):
+    """A real repository that counts how often a revision is looked up with git."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.resolved = 0
+
+    def resolve_revision(self, revision: Optional[str]) -> tuple[str, bool]:
+        """Resolve, keeping count."""
+        self.resolved += 1
+        return super().resolve_revision(revision)
+
+
+def test_head_is_looked_up_once_for_a_burst_and_again_after_a_commit(shop, service_clock):
+    make, clock = service_clock
+    repository = ResolveCountingRepository(str(shop.path))
+    service = make(repository)
+    first = [outcome(service.resolve(None), clock) for _ in range(5)]
+    assert first == [(shop.head(), False)] * 5 and repository.resolved == 1
+    old_head = shop.head()
+    shop.commit(ALICE, {"shop/extra.py": "x = 1\n"}, "Add extra")
+    assert outcome(service.resolve(None), clock) == (old_head, False)  # trusted briefly
+    time.sleep(TIP_TRUSTED_SECONDS + 0.1)
+    assert outcome(service.resolve(None), clock) == (shop.head(), False)
+    assert repository.resolved == 2

@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -35,6 +36,7 @@ from twisted.python.threadpool import ThreadPool  # noqa: E402
 log = Logger()
 
 MOVED_CODE_WINDOW = 50          # lines searched either side for a frame's text
+TIP_TRUSTED_SECONDS = 2.0       # how long a lookup of HEAD (or the branch) is reused
 IGNORE_REVS_FILE = ".git-blame-ignore-revs"
 FETCHED_HEAD = "refs/flawless/head"
 FETCHED_BRANCHES = "refs/flawless/heads/"
@@ -207,6 +209,11 @@ class _Lru(Generic[K, V]):
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
 
 
 @dataclass(frozen=True)
@@ -543,6 +550,8 @@ class BlameService:
         self._fetch_pool = ThreadPool(minthreads=0, maxthreads=1, name="flawless-fetch")
         self._results: _Lru[_Key, Union[Blame, BlameFailed]] = _Lru(cache_size)
         self._resolved: _Lru[str, str] = _Lru(1024)
+        # Revisions that fell back to the tip: (when looked up, tip sha), briefly trusted.
+        self._fallbacks: _Lru[Optional[str], tuple[float, str]] = _Lru(1024)
         self._pending: dict[_Key, list[defer.Deferred]] = {}
         self._fetch_loop: Optional[LoopingCall] = None
         self.last_fetch: Optional[float] = None
@@ -585,6 +594,9 @@ class BlameService:
         known = self._resolved.get(revision) if revision else None
         if known is not None:
             return defer.succeed((known, True))
+        fallback = self._fallbacks.get(revision)
+        if fallback is not None and time.monotonic() - fallback[0] < TIP_TRUSTED_SECONDS:
+            return defer.succeed((fallback[1], False))
         resolving = self._in_pool(self.repository.resolve_revision, revision)
         resolving.addBoth(self._note)
         return resolving.addCallback(self._remember, revision)
@@ -592,8 +604,11 @@ class BlameService:
     def _remember(self, resolved: tuple[str, bool], revision: Optional[str]) -> tuple[str, bool]:
         sha, exact = resolved
         if exact and revision:
-            # A sha names the same commit forever; HEAD does not, so it is asked each time.
-            self._resolved.put(revision, sha)
+            self._resolved.put(revision, sha)  # a sha names the same commit forever
+        else:
+            # HEAD moves (a deploy, a fetch): its answer is trusted for a moment only, so a
+            # burst of reports without a known revision costs one git call, not one each.
+            self._fallbacks.put(revision, (time.monotonic(), sha))
         return resolved
 
     def paths_at(self, sha: str) -> defer.Deferred:
@@ -648,6 +663,7 @@ class BlameService:
         return fetching.addCallbacks(self._fetched, self._fetch_failed)
 
     def _fetched(self, _: None) -> None:
+        self._fallbacks.clear()
         self.last_fetch = self._reactor.seconds()
         self._fetch_error = None
 
