@@ -240,7 +240,8 @@ def parse_report(data: Any) -> Report:
 
 
 def _plain_string(value: Any, limit: int) -> bool:
-    return type(value) is str and len(value) <= limit and "\x00" not in value
+    return type(value) is str and len(value) <= limit and "\x00" not in value and (
+        value.isascii() or _LONE_SURROGATE.search(value) is None)
 
 
 def _optional_string(data: Mapping[str, Any], key: str, limit: int) -> bool:
@@ -253,8 +254,14 @@ def _optional_count(data: Mapping[str, Any], key: str) -> bool:
     return value is None or (type(value) is int and 1 <= value <= MAX_ERROR_COUNT)
 
 
+REPORT_FIELDS = frozenset(("exception_type", "exception_message", "traceback", "hostname",
+                           "revision", "error_count", "error_threshold", "additional_info",
+                           "context", "timestamp"))
+FRAME_FIELDS = frozenset(("filename", "line_number", "function_name", "text", "frame_locals"))
+
+
 def _plain_frame(frame: Any) -> bool:
-    if type(frame) is not dict:
+    if type(frame) is not dict or not frame.keys() <= FRAME_FIELDS:
         return False
     filename, line_number = frame.get("filename"), frame.get("line_number")
     if not (_plain_string(filename, MAX_STRING_CHARS) and filename.strip()
@@ -290,7 +297,7 @@ def _plain_report(data: Any) -> bool:
 
     A quick test of the common case; anything unusual is left to parse_report.
     """
-    if type(data) is not dict:
+    if type(data) is not dict or not data.keys() <= REPORT_FIELDS:
         return False
     exception_type, traceback = data.get("exception_type"), data.get("traceback")
     return (_plain_string(exception_type, MAX_STRING_CHARS) and bool(exception_type.strip())
@@ -305,11 +312,16 @@ def _plain_report(data: Any) -> bool:
             and _plain_context(data.get("context")) and _plain_timestamp(data.get("timestamp")))
 
 
-def check_report(data: Any) -> None:
-    """Raise :class:`InvalidReport` exactly when :func:`parse_report` would, but faster:
-    the common well-formed report is recognised without building it."""
-    if not _plain_report(data):
-        parse_report(data)
+def stored_form(data: Any) -> Optional[dict[str, Any]]:
+    """None when ``data`` is a valid report parse_report keeps exactly as it is, with no
+    unknown field (the common case, recognised quickly); else the wire form of the trimmed,
+    cleaned report, without unknown fields.
+
+    Raises :class:`InvalidReport` exactly when :func:`parse_report` would.
+    """
+    if _plain_report(data):
+        return None
+    return report_to_dict(parse_report(data))
 
 
 def frame_to_dict(frame: Frame) -> dict[str, Any]:

@@ -106,7 +106,7 @@ def test_nul_bytes_are_removed_from_strings():
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from flawless.report import _plain_report, check_report  # noqa: E402
+from flawless.report import _plain_report, stored_form  # noqa: E402
 
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-5, 10**12),
                     st.floats(allow_nan=True, allow_infinity=True),
@@ -136,17 +136,18 @@ REPORTS = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None)
 @given(REPORTS)
-def test_check_report_refuses_exactly_what_parse_report_refuses(data):
+def test_stored_form_refuses_exactly_what_parse_report_refuses(data):
     try:
         parse_report(data)
         refused = None
     except InvalidReport as error:
         refused = error.errors
     if refused is None:
-        check_report(data)
+        kept = stored_form(data)
+        assert kept is None or kept == report_to_dict(parse_report(data))
     else:
         with pytest.raises(InvalidReport) as raised:
-            check_report(data)
+            stored_form(data)
         assert raised.value.errors == refused
 
 
@@ -164,3 +165,9 @@ def test_the_quick_path_only_passes_reports_parse_report_keeps_as_they_are(data)
 
 def test_a_typical_report_takes_the_quick_path():
     assert _plain_report(valid())
+    assert stored_form(valid()) is None
+
+
+def test_a_report_needing_trimming_is_stored_trimmed():
+    kept = stored_form(valid(exception_message="x" * 20000, hostname="h\ud800"))
+    assert len(kept["exception_message"]) == 16384 and kept["hostname"] == "h\ufffd"

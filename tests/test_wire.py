@@ -180,3 +180,34 @@ def test_a_flood_is_answered_429_with_retry_after(tmp_path):
         assert 429 in statuses[5:]
     finally:
         limited.stop()
+
+
+def test_unknown_fields_and_oversize_values_are_not_stored(server):
+    canary = "unknown-field-canary-7f3"
+    report = dict(REPORT, extra_field=canary, exception_message="m" * 20000)
+    report["traceback"] = [dict(REPORT["traceback"][0], frame_note=canary)]
+    call = rpc("record_error", {"report": report, "extra": canary})
+    call["envelope_extra"] = canary
+    status, _, answer = post_json(server, call)
+    assert (status, answer["result"]) == (200, {"accepted": True})
+    with server.db() as connection:
+        dumped = "\n".join(connection.iterdump())
+    assert canary not in dumped and "m" * 16385 not in dumped
+
+
+def test_the_inbox_keeps_a_call_as_it_came_only_when_nothing_needs_dropping():
+    from flawless.server.rpc import Call
+
+    plain = Call(rpc("record_error", {"report": REPORT}))
+    plain.examine()
+    assert plain.has_report and plain.stored() is plain.raw
+    canary = "unknown-field-canary-7f3"
+    for raw in (rpc("record_error", {"report": dict(REPORT, extra_field=canary)}),
+                rpc("record_error", {"report": REPORT, "extra": canary}),
+                dict(rpc("record_error", {"report": REPORT}), envelope_extra=canary)):
+        call = Call(raw)
+        call.examine()
+        assert call.has_report and canary not in json.dumps(call.stored())
+    nul = Call(rpc("record_error", {"report": dict(REPORT, hostname="web\x00-3")}))
+    nul.examine()
+    assert nul.stored()["params"]["report"]["hostname"] == "web-3"

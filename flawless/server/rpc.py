@@ -15,7 +15,7 @@ from typing import Any, Optional, Sequence
 from twisted.logger import Logger
 from twisted.web import resource, server
 
-from flawless.report import InvalidReport, check_report
+from flawless.report import InvalidReport, stored_form
 from flawless.server.inbox import InboxWriter
 from flawless.server.ratelimit import TokenBuckets, retry_after_header
 from flawless.server.store import StorageUnavailable
@@ -26,6 +26,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 MAX_BATCH_REQUESTS = 10000
+ENVELOPE_FIELDS = frozenset(("jsonrpc", "id", "method", "params"))
 
 log = Logger()
 
@@ -128,6 +129,9 @@ class Call:
         self.request_id: Any = raw.get("id") if isinstance(raw, dict) else None
         self.is_notification = isinstance(raw, dict) and "id" not in raw
         self.has_report = False
+        # The report as stored, when the call cannot be stored as it came (a report that had
+        # to be trimmed or cleaned, or fields that are not part of the wire contract).
+        self.trimmed: Optional[dict] = None
         self.answer: Optional[dict] = None
 
     def examine(self) -> None:
@@ -144,7 +148,11 @@ class Call:
             self.answer = result_response(self.request_id, True)
         elif method == "record_error":
             try:
-                check_report(_report_params(raw.get("params")))
+                params = raw.get("params")
+                self.trimmed = stored_form(_report_params(params))
+                if self.trimmed is None and not (raw.keys() <= ENVELOPE_FIELDS and isinstance(
+                        params, dict) and params.keys() == {"report"}):
+                    self.trimmed = params["report"] if isinstance(params, dict) else params[0]
                 self.has_report = True
             except InvalidReport as invalid:
                 self.answer = error_response(self.request_id, INVALID_PARAMS,
@@ -152,6 +160,12 @@ class Call:
         else:
             self.answer = error_response(self.request_id, METHOD_NOT_FOUND,
                                          f"Method not found: {method[:100]}")
+
+    def stored(self) -> dict:
+        """The call as it is kept in the inbox: its report trimmed and cleaned if needed."""
+        if self.trimmed is None:
+            return self.raw
+        return {"jsonrpc": "2.0", "method": "record_error", "params": {"report": self.trimmed}}
 
     def accepted(self) -> None:
         """The report is stored."""
@@ -245,8 +259,8 @@ class RpcResource(resource.Resource):
         reports = [call for call in calls if call.has_report]
         if not reports:
             return self._finish_calls(request, calls, is_batch, write=False)
-        if len(reports) < len(calls):  # keep only what is to be processed
-            body = json.dumps([call.raw for call in reports]).encode()
+        if len(reports) < len(calls) or any(call.trimmed for call in reports):
+            body = json.dumps([call.stored() for call in reports]).encode()
         stored = self._inbox.accept(body, len(reports))
         stored.addCallback(lambda _: self._stored(request, calls, is_batch))
         stored.addErrback(self._store_failed, request)
