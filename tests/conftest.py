@@ -13,6 +13,12 @@ from support.gitrepo import GitRepo, shop_repo  # noqa: E402
 from support.smtp import SmtpSink  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Add ``--soak``: run the long variants of the robustness suite."""
+    parser.addoption("--soak", action="store_true", default=False,
+                     help="run the long soak variants of tests/robustness")
+
+
 @pytest.fixture
 def shop(tmp_path: Path) -> GitRepo:
     """A real git repository of a small shop application with two authors."""

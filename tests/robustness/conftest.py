@@ -1,7 +1,6 @@
 """Options of the robustness suite: short by default, long soak runs on request.
 
-``--soak`` works when pytest is pointed at this directory (its conftest is then loaded at
-start); ``FLAWLESS_SOAK=1`` in the environment works however the suite is started.
+``--soak`` (defined in tests/conftest.py) or ``FLAWLESS_SOAK=1`` in the environment.
 """
 
 from __future__ import annotations
@@ -9,12 +8,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--soak``: run the long variants of the load and fault tests."""
-    parser.addoption("--soak", action="store_true", default=False,
-                     help="run the long soak variants of tests/robustness")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ import time
 from collections import defaultdict
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from support.gitrepo import shop_repo
 from support.server import FlawlessProcess, start_server
@@ -83,22 +82,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, 
         server.stop()
 
 
-class SinkOnPort(SmtpSink):
-    """A fresh SMTP sink on a given port (an aiosmtpd controller cannot be restarted)."""
-
-    def __init__(self, port: int):
-        super().__init__()
-        self.port = port
-        self._controller = Controller(self._keeper, hostname="127.0.0.1", port=port)
-
-
 def test_smtp_down_then_back_delivers_every_alert_once(tmp_path, shop):
     refusing = SmtpSink()
     refusing.refuse(True)
     refusing.start()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=refusing.hostport, report_error_threshold=1)
-    back = SinkOnPort(refusing.port)
+    back = SmtpSink(refusing.port)  # a fresh sink: aiosmtpd cannot restart a controller
     try:
         reports = [report(dict(BOB_LINE, function_name=name)) for name in FUNCTIONS[:4]]
         assert server.post(record_body(reports))[0] == 200

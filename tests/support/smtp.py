@@ -38,13 +38,13 @@ class _Keeper:
 class SmtpSink:
     """Start with ``SmtpSink().start()``; ``messages`` holds (recipients, message) pairs."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: Optional[int] = None) -> None:
         self._keeper = _Keeper()
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller = Controller(self._keeper, hostname="127.0.0.1", port=self.port)
 
     def start(self) -> "SmtpSink":
-        """Start listening on an ephemeral loopback port."""
+        """Start listening on its loopback port (a free one unless one was given)."""
         self._controller.start()
         return self
 
