@@ -7,6 +7,7 @@ Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import time
 import zlib
@@ -59,6 +60,9 @@ def make_bounded_request(max_body_bytes: int) -> type:
 
         def gotLength(self, length: Optional[int]) -> None:  # noqa: N802 - Twisted API
             super().gotLength(0 if length is not None and length > max_body_bytes else length)
+            # The body is bounded, so it stays in memory: twisted.web would spill a body
+            # over 100 kB to a temporary file, a disk write and read for every batch.
+            self.content = io.BytesIO()
             if length is not None and length > max_body_bytes:
                 self._refuse()
 
