@@ -284,6 +284,9 @@ class Processor(service.Service):
             tally.alerted_at = now
             tally.recipients = tuple(recipient.email for recipient in decision.recipients)
             tally.alerts.append((occurrence, decision, tally.count))
+        for address, reason in decision.rejected:
+            log.warn("recipient {address!r} dropped for {path}: {reason}", address=address,
+                     path=route.key.filename, reason=reason)
         if decision.rejected and self._alert_settings.default_contact:
             lines = [f"{address}: {reason}" for address, reason in decision.rejected]
             tally.notes.append(mail.render_note(
