@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS inbox (
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS inbox_due ON inbox (next_attempt_at, id);
+-- Counting waiting reports must not read the payloads: SQLite would follow every one.
+CREATE INDEX IF NOT EXISTS inbox_reports ON inbox (reports);
 CREATE TABLE IF NOT EXISTS errors (
     id INTEGER PRIMARY KEY,
     filename TEXT NOT NULL,
