@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
+from flawless.server.fastpath import StorableCalls, storable_record_calls
 from flawless.server.inbox import InboxWriter
 from flawless.server.ratelimit import TokenBuckets, retry_after_header
 from flawless.server.store import StorageUnavailable
@@ -28,6 +29,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 MAX_BATCH_REQUESTS = 10000
 ENVELOPE_FIELDS = frozenset(("jsonrpc", "id", "method", "params"))
+ACCEPTED = {"accepted": True}
 
 log = Logger()
 
@@ -111,6 +113,14 @@ def error_response(request_id: Any, code: int, message: str, data: Any = None) -
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
+def answers_body(answers: list[dict], is_batch: bool) -> bytes:
+    """The HTTP body of JSON-RPC answers: a list for a batch, one object otherwise, and
+    nothing at all when every call was a notification."""
+    if not answers:
+        return b""
+    return json.dumps(answers if is_batch else answers[0]).encode()
+
+
 def result_response(request_id: Any, result: Any) -> dict:
     """A JSON-RPC success object."""
     return {"jsonrpc": "2.0", "id": request_id, "result": result}
@@ -173,7 +183,7 @@ class Call:
 
     def accepted(self) -> None:
         """The report is stored."""
-        self.answer = result_response(self.request_id, {"accepted": True})
+        self.answer = result_response(self.request_id, ACCEPTED)
 
 
 class RpcResource(resource.Resource):
@@ -241,6 +251,9 @@ class RpcResource(resource.Resource):
             request.setResponseCode(400)
             return self._plain(request, f"400 Bad Request: {error}\n")
         request.setHeader(b"content-type", b"application/json")
+        fast = storable_record_calls(body)
+        if fast is not None and fast.calls <= MAX_BATCH_REQUESTS:
+            return self._store_as_received(request, key, body, fast)
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as error:
@@ -252,17 +265,14 @@ class RpcResource(resource.Resource):
             return self._json(error_response(
                 None, INVALID_REQUEST, f"Invalid Request: more than {MAX_BATCH_REQUESTS} calls"))
         calls = [Call(raw) for raw in (payload if is_batch else [payload])]
-        wait = self._rate_limited(request, key, len(calls))
-        if wait is not None:
-            request.setResponseCode(429)
-            request.setHeader(b"retry-after", retry_after_header(wait).encode())
-            return self._plain(request, "429 Too Many Requests: slow down and retry after "
-                                        f"{retry_after_header(wait)} s\n")
+        refusal = self._rate_limit_refusal(request, key, len(calls))
+        if refusal is not None:
+            return refusal
         for call in calls:
             call.examine()
         reports = [call for call in calls if call.has_report]
         if not reports:
-            return self._finish_calls(request, calls, is_batch, write=False)
+            return self._answer(request, calls, is_batch)
         if len(reports) < len(calls) or any(call.trimmed for call in reports):
             body = json.dumps([call.stored() for call in reports]).encode()
         stored = self._inbox.accept(body, len(reports))
@@ -270,11 +280,41 @@ class RpcResource(resource.Resource):
         stored.addErrback(self._store_failed, request)
         return server.NOT_DONE_YET
 
+    def _store_as_received(self, request: server.Request, key: bytes, body: bytes,
+                           fast: StorableCalls) -> Any:
+        """Store a body of valid record_error calls as it came, answering each accepted."""
+        refusal = self._rate_limit_refusal(request, key, fast.calls)
+        if refusal is not None:
+            return refusal
+        stored = self._inbox.accept(body, fast.calls)
+        stored.addCallback(lambda _: self._write(request, answers_body(
+            [result_response(request_id, ACCEPTED) for request_id in fast.ids], fast.is_batch)))
+        stored.addErrback(self._store_failed, request)
+        return server.NOT_DONE_YET
+
+    def _rate_limit_refusal(self, request: server.Request, key: bytes,
+                            cost: int) -> Optional[bytes]:
+        """The 429 answer (status and Retry-After set) when over a rate limit, else None."""
+        wait = self._rate_limited(request, key, cost)
+        if wait is None:
+            return None
+        request.setResponseCode(429)
+        request.setHeader(b"retry-after", retry_after_header(wait).encode())
+        return self._plain(request, "429 Too Many Requests: slow down and retry after "
+                                    f"{retry_after_header(wait)} s\n")
+
     def _stored(self, request: server.Request, calls: list[Call], is_batch: bool) -> None:
         for call in calls:
             if call.has_report:
                 call.accepted()
-        self._finish_calls(request, calls, is_batch, write=True)
+        self._write(request, self._answer(request, calls, is_batch))
+
+    def _write(self, request: server.Request, body: bytes) -> None:
+        if body == b"":
+            request.setResponseCode(204)
+        if not (request.finished or request._disconnected):
+            request.write(body)
+            request.finish()
 
     def _store_failed(self, failure, request: server.Request) -> None:  # type: ignore[no-untyped-def]
         if failure.check(StorageUnavailable):
@@ -290,20 +330,13 @@ class RpcResource(resource.Resource):
                       b"nothing was accepted, retry later\n")
         request.finish()
 
-    def _finish_calls(self, request: server.Request, calls: list[Call], is_batch: bool,
-                      write: bool) -> Optional[bytes]:
-        answers = [call.answer for call in calls if not call.is_notification]
-        if not answers:
+    def _answer(self, request: server.Request, calls: list[Call], is_batch: bool) -> bytes:
+        """The body answering ``calls`` (no body, and 204, when all were notifications)."""
+        body = answers_body([call.answer for call in calls if not call.is_notification],
+                            is_batch)
+        if body == b"":
             request.setResponseCode(204)
-            body = b""
-        else:
-            body = json.dumps(answers if is_batch else answers[0]).encode()
-        if not write:
-            return body
-        if not (request.finished or request._disconnected):
-            request.write(body)
-            request.finish()
-        return None
+        return body
 
     def _json(self, answer: dict) -> bytes:
         return json.dumps(answer).encode()

@@ -158,9 +158,12 @@ def test_garbage_that_is_not_http_does_not_hurt(server):
                     b"POST /rpc HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
                     b"\r\n" * 5000):
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
-            connection.sendall(garbage)
-            connection.shutdown(socket.SHUT_WR)
-            answer = connection.recv(100)
+            try:
+                connection.sendall(garbage)
+                connection.shutdown(socket.SHUT_WR)
+                answer = connection.recv(100)
+            except OSError:  # the server may hang up on garbage before it is all sent
+                answer = b""
         assert not answer.startswith(b"HTTP/1.1 5"), (garbage[:40], answer)
     still_serving(server)
 

@@ -1,0 +1,100 @@
+"""The acknowledgement's fast path: one msgspec pass that decodes a JSON-RPC body of
+``record_error`` calls and checks every report against the limits of flawless.report.
+
+It answers only "this body can be stored exactly as it came": every call a valid
+``record_error`` whose report parse_report would keep unchanged (no field to trim, clean,
+or drop). Anything else (a ping, an invalid or oversize report, an unknown field, a NUL
+or a lone surrogate) returns None and takes the general path, which names each problem.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Optional, Union
+
+import msgspec
+from msgspec import Meta
+
+from flawless.report import (MAX_CONTEXT_ITEMS, MAX_ERROR_COUNT, MAX_FRAMES,
+                             MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME, MAX_MESSAGE_CHARS,
+                             MAX_STRING_CHARS)
+
+NotBlank = Annotated[str, Meta(max_length=MAX_STRING_CHARS, pattern=r"\S")]
+Text = Annotated[str, Meta(max_length=MAX_STRING_CHARS)]
+Message = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
+Short = Annotated[str, Meta(max_length=255)]
+Name = Annotated[str, Meta(max_length=128)]
+Count = Annotated[int, Meta(ge=1, le=MAX_ERROR_COUNT)]
+Locals = Annotated[dict[Name, Annotated[str, Meta(max_length=MAX_LOCAL_REPR_CHARS)]],
+                   Meta(max_length=MAX_LOCALS_PER_FRAME)]
+Context = Annotated[dict[Name, Union[Text, bool, int, float]],
+                    Meta(max_length=MAX_CONTEXT_ITEMS)]
+
+
+class _Frame(msgspec.Struct, forbid_unknown_fields=True):
+    filename: NotBlank
+    line_number: Annotated[int, Meta(ge=1, le=10**9)]
+    function_name: Text
+    text: Optional[Text] = None
+    frame_locals: Optional[Locals] = None
+
+
+class _Report(msgspec.Struct, forbid_unknown_fields=True):
+    exception_type: NotBlank
+    exception_message: Message
+    traceback: Annotated[list[_Frame], Meta(min_length=1, max_length=MAX_FRAMES)]
+    hostname: Optional[Short] = None
+    revision: Optional[Short] = None
+    error_count: Optional[Count] = None
+    error_threshold: Optional[Count] = None
+    additional_info: Optional[Message] = None
+    context: Optional[Context] = None
+    timestamp: Optional[Annotated[float, Meta(ge=0, lt=10**11)]] = None
+
+
+class _Params(msgspec.Struct, forbid_unknown_fields=True):
+    report: _Report
+
+
+class _Call(msgspec.Struct, forbid_unknown_fields=True):
+    jsonrpc: Literal["2.0"]
+    method: Literal["record_error"]
+    params: _Params
+    id: Union[int, str, None, msgspec.UnsetType] = msgspec.UNSET  # unset: a notification
+
+
+_DECODER = msgspec.json.Decoder(Union[list[_Call], _Call])
+# JSON can only carry a NUL or a surrogate as an escape; both need the general path.
+_ESCAPE_NEEDING_CARE = re.compile(rb"\\u(?:0000|[dD][89abcdefABCDEF])")
+
+
+@dataclass(frozen=True)
+class StorableCalls:
+    """A body of valid record_error calls that can be stored exactly as it came."""
+
+    ids: tuple[Any, ...]          # the id of each call that expects an answer
+    calls: int                    # how many calls (and reports) the body holds
+    is_batch: bool
+
+
+def storable_record_calls(body: bytes) -> Optional[StorableCalls]:
+    """What the body holds when it is nothing but valid ``record_error`` calls that can be
+    stored exactly as they came; else None (the general path decides)."""
+    if _ESCAPE_NEEDING_CARE.search(body):
+        return None
+    try:
+        decoded = _DECODER.decode(body)
+    except (msgspec.DecodeError, ValueError, RecursionError):  # ValueError: bad UTF-8
+        return None
+    calls = decoded if isinstance(decoded, list) else [decoded]
+    if not calls:
+        return None
+    for call in calls:
+        context = call.params.report.context
+        if context and not all(math.isfinite(value) for value in context.values()
+                               if isinstance(value, float)):
+            return None
+    return StorableCalls(tuple(call.id for call in calls if call.id is not msgspec.UNSET),
+                         len(calls), isinstance(decoded, list))

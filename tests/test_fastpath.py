@@ -1,0 +1,59 @@
+"""The acknowledgement's fast path agrees with the wire schema: it only lets through bodies
+whose every report parse_report keeps exactly as it came."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings, strategies as st
+
+from flawless.report import _plain_report
+from flawless.server.fastpath import storable_record_calls
+from test_report import REPORTS, valid
+
+
+def call(report, request_id=1, **extra):
+    data = {"jsonrpc": "2.0", "id": request_id, "method": "record_error",
+            "params": {"report": report}}
+    data.update(extra)
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(REPORTS, min_size=1, max_size=3), st.booleans())
+def test_only_reports_kept_as_they_are_take_the_fast_path(reports, as_batch):
+    calls = [call(report, number) for number, report in enumerate(reports)]
+    body = json.dumps(calls if as_batch else calls[0]).encode()
+    if storable_record_calls(body) is not None:
+        assert all(_plain_report(report) for report in (reports if as_batch else reports[:1]))
+
+
+def test_a_typical_batch_takes_the_fast_path_with_its_ids():
+    body = json.dumps([call(valid(), 1), call(valid(), "b"),
+                       {"jsonrpc": "2.0", "method": "record_error",
+                        "params": {"report": valid()}}]).encode()
+    fast = storable_record_calls(body)
+    assert fast is not None
+    assert (fast.ids, fast.calls, fast.is_batch) == ((1, "b"), 3, True)
+    single = storable_record_calls(json.dumps(call(valid(), None)).encode())
+    assert (single.ids, single.calls, single.is_batch) == ((None,), 1, False)
+
+
+def test_everything_else_takes_the_general_path():
+    others = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        call(valid(extra=1)),
+        call(valid(), extra=1),
+        call(valid(exception_message="x" * 20000)),
+        call(valid(hostname="web\u0000")),
+        call(valid(hostname="\ud800")),
+        call(valid(exception_type="   ")),
+        call(valid(error_count=True)),
+        call(valid(), request_id=1.5),
+        [call(valid()), {"jsonrpc": "2.0", "id": 2, "method": "ping"}],
+        [],
+    ]
+    for body in others:
+        assert storable_record_calls(json.dumps(body).encode()) is None, body
+    assert storable_record_calls(b'{"jsonrpc": "2.0", "method": "\x80"}') is None
+    assert storable_record_calls(b"[" * 100000) is None
