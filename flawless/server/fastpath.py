@@ -21,7 +21,6 @@ from flawless.report import (MAX_CONTEXT_ITEMS, MAX_ERROR_COUNT, MAX_FRAMES,
                              MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME, MAX_MESSAGE_CHARS,
                              MAX_STRING_CHARS)
 
-NotBlank = Annotated[str, Meta(max_length=MAX_STRING_CHARS, pattern=r"\S")]
 Text = Annotated[str, Meta(max_length=MAX_STRING_CHARS)]
 Message = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
 Short = Annotated[str, Meta(max_length=255)]
@@ -34,7 +33,7 @@ Context = Annotated[dict[Name, Union[Text, bool, int, float]],
 
 
 class _Frame(msgspec.Struct, forbid_unknown_fields=True):
-    filename: NotBlank
+    filename: Text  # must not be blank: checked after decoding (a pattern costs more)
     line_number: Annotated[int, Meta(ge=1, le=10**9)]
     function_name: Text
     text: Optional[Text] = None
@@ -42,7 +41,7 @@ class _Frame(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class _Report(msgspec.Struct, forbid_unknown_fields=True):
-    exception_type: NotBlank
+    exception_type: Text  # must not be blank, like filename
     exception_message: Message
     traceback: Annotated[list[_Frame], Meta(min_length=1, max_length=MAX_FRAMES)]
     hostname: Optional[Short] = None
@@ -92,9 +91,12 @@ def storable_record_calls(body: bytes) -> Optional[StorableCalls]:
     if not calls:
         return None
     for call in calls:
-        context = call.params.report.context
-        if context and not all(math.isfinite(value) for value in context.values()
-                               if isinstance(value, float)):
+        report = call.params.report
+        if not (report.exception_type.strip()
+                and all(map(str.strip, [frame.filename for frame in report.traceback]))):
+            return None
+        if report.context and not all(math.isfinite(value) for value in report.context.values()
+                                      if isinstance(value, float)):
             return None
     return StorableCalls(tuple(call.id for call in calls if call.id is not msgspec.UNSET),
                          len(calls), isinstance(decoded, list))
