@@ -186,3 +186,15 @@ def test_a_corrupt_repository_keeps_reports(tmp_path, shop, smtp_sink):
         assert [r for r, _ in smtp_sink.wait_for(1)] == [["bob@example.org"]]
     finally:
         server.stop()
+
+
+def test_frames_without_source_text_take_the_line_from_the_repository(server):
+    for line_number in (6, 8):
+        report = {"exception_type": "builtins.ValueError", "exception_message": "no source",
+                  "traceback": [{"filename": "/srv/app/shop/cart.py", "line_number": line_number,
+                                 "function_name": "add_item", "text": ""}]}
+        assert server.record(report)["result"] == {"accepted": True}
+    assert server.wait_until(lambda: server.inbox_depth() == 0 and len(server.query(
+        "SELECT text FROM errors")) == 2)
+    assert sorted(row[0] for row in server.query("SELECT text FROM errors")) == [
+        "if price < 0:", "self.items.append((name, price))"]

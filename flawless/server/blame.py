@@ -73,6 +73,7 @@ class Blame:
     commit_timestamp: float   # author date, seconds since epoch
     revision: str             # sha of the revision the blame ran at
     at_requested_revision: bool  # False when the report's revision was unknown and HEAD was used
+    line_text: str = ""       # the blamed line as the repository has it
 
 
 # -- pure helpers ------------------------------------------------------------------------
@@ -129,7 +130,7 @@ def parse_porcelain(output: bytes, path: str, revision: str) -> dict[int, Blame]
             fields = commits.setdefault(commit, {})
         elif line.startswith(b"\t") and commit:
             blames[line_number] = _blame_from(commit, commits[commit], path, line_number,
-                                              revision)
+                                              revision, line[1:].decode("utf-8", "replace"))
         elif commit:
             key, _, value = line.partition(b" ")
             fields[key] = value.decode("utf-8", "replace")
@@ -137,7 +138,7 @@ def parse_porcelain(output: bytes, path: str, revision: str) -> dict[int, Blame]
 
 
 def _blame_from(commit: bytes, fields: Mapping[bytes, str], path: str, line_number: int,
-                revision: str) -> Blame:
+                revision: str, line_text: str) -> Blame:
     email = fields.get(b"author-mail", "")
     if email.startswith("<") and email.endswith(">"):
         email = email[1:-1]
@@ -145,7 +146,7 @@ def _blame_from(commit: bytes, fields: Mapping[bytes, str], path: str, line_numb
                  author_email=email, commit_sha=commit.decode("ascii"),
                  commit_summary=fields.get(b"summary", ""),
                  commit_timestamp=float(fields.get(b"author-time", "0")),
-                 revision=revision, at_requested_revision=True)
+                 revision=revision, at_requested_revision=True, line_text=line_text)
 
 
 def listed_revisions(text: str) -> list[str]:

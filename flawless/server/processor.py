@@ -230,6 +230,11 @@ class Processor(service.Service):
                 route = replace(route, explanation=route.explanation + (
                     f"git blame failed ({failure}); sent to the default contact",))
                 return Occurrence(report, route, None)
+            if not route.key.text and blame.line_text.strip():
+                # The client could not read its source line: the repository's text of the
+                # blamed line keeps errors on different lines of one function apart.
+                route = replace(route, key=replace(route.key,
+                                                   text=routing.fold_whitespace(blame.line_text)))
             return Occurrence(report, route, blame)
         except RepositoryUnavailable as unavailable:
             self.last_error = f"repository unavailable: {unavailable}"
