@@ -14,6 +14,7 @@ First run creates bench/.peers/client (sentry-sdk) with the system packages visi
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import subprocess
 import sys
@@ -29,14 +30,45 @@ CLIENT_REQUIREMENTS = ("sentry-sdk", "pyinstrument", "py-spy")
 STACK_DEPTH = 9  # frames below the one that catches: 10 frames in every traceback
 
 
-def descend(depth: int, serial: int) -> int:
-    """Recurse ``depth`` frames holding a few locals each, then raise."""
+def descend(depth: int, serial: int, fail=None) -> int:
+    """Recurse ``depth`` frames holding a few locals each, then raise (through ``fail``,
+    a function of another file, when given)."""
     order = {"id": serial, "items": [depth, depth + 1, depth + 2], "currency": "EUR"}
     label = f"level {depth}"
     total = depth * 3.5
     if depth == 0:
+        if fail is not None:
+            fail(order, label, total)
         raise ValueError(f"cannot price order {order['id']} at {label}: {total}")
-    return descend(depth - 1, serial) + len(label)
+    return descend(depth - 1, serial, fail) + len(label)
+
+
+_GENERATED = itertools.count()
+
+
+def distinct_raisers(count: int) -> list:
+    """``count`` functions raising from files never used before, so that no capture is a
+    repeat of another (a client that aggregates repeats must capture each in full)."""
+    raisers = []
+    for _ in range(count):
+        scope: dict = {}
+        exec(compile("def fail(order, label, total):\n"  # noqa: S102 - code made here
+                     "    raise ValueError(f'cannot price {order} at {label}: {total}')\n",
+                     f"/srv/app/shop/generated_{next(_GENERATED)}.py", "exec"), scope)
+        raisers.append(scope["fail"])
+    return raisers
+
+
+def distinct_loop(record, captures: int) -> float:
+    """Like capture_loop, but every capture is a distinct error."""
+    raisers = distinct_raisers(captures)
+    started = time.perf_counter()
+    for serial, fail in enumerate(raisers):
+        try:
+            descend(STACK_DEPTH - 2, serial, fail)
+        except ValueError:
+            record(sys.exc_info())
+    return (time.perf_counter() - started) / captures * 1e6
 
 
 def capture_loop(record, captures: int) -> float:
@@ -139,7 +171,7 @@ def main() -> None:
 
     with Sink() as sink:
         ours_record, ours_wrapped, flush = setup_ours(sink.port)
-        cpu = {"record": [], "decorator": []}
+        cpu: dict[str, list[float]] = {"record": [], "decorator": [], "distinct": []}
 
         def ours_with_cpu(kind, run):
             def measured():
@@ -161,8 +193,15 @@ def main() -> None:
             "baseline": lambda: decorated_loop(bare, n),
             "ours": ours_with_cpu("decorator", lambda: decorated_loop(ours_wrapped, n)),
             "sentry": lambda: decorated_loop(sentry_wrapped, n)})
+        # Last: the sender thread's backlog of distinct errors must not weigh on the others.
+        print("record_error vs capture_exception, every error distinct:", flush=True)
+        distinct_rounds = alternate(args.rounds, {
+            "baseline": lambda: distinct_loop(lambda exc_info: None, n),
+            "ours": ours_with_cpu("distinct", lambda: distinct_loop(ours_record, n)),
+            "sentry": lambda: distinct_loop(sentry_record, n)})
     rows = []
     for label, rounds, kind in (("record_error", record_rounds, "record"),
+                                ("record_error, distinct", distinct_rounds, "distinct"),
                                 ("decorator", wrapped_rounds, "decorator")):
         base = rounds.median("baseline")
         ours = rounds.median("ours") - base
