@@ -79,6 +79,9 @@ def grouping_key(exception_type: Optional[type], tb: Optional[types.TracebackTyp
     return (exception_type, tuple(sites))
 
 
+_PLAIN_SCALARS = frozenset((bool, float, type(None)))
+
+
 class BoundedRepr:
     """``repr`` bounded in length, item count and depth; masks values of sensitive keys."""
 
@@ -104,6 +107,8 @@ class BoundedRepr:
         return MASK
 
     def _repr(self, value: Any, depth: int) -> str:
+        if type(value) in _PLAIN_SCALARS:  # the common case, whose repr is short and safe
+            return repr(value)
         limit = self.options.repr_chars
         if isinstance(value, (str, bytes, bytearray)):
             text = repr(value[:limit])

@@ -24,6 +24,7 @@ from typing import Iterable, Mapping, Optional
 from flawless.report import Frame, Report
 
 MASK = "<scrubbed>"
+_MAX_REMEMBERED_NAMES = 4096
 
 DEFAULT_KEY_PATTERNS: list[str] = [
     "password", "passwd", "pwd", "passphrase", "secret", "token", "api_?key", "api-key",
@@ -32,6 +33,11 @@ DEFAULT_KEY_PATTERNS: list[str] = [
 ]
 
 _CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
+# A name just before "=" or ":", as the assignment pattern sees it.
+_NAME_BEFORE_SEPARATOR = re.compile(r"([\w.\-]+)['\"]?\s*[=:]")
+# Patterns that can only match letters, digits, "_" and "-" (each of the last two optional).
+_WORD_PATTERN = re.compile(r"(?:[A-Za-z0-9_\-]|[_\-]\?)*")
+_DIGIT_RUN = re.compile(r"\d[ -]?\d[ -]?\d[ -]?\d")  # every card number has one
 _TOKEN = re.compile(r"\b(Bearer|Basic|Token)(\s+)[A-Za-z0-9\-._~+/]{6,}=*", re.IGNORECASE)
 _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?"
@@ -88,6 +94,8 @@ class Scrubber:
         self._assignment = re.compile(
             r"([\w.\-]*(?:" + alternatives + r")[\w.\-]*['\"]?\s*[=:]\s*['\"]?)([^\s'\",&;}]+)",
             re.IGNORECASE)
+        self._names: dict[str, bool] = {}  # name -> sensitive, for these patterns
+        self._word_patterns = all(_WORD_PATTERN.fullmatch(pattern) for pattern in patterns)
         # Assign last: readers on other threads see either the old or the new patterns.
         self._patterns = patterns
 
@@ -99,7 +107,15 @@ class Scrubber:
 
     def is_sensitive_name(self, name: object) -> bool:
         """True when a local, attribute or key of this name must have its value masked."""
-        return isinstance(name, str) and self._key.search(name) is not None
+        if not isinstance(name, str):
+            return False
+        known = self._names.get(name)
+        if known is None:
+            # Programs reuse a small vocabulary of names: remember the answers (bounded).
+            if len(self._names) >= _MAX_REMEMBERED_NAMES:
+                self._names = {}
+            known = self._names[name] = self._key.search(name) is not None
+        return known
 
     def scrub_text(self, text: str, secrets: Iterable[str] = (), assignments: bool = True) -> str:
         """Return ``text`` with secret-looking values, known ``secrets`` and home paths masked.
@@ -110,19 +126,37 @@ class Scrubber:
         for secret in secrets:
             if secret in text:
                 text = text.replace(secret, MASK)
-        text = _PEM.sub(MASK, text)
-        text = _TOKEN.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
-        text = _JWT.sub(MASK, text)
-        text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
-        if assignments:
+        # Each pattern runs only where the text has what it needs to match (a cheap substring
+        # test), so the common value, which holds no secret, costs a few scans, not six regexes.
+        lowered = text.lower()
+        if "private key" in lowered:
+            text = _PEM.sub(MASK, text)
+        if "bearer" in lowered or "basic" in lowered or "token" in lowered:
+            text = _TOKEN.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
+        if "eyJ" in text:
+            text = _JWT.sub(MASK, text)
+        if "://" in text and "@" in text:
+            text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
+        if assignments and ("=" in text or ":" in text) and self._may_assign_secret(text):
             text = self._assignment.sub(lambda m: m.group(1) + MASK, text)
-        text = _CARD.sub(_mask_card, text)
+        if _DIGIT_RUN.search(text):
+            text = _CARD.sub(_mask_card, text)
         return self._replace_home(text)
+
+    def _may_assign_secret(self, text: str) -> bool:
+        """Whether ``name=value`` masking could change ``text``: some name right before a
+        ``=`` or ``:`` is sensitive. When every pattern matches word characters only, the
+        names are looked up (cached) instead of searching the text for every pattern."""
+        if not self._word_patterns:
+            return self._key.search(text) is not None
+        return any(self.is_sensitive_name(name) for name in _NAME_BEFORE_SEPARATOR.findall(text))
 
     def _replace_home(self, text: str) -> str:
         if self._home and self._home in text:
             text = text.replace(self._home, "~")
-        return _HOME.sub("~", text)
+        if "/home/" in text or "Users" in text:
+            text = _HOME.sub("~", text)
+        return text
 
     def shorten_path(self, path: str) -> str:
         """Return ``path`` without the user's name but with the tail the server maps."""

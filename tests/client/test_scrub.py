@@ -152,3 +152,40 @@ def test_source_lines_keep_their_code_but_not_secret_values(scrubber):
     text = scrubber.scrub_report(report).traceback[0].text
     assert text.startswith('password = form["password"]')
     assert "abcdefgh" not in text
+
+
+# -- the substring tests that skip patterns never change the outcome -----------------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from flawless.client import scrub as scrub_module  # noqa: E402
+
+PIECES = st.sampled_from([
+    "password=", "Token ", "bearer ", "Basic ", "eyJhbGciOi.eyJzdWIiOi.sig", "://", "@",
+    "user:pw@host", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
+    "4111 1111 1111 1111", "4111-1111-1111-1111", "1234", "/home/ann/x", "/Users/bob/y",
+    "C:\\Users\\eve\\z", "C:\\\\Users\\\\eve", "api_key: ", "'", '"', " ", "=", ":", "\n", "x",
+    "secret", "SeSsIoN", "abcdef1234567890", "pin_code=", "pin code: ", "x y=", "my.api_key=",
+    "a-token'= ",
+])
+
+
+def unfiltered_scrub(scrubber, text):
+    """scrub_text as it would be with every pattern always applied (the oracle)."""
+    text = scrub_module._PEM.sub(scrub_module.MASK, text)
+    text = scrub_module._TOKEN.sub(lambda m: m.group(1) + m.group(2) + scrub_module.MASK, text)
+    text = scrub_module._JWT.sub(scrub_module.MASK, text)
+    text = scrub_module._URL_CREDENTIALS.sub(lambda m: m.group(1) + scrub_module.MASK + "@",
+                                             text)
+    text = scrubber._assignment.sub(lambda m: m.group(1) + scrub_module.MASK, text)
+    text = scrub_module._CARD.sub(scrub_module._mask_card, text)
+    return scrub_module._HOME.sub("~", text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(PIECES, st.text(max_size=6)), max_size=12).map("".join))
+def test_skipping_patterns_that_cannot_match_changes_nothing(text):
+    for extra in ((), (r"pin_?code",), (r"pin.code|x y",)):  # word-only patterns, and not
+        scrubber = scrub_module.Scrubber(home="", virtualenv="")
+        scrubber.add_key_patterns(*extra)
+        assert scrubber.scrub_text(text) == unfiltered_scrub(scrubber, text)
