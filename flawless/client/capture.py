@@ -107,8 +107,15 @@ class BoundedRepr:
         return MASK
 
     def _repr(self, value: Any, depth: int) -> str:
-        if type(value) in _PLAIN_SCALARS:  # the common case, whose repr is short and safe
+        kind = type(value)  # exact builtin types first: the common case, without isinstance
+        if kind in _PLAIN_SCALARS:
             return repr(value)
+        if kind is str and len(value) <= self.options.repr_chars:
+            return repr(value)
+        if kind is dict:
+            return self._repr_dict(value, depth)
+        if kind is list or kind is tuple:
+            return self._repr_items(value, depth)
         limit = self.options.repr_chars
         if isinstance(value, (str, bytes, bytearray)):
             text = repr(value[:limit])
