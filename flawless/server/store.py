@@ -397,11 +397,6 @@ class Store:
             "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
             (error_id, since_day))]
 
-    def total_occurrences(self) -> int:
-        """Sum of every error's count."""
-        return int(self.connection.execute(
-            "SELECT COALESCE(SUM(count), 0) FROM errors").fetchone()[0])
-
     # -- outbox --------------------------------------------------------------------------
 
     def queue_mail(self, connection: sqlite3.Connection, error_id: Optional[int], now: float,
