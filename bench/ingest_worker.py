@@ -45,28 +45,9 @@ def ours_sender(port, batch, seed):
 
 def peer_sender(port, batch, seed):
     """The same for the peer: its generated Thrift client, framed binary protocol."""
-    from thrift.protocol import TBinaryProtocol
-    from thrift.transport import TSocket, TTransport
+    from peer_thrift import connect, encoded_record_error as encoded
 
-    from flawless.server.api import Flawless
-    from flawless.server.api.ttypes import RecordErrorRequest, StackLine
-
-    def encoded(report):
-        # The generated client always sends sequence id 0, so a message can be encoded once.
-        memory = TTransport.TMemoryBuffer()
-        client = Flawless.Client(TBinaryProtocol.TBinaryProtocol(TTransport.TFramedTransport(memory)))
-        frames = [StackLine(**frame) for frame in report["traceback"]]
-        client.send_record_error(RecordErrorRequest(
-            traceback=frames, exception_message=report["exception_message"],
-            hostname=report["hostname"], additional_info=report["additional_info"],
-            error_count=report["error_count"], exception_type=report["exception_type"]))
-        return memory.getvalue()
-
-    sock = TSocket.TSocket("127.0.0.1", port)
-    sock.setTimeout(30000)
-    transport = TTransport.TFramedTransport(sock)
-    client = Flawless.Client(TBinaryProtocol.TBinaryProtocol(transport))
-    transport.open()
+    sock, client = connect(port)
     bodies = [b"".join(encoded(make_report(seed * 100000 + body_number * batch + n, DISTINCT_ERRORS))
                        for n in range(batch)) for body_number in range(BODIES)]
     state = {"next": 0}

@@ -109,28 +109,9 @@ def send_peer(port: int, pid: int, count: int, seconds: float, frames: int) -> d
     PEER_BATCH calls pipelined on its Thrift connection, each batch once the previous one's
     threads are done (it handles a call in a thread of its own and drops a new error when
     too many git blames run at once, so it must not be sent more than it can take)."""
-    from thrift.protocol import TBinaryProtocol
-    from thrift.transport import TSocket, TTransport
+    from peer_thrift import connect, encoded_record_error as encoded
 
-    from flawless.server.api import Flawless
-    from flawless.server.api.ttypes import RecordErrorRequest, StackLine
-
-    def encoded(report: dict[str, Any]) -> bytes:
-        memory = TTransport.TMemoryBuffer()
-        writer = Flawless.Client(TBinaryProtocol.TBinaryProtocol(
-            TTransport.TFramedTransport(memory)))
-        writer.send_record_error(RecordErrorRequest(
-            traceback=[StackLine(**frame) for frame in report["traceback"]],
-            exception_message=report["exception_message"], hostname=report["hostname"],
-            additional_info=report["additional_info"], error_count=report["error_count"],
-            exception_type=report["exception_type"]))
-        return memory.getvalue()
-
-    sock = TSocket.TSocket("127.0.0.1", port)
-    sock.setTimeout(60000)
-    transport = TTransport.TFramedTransport(sock)
-    client = Flawless.Client(TBinaryProtocol.TBinaryProtocol(transport))
-    transport.open()
+    sock, client = connect(port, timeout_ms=60000)
     idle_threads = peer_threads(pid)
     deadline = time.monotonic() + seconds
     sent = 0
