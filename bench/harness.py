@@ -63,16 +63,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def rss_kib(pid: int) -> int:
-    """Resident memory of process ``pid`` in KiB (0 once it is gone)."""
+def proc_status(pid: int, field: str) -> int:
+    """A number from ``/proc/PID/status`` (``VmRSS``, ``Threads``...); 0 once it is gone."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
     except FileNotFoundError:
         pass
     return 0
+
+
+def rss_kib(pid: int) -> int:
+    """Resident memory of process ``pid`` in KiB (0 once it is gone)."""
+    return proc_status(pid, "VmRSS")
 
 
 def write_config(directory: Path, options: Mapping[str, object]) -> Path:

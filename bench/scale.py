@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from harness import (BENCH_DIR, OurServer, machine_line, percentile, print_table, ratio_text,
-                     rss_kib)
+from harness import (BENCH_DIR, OurServer, machine_line, percentile, print_table, proc_status,
+                     ratio_text, rss_kib)
 from payloads import make_report, rpc_call
 
 # Capacity is measured, so nothing may throttle or mail: no rate limits, and an alert
@@ -94,14 +94,7 @@ def send_ours(port: int, first: int, count: int, batch: int, frames: int) -> dic
 
 def peer_threads(pid: int) -> int:
     """How many threads process ``pid`` runs (the peer runs one per call)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except FileNotFoundError:
-        pass
-    return 0
+    return proc_status(pid, "Threads")
 
 
 def send_peer(port: int, pid: int, count: int, seconds: float, frames: int) -> dict[str, Any]:
