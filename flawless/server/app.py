@@ -16,7 +16,7 @@ from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
-from twisted.web import server
+from twisted.web import resource, server
 
 from flawless import __version__
 from flawless.config import Config
@@ -262,9 +262,8 @@ class FlawlessServer(service.MultiService):
         }
 
 
-def _rpc_root(rpc: RpcResource) -> Any:
-    from twisted.web import resource
-
+def _rpc_root(rpc: RpcResource) -> resource.Resource:
+    """``/rpc`` (and ``/``, for clients configured with the bare host:port) answer JSON-RPC."""
     root = resource.Resource()
     root.putChild(b"rpc", rpc)
     root.putChild(b"", rpc)
