@@ -8,7 +8,7 @@ import json
 from hypothesis import given, settings, strategies as st
 
 from flawless.report import _plain_report
-from flawless.server.fastpath import storable_record_calls
+from flawless.server.ingest.fastpath import storable_record_calls
 from test_report import REPORTS, valid
 
 

@@ -196,7 +196,7 @@ def test_unknown_fields_and_oversize_values_are_not_stored(server):
 
 
 def test_the_inbox_keeps_a_call_as_it_came_only_when_nothing_needs_dropping():
-    from flawless.server.rpc import Call
+    from flawless.server.ingest.rpc import Call
 
     plain = Call(rpc("record_error", {"report": REPORT}))
     plain.examine()
