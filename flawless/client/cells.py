@@ -12,6 +12,7 @@ book holds a reference to the string IPython itself keeps in its history.
 from __future__ import annotations
 
 import linecache
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from flawless.report import CELL_ID, NotebookCell, line_hash
 
 CellDescriber = Callable[[str, int], Optional[NotebookCell]]
 MAX_CELLS = 512
+_NUMBERED_CELL = re.compile(r"<ipython-input-\d+-")
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,26 @@ class CellBook:
         with self._lock:
             return self._runs.get(filename)
 
+    def _run_numbered(self, execution_count: int) -> Optional[CellRun]:
+        with self._lock:
+            return next((run for run in reversed(self._runs.values())
+                         if run.execution_count == execution_count), None)
+
     def describe(self, filename: str, line_number: int) -> Optional[NotebookCell]:
         """Where line ``line_number`` of ``filename`` lies in a cell, or None when
         ``filename`` is no cell of this shell. The line's hash is sent only with a notebook
         path: without a notebook there is nothing to compare it with."""
         run = self.run_of(filename)
-        execution_count = run.execution_count if run else self._execution_count_of(filename)
-        if run is None and execution_count is None:
-            return None
+        if run is not None:
+            execution_count = run.execution_count
+        else:
+            execution_count = self._execution_count_of(filename)
+            if execution_count is None:
+                return None
+            if _NUMBERED_CELL.match(filename):
+                # IPython 8's terminal names a cell after its transformed text, which it does
+                # not tell pre_run_cell; the name holds the number, unique to a stored cell.
+                run = self._run_numbered(execution_count)
         compiled = linecache.getlines(filename)
         if run is not None:
             line, text = source_line(run.source, compiled, line_number)

@@ -64,6 +64,20 @@ def test_a_cell_run_before_the_book_is_described_from_the_compiled_source(compil
     assert book.describe("/srv/app/cart.py", 2) is None
 
 
+def test_a_terminal_cell_is_found_by_the_number_in_its_name(compiled_cell):
+    """IPython 8's terminal names a cell after text pre_run_cell is not told; a kernel's
+    cell names hold no number, and a cell the book lacks (run silently) is not guessed at."""
+    terminal = "<ipython-input-7-0123456789ab>"
+    linecache.cache[terminal] = linecache.cache[CELL_FILE]
+    try:
+        book = CellBook({terminal: 7, CELL_FILE: 7}.get)
+        book.remember("<ipython-input-7-ba9876543210>", CellRun(compiled_cell, "c1", 7))
+        assert book.describe(terminal, 2) == NotebookCell(line=4, id="c1", execution_count=7)
+        assert book.describe(CELL_FILE, 2) == NotebookCell(line=2, execution_count=7)
+    finally:
+        linecache.cache.pop(terminal)
+
+
 def test_the_book_keeps_the_last_cells_only():
     book = CellBook(lambda filename: None, max_cells=2)
     for number in range(1, 4):

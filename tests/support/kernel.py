@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import queue
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +41,13 @@ class NotebookKernel:
         self.client.start_channels()
         try:
             self.client.wait_for_ready(timeout=timeout)
-        except RuntimeError:
+            interpreter = self.evaluate("__import__('sys').executable")
+        except Exception:
             self.stop()
             raise
+        if interpreter != repr(sys.executable):  # a kernel spec of the machine's took over
+            self.stop()
+            raise RuntimeError(f"the kernel runs {interpreter}, not {sys.executable}")
 
     def __enter__(self) -> "NotebookKernel":
         return self
@@ -50,16 +55,20 @@ class NotebookKernel:
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
 
+    def evaluate(self, expression: str) -> str:
+        """The repr of ``expression`` in the kernel, evaluated silently (no cell is run)."""
+        reply = self._request({"code": "", "silent": True, "store_history": False,
+                               "user_expressions": {"value": expression},
+                               "allow_stdin": False}, {})
+        return reply["content"]["user_expressions"]["value"]["data"]["text/plain"]
+
     def execute(self, code: str, cell_id: Optional[str] = None) -> Execution:
         """Run ``code`` as a stored cell; wait for its reply and for the kernel to go idle."""
         content = {"code": code, "silent": False, "store_history": True,
                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": False}
-        metadata = {"cellId": cell_id} if cell_id is not None else {}
-        message = self.client.session.msg("execute_request", content, metadata=metadata)
-        self.client.shell_channel.send(message)
-        msg_id = message["header"]["msg_id"]
+        reply = self._request(content, {"cellId": cell_id} if cell_id is not None else {})
+        msg_id = reply["parent_header"]["msg_id"]
         deadline = time.monotonic() + self.timeout
-        reply = self._next(self.client.get_shell_msg, msg_id, deadline, "execute_reply")
         stdout = []
         while True:
             output = self._next(self.client.get_iopub_msg, msg_id, deadline)
@@ -76,6 +85,12 @@ class NotebookKernel:
         """Run every code cell of an nbformat notebook in order, each with its id."""
         return [self.execute(cell.source, cell.get("id"))
                 for cell in notebook.cells if cell.cell_type == "code"]
+
+    def _request(self, content: dict, metadata: dict) -> dict:
+        message = self.client.session.msg("execute_request", content, metadata=metadata)
+        self.client.shell_channel.send(message)
+        return self._next(self.client.get_shell_msg, message["header"]["msg_id"],
+                          time.monotonic() + self.timeout, "execute_reply")
 
     @staticmethod
     def _next(receive: Any, msg_id: str, deadline: float,
