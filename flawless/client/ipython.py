@@ -64,11 +64,15 @@ def errors() -> list[KernelError]:
 
 def notebook_path(shell: Any) -> Optional[str]:
     """The notebook's path, lexically normalised: as configured, else as the front end tells
-    it. Sent shortened like every filename (no home directory, so no user name)."""
+    it; made absolute when it names a file from the working directory, so the revision can
+    be read from its repository. Sent shortened like every filename (no home directory, so
+    no user name)."""
     path = (_options["notebook"] or shell.user_ns.get(_NOTEBOOK_NAME_VARIABLE)
             or os.environ.get(_NOTEBOOK_ENV))
     if not isinstance(path, str) or not path.strip():
         return None
+    if not os.path.isabs(path) and os.path.isfile(path):
+        path = os.path.abspath(path)
     return posixpath.normpath(path.replace("\\", "/"))
 
 

@@ -9,6 +9,7 @@ import pytest
 import flawless.client
 from flawless.client import ipython as extension
 from flawless.report import line_hash
+from support.gitrepo import ALICE, init_repo
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
@@ -135,3 +136,16 @@ def test_errors_are_listed_and_cleared_by_the_magic(shell, report_sink, capsys):
     assert capsys.readouterr().out == "Forgot 1 error.\n"
     shell.run_line_magic("flawless", "everything")
     assert capsys.readouterr().out.startswith("Usage: %flawless")
+
+
+def test_a_notebook_named_from_the_working_directory_gives_its_repository_revision(
+        shell, report_sink, tmp_path, monkeypatch):
+    repo = init_repo(tmp_path / "proj")
+    head = repo.commit(ALICE, {"notebooks/analysis.ipynb": "{}"}, "A notebook")
+    monkeypatch.chdir(repo.path / "notebooks")
+    extension.configure(notebook="analysis.ipynb")
+    shell.run_cell("1 / 0", store_history=True)
+    [report] = reports(report_sink, 1)
+    assert report["revision"] == head
+    assert report["traceback"][0]["cell"]["notebook"] == str(repo.path / "notebooks" /
+                                                             "analysis.ipynb")
