@@ -16,17 +16,19 @@ import re
 import time
 import types
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_FRAMES, MAX_MESSAGE_CHARS,
-                             MAX_STRING_CHARS, Frame, Report, trim)
+                             MAX_STRING_CHARS, Frame, NotebookCell, Report, trim)
 from flawless.client.scrub import MASK
 
 ExcInfo = tuple[Optional[type], Optional[BaseException], Optional[types.TracebackType]]
 # A caller's stack: a live frame (walked outward), or summaries / (file, line, function, text).
 PrecedingStack = Union[types.FrameType, Iterable[Any], None]
+# (filename, line number) of a frame -> where that line lies in a notebook cell, if it does.
+CellDescriber = Callable[[str, int], Optional[NotebookCell]]
 GroupingKey = tuple
 
 CLIENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -262,6 +264,22 @@ def _traceback_frames(tb: Optional[types.TracebackType], options: CaptureOptions
             for index, (frame, line_number) in enumerate(entries)]
 
 
+def _with_cells(frames: list[Frame], describe_cell: Optional[CellDescriber]) -> list[Frame]:
+    """``frames`` with the notebook cell of each frame that runs a cell's code."""
+    if describe_cell is None:
+        return frames
+    described = []
+    for frame in frames:
+        cell = None
+        if is_notebook_cell(frame.filename):
+            try:
+                cell = describe_cell(frame.filename, frame.line_number)
+            except Exception:  # the frame is still worth sending without its cell
+                cell = None
+        described.append(replace(frame, cell=cell) if cell is not None else frame)
+    return described
+
+
 def _message(value: Optional[BaseException]) -> str:
     if value is None:
         return ""
@@ -298,8 +316,10 @@ def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[
             preceding_stack: PrecedingStack = None, hostname: Optional[str] = None,
             revision: Optional[str] = None, error_count: int = 1,
             error_threshold: Optional[int] = None, additional_info: Optional[str] = None,
-            context: Optional[Mapping[str, Any]] = None) -> Captured:
-    """Turn ``exc_info`` into an unscrubbed report, with secrets masked by name."""
+            context: Optional[Mapping[str, Any]] = None,
+            describe_cell: Optional[CellDescriber] = None) -> Captured:
+    """Turn ``exc_info`` into an unscrubbed report, with secrets masked by name and the
+    notebook cell of each frame in one (``describe_cell``)."""
     exception_type, value, tb = exc_info
     if exception_type is None and value is not None:
         exception_type = type(value)
@@ -316,7 +336,7 @@ def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[
     report = Report(
         exception_type=type_name(exception_type) if exception_type else "builtins.Exception",
         exception_message=_message(value),
-        traceback=tuple(_bound_frames(frames)),
+        traceback=tuple(_with_cells(_bound_frames(frames), describe_cell)),
         hostname=hostname,
         revision=revision,
         error_count=error_count,

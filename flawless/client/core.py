@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from flawless.client.aggregation import Aggregator
-from flawless.client.capture import (CaptureOptions, Captured, ExcInfo, PrecedingStack, capture,
-                                     grouping_key)
+from flawless.client.capture import (CaptureOptions, Captured, CellDescriber, ExcInfo,
+                                     PrecedingStack, capture, grouping_key)
 from flawless.client.revision import revision_of_frames
 from flawless.client.scrub import Scrubber
 from flawless.client.transport import Transport, TransportOptions
-from flawless.report import report_to_dict
+from flawless.report import Report, report_to_dict
 
 _CLAIM_ATTRIBUTE = "__flawless_reported__"
 # Exceptions refusing attributes (__slots__) are remembered by id; bounded, so an id reused
@@ -45,6 +45,13 @@ def claim(exception: BaseException) -> bool:
 def is_reported(exception: BaseException) -> bool:
     """True when ``exception`` was already claimed by a report."""
     return bool(getattr(exception, _CLAIM_ATTRIBUTE, False)) or id(exception) in _claimed_ids
+
+
+def _source_files(report: Report) -> Iterator[str]:
+    """The file of each frame's code, innermost first: a notebook cell's is its notebook."""
+    for frame in reversed(report.traceback):
+        cell = frame.cell
+        yield cell.notebook if cell is not None and cell.notebook else frame.filename
 
 
 def split_hostports(text: str) -> tuple[str, ...]:
@@ -91,6 +98,8 @@ class Client:
         self.scrubber = scrubber
         # Set by integrations that know more about the code running now (a notebook cell).
         self.ambient_context: Optional[dict[str, Any]] = None
+        # Set by the IPython extension: where a frame's line lies in a notebook cell.
+        self.describe_cell: Optional[CellDescriber] = None
         self.dropped_unconfigured = 0
         self.aggregator = Aggregator(settings.send_first, settings.hold_back_interval)
         self.transport = Transport(settings.hostports, settings.key, self._prepare,
@@ -126,7 +135,7 @@ class Client:
                            hostname=hostname or self.settings.hostname,
                            revision=self.settings.revision, error_count=error_count,
                            error_threshold=error_threshold, additional_info=additional_info,
-                           context=context)
+                           context=context, describe_cell=self.describe_cell)
         self.aggregator.remember(key, captured)
         return self.transport.submit(captured)
 
@@ -134,7 +143,7 @@ class Client:
         """Sender thread: revision, scrubbing, wire form."""
         report = captured.report
         if report.revision is None:
-            revision = revision_of_frames(frame.filename for frame in reversed(report.traceback))
+            revision = revision_of_frames(_source_files(report))
             report = replace(report, revision=revision)
         return report_to_dict(self.scrubber.scrub_report(report, captured.secrets))
 

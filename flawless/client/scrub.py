@@ -21,7 +21,7 @@ import sys
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional
 
-from flawless.report import Frame, Report
+from flawless.report import Frame, NotebookCell, Report
 
 MASK = "<scrubbed>"
 _MAX_REMEMBERED_NAMES = 4096
@@ -170,6 +170,11 @@ class Scrubber:
             return "<virtualenv>" + path[len(self._virtualenv):]
         return self._replace_home(path)
 
+    def _scrub_cell(self, cell: Optional[NotebookCell]) -> Optional[NotebookCell]:
+        if cell is None or cell.notebook is None:
+            return cell
+        return replace(cell, notebook=self.shorten_path(cell.notebook))
+
     def scrub_report(self, report: Report, secrets: Iterable[str] = ()) -> Report:
         """Return ``report`` with every free-text field, local and path scrubbed.
 
@@ -190,7 +195,7 @@ class Scrubber:
         frames = tuple(
             Frame(self.shorten_path(frame.filename), frame.line_number, frame.function_name,
                   self.scrub_text(frame.text, known, assignments=False),
-                  scrub_locals(frame.frame_locals))
+                  scrub_locals(frame.frame_locals), self._scrub_cell(frame.cell))
             for frame in report.traceback)
         context = None
         if report.context is not None:
