@@ -106,7 +106,7 @@ def store_error(store: SqliteStorage, error: ErrorRecord,
                 occurrences: Sequence[float]) -> ErrorRecord:
     """Save ``error`` with one occurrence at each time, as the processor would."""
     with store.transaction() as transaction:
-        state = transaction.error_state(error.key)
+        state = transaction.error_states([error.key]).get(error.key)
         total = (state.count if state else 0) + len(occurrences)
         error = replace(error, error_id=state.error_id if state else 0, count=total,
                         first_seen=min(occurrences), last_seen=max(occurrences))

@@ -78,7 +78,7 @@ class Rules:
 
 # -- routing -------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class ErrorKey:
     """An error's identity: repository path, function name, source line with whitespace folded."""
 

@@ -4,7 +4,13 @@ It knows nothing of SMTP or HTTP: each entry names its channel, and the channel 
 talking. An entry is marked sent right after its delivery; a failed one is marked with its
 next attempt time (exponential backoff, or the wait the far end asked for), so a restart
 resumes where this run stopped and nothing is delivered twice but for the one repeat a
-crash between delivery and its record allows.
+crash between delivery and its record allows (the entry's Message-ID, rendered once, tells
+that repeat for what it is).
+
+Where several servers share the database, an entry is leased to the server delivering it:
+the outbox extends its leases while a delivery cycle runs, records an outcome only while it
+holds the lease, and gives its leases back when it stops; a server that dies loses its
+leases to the others once they run out (``sql.LEASE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import random
 from typing import Any, Callable, Mapping, Optional
 
 from twisted.application import service
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -21,6 +27,7 @@ from flawless.backoff import backoff_delay
 from flawless.server.delivery.channels import Channel, DeliveryError
 from flawless.server.storage.interface import Storage
 from flawless.server.storage.records import OutboxMail
+from flawless.server.storage.sql import LEASE_SECONDS
 from flawless.server.threads import Runner
 
 log = Logger()
@@ -51,6 +58,8 @@ class OutboxService(service.Service):
         self._timer: Any = None
         # Delivered but not yet recorded as such (the database failed): mark, never resend.
         self._unrecorded: set[int] = set()
+        self._renewal = task.LoopingCall(self._extend_leases)
+        self._renewal.clock = clock
         self.delivered = 0
         self.failed_attempts = 0
 
@@ -60,13 +69,18 @@ class OutboxService(service.Service):
         self.wake()
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted API
-        """Stop polling; fires once the entry in flight (if any) is settled."""
+        """Stop polling; fires once the entry in flight (if any) is settled and this
+        server's leases are given back."""
         super().stopService()
         self._cancel_timer()
-        if self._cycle is None:
-            return defer.succeed(None)
         idle: defer.Deferred = defer.Deferred()
-        self._cycle.addBoth(lambda result: (idle.callback(None), result)[1])
+        if self._cycle is None:
+            idle.callback(None)
+        else:
+            self._cycle.addBoth(lambda result: (idle.callback(None), result)[1])
+        idle.addCallback(lambda _: self._writer.run(self._storage.release_leases))
+        idle.addErrback(lambda failure: log.failure("cannot give the outbox leases back",
+                                                    failure))
         return idle
 
     def wake(self) -> None:
@@ -77,6 +91,7 @@ class OutboxService(service.Service):
             self._again = True
             return
         self._cancel_timer()
+        self._renewal.start(LEASE_SECONDS / 3, now=False)
         self._cycle = defer.ensureDeferred(self._drain())
         self._cycle.addBoth(self._cycle_done)
 
@@ -85,8 +100,17 @@ class OutboxService(service.Service):
             self._timer.cancel()
         self._timer = None
 
+    def _extend_leases(self) -> defer.Deferred:
+        """Keep the entries of the cycle in progress leased to this server."""
+        extended = self._writer.run(self._storage.extend_leases, self._clock.seconds())
+        extended.addErrback(lambda failure: log.failure("cannot extend the outbox leases",
+                                                        failure))
+        return extended
+
     def _cycle_done(self, result: Any) -> Any:
         self._cycle = None
+        if self._renewal.running:
+            self._renewal.stop()
         if isinstance(result, Failure):
             log.failure("outbox delivery interrupted; retrying at the next poll", result)
         if self.running:
@@ -117,11 +141,16 @@ class OutboxService(service.Service):
                 await self._record_failure(entry, error)
                 return
             self._unrecorded.add(entry.mail_id)
-        await self._writer.run(self._storage.mark_sent, entry.mail_id, self._clock.seconds())
+        recorded = await self._writer.run(self._storage.mark_sent, entry.mail_id,
+                                          self._clock.seconds())
         self._unrecorded.discard(entry.mail_id)
         self.delivered += 1
         log.info("{channel} {mail_id} delivered to {recipients}", channel=entry.channel,
                  mail_id=entry.mail_id, recipients=", ".join(entry.recipients))
+        if not recorded:
+            log.warn("{channel} {mail_id} was taken over by another server before its "
+                     "delivery was recorded: it may arrive twice (same Message-ID)",
+                     channel=entry.channel, mail_id=entry.mail_id)
 
     async def _record_failure(self, entry: OutboxMail, error: Exception) -> None:
         attempts = entry.attempts + 1

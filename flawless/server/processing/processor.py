@@ -59,6 +59,11 @@ class Postponed:
 Prepared = Union[Occurrence, Dropped, Postponed]
 
 
+def _postponed(prepared: list[Prepared]) -> list[Postponed]:
+    """The reports of a request that cannot be processed now."""
+    return [entry for entry in prepared if isinstance(entry, Postponed)]
+
+
 class Processor(service.Service):
     """The loop from inbox to errors and outbox."""
 
@@ -211,9 +216,14 @@ class Processor(service.Service):
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
         """Count, decide and queue mail for a batch of requests; return mails queued."""
         now = self._clock.seconds()
+        # Every error of the batch is read (and, where servers share the database, locked)
+        # at once, before anything is written.
+        states = transaction.error_states(
+            entry.route.key for item, prepared in batch if not _postponed(prepared)
+            for entry in prepared if isinstance(entry, Occurrence))
         tallies: dict[ErrorKey, ErrorTally] = {}
         for item, prepared in batch:
-            postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
+            postponed = _postponed(prepared)
             if postponed:  # all of a request's reports are processed together, or none
                 attempts = item.attempts + 1
                 transaction.postpone(item.inbox_id, attempts,
@@ -229,10 +239,12 @@ class Processor(service.Service):
                 tally = tallies.get(entry.route.key)
                 if tally is None:
                     tally = tallies[entry.route.key] = ErrorTally(
-                        transaction.error_state(entry.route.key), item.received_at)
+                        states.get(entry.route.key), item.received_at)
                 tally.add(entry, item.received_at, now, rules, self._alert_settings)
             transaction.remove_from_inbox(item.inbox_id)
-        return sum(self._save(transaction, tally, now) for tally in tallies.values())
+        # Saved in one order by every server, so that two batches inserting the same new
+        # errors wait on each other rather than deadlock.
+        return sum(self._save(transaction, tallies[key], now) for key in sorted(tallies))
 
     def _save(self, transaction: Transaction, tally: ErrorTally, now: float) -> int:
         """Write one error's new state and counts, and queue its mail; return mails queued."""

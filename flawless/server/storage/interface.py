@@ -4,21 +4,27 @@ Every method blocks: call it through a thread pool (the ``db-write`` pool for an
 writes, so that one thread writes at a time; the ``db-read`` pool for pages and health).
 A backend raises :class:`~flawless.server.storage.records.StorageUnavailable` when the
 database refuses a write (disk full, locked, gone): nothing of that write is kept.
+
+Several servers may share one database (PostgreSQL): each is named by ``server_id``; a batch
+of the inbox is claimed by one of them at a time, and an outbox entry is leased to the one
+delivering it. ``tests/storage/`` runs every method against every backend.
 """
 
 from __future__ import annotations
 
-from typing import Any, ContextManager, Optional, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Optional, Protocol, Sequence
 
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import InboxItem, OutboxMail
+from flawless.server.storage.records import InboxItem, OutboxMail, ServerInfo
 
 
 class Transaction(Protocol):
     """The writes of one atomic unit of processing: all of them are kept, or none."""
 
-    def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
-        """Counts and alert state of the error with this identity, if seen before."""
+    def error_states(self, keys: Iterable[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Counts and alert state of the errors with these identities that were seen
+        before; where servers share the database, no other transaction changes them until
+        this one ends (ask for all of a transaction's errors at once, before writing)."""
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
@@ -50,6 +56,19 @@ class Claim(Protocol):
 class Storage(Protocol):
     """The database of a flawless server (or of several sharing it)."""
 
+    backend: str          # "sqlite", "postgresql"
+    server_id: str        # this process, among the servers sharing the database
+    writer_threads: int   # how many threads of the db-write pool are worth having
+
+    def describe(self) -> dict[str, Any]:
+        """The database, for /check_health (never a password)."""
+
+    def wakeups(self) -> Optional["Wakeups"]:
+        """News from the other servers sharing the database, or None when none can."""
+
+    def close(self) -> None:
+        """Let go of the database (its connections)."""
+
     # -- ingest --
 
     def add_to_inbox(self, payloads: Sequence[tuple[bytes, int]], received_at: float
@@ -60,11 +79,14 @@ class Storage(Protocol):
 
     def claim_inbox(self, now: float, limit: int) -> Claim:
         """Requests whose next attempt is due, oldest first, holding about ``limit``
-        reports; no other processor gets them until :meth:`apply` or :meth:`release`."""
+        reports; no other processor gets them until :meth:`apply` or :meth:`release`.
+        An empty claim holds nothing and needs neither."""
 
-    def apply(self, claim: Claim, work: Any) -> Any:
+    def apply(self, claim: Claim, work: Callable[[Transaction], Any]) -> Any:
         """Run ``work(transaction)`` and commit it with the end of ``claim``; return what
-        ``work`` returned. On any failure nothing of it is kept and the claim is released."""
+        ``work`` returned. On any failure nothing of it is kept and the claim is released.
+        ``work`` may run more than once (when a concurrent server's commit forces a retry):
+        it must do nothing but read and write through its transaction."""
 
     def release(self, claim: Claim) -> None:
         """Give the claimed requests back untouched."""
@@ -75,14 +97,31 @@ class Storage(Protocol):
     # -- delivery --
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
-        """Undelivered mail whose next attempt is due, oldest first."""
+        """Undelivered mail whose next attempt is due, oldest first, leased to this server
+        for ``sql.LEASE_SECONDS`` (entries under another server's lease are left alone)."""
 
-    def mark_sent(self, mail_id: int, now: float) -> None:
-        """Record a successful delivery so the mail is never sent again."""
+    def extend_leases(self, now: float) -> int:
+        """Keep this server's leases for another ``sql.LEASE_SECONDS``; return how many."""
+
+    def release_leases(self) -> None:
+        """Give back every entry this server holds."""
+
+    def mark_sent(self, mail_id: int, now: float) -> bool:
+        """Record a successful delivery so the mail is never sent again; False (nothing
+        recorded) when this server no longer holds its lease."""
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
-                    error: str) -> None:
-        """Record a failed delivery and when to try again."""
+                    error: str) -> bool:
+        """Record a failed delivery and when to try again, giving the lease back; False
+        (nothing recorded) when this server no longer holds its lease."""
+
+    # -- the servers sharing the database --
+
+    def heartbeat(self, now: float, started_at: float, version: str) -> None:
+        """Tell the other servers this one is alive."""
+
+    def live_servers(self, now: float) -> list[ServerInfo]:
+        """The servers whose heartbeat is recent (this one included)."""
 
     # -- retention and health --
 
@@ -120,3 +159,14 @@ class Storage(Protocol):
 
     def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
         """(week start, occurrences) of the errors blamed on ``email``, newest first."""
+
+
+class Wakeups(Protocol):
+    """Notices from other servers that there is work: ``"inbox"`` (reports stored) or
+    ``"outbox"`` (alerts queued). They only wake a server early: it polls all the same."""
+
+    def wait(self, timeout: float) -> list[str]:
+        """Block up to ``timeout`` seconds; return the notices that arrived (maybe none)."""
+
+    def close(self) -> None:
+        """Stop listening."""

@@ -33,6 +33,18 @@ class OutboxMail:
     channel: str = "email"
 
 
+@dataclass(frozen=True)
+class ServerInfo:
+    """One server of those sharing a database, as its heartbeat row tells."""
+
+    server_id: str
+    hostname: str
+    pid: int
+    version: str
+    started_at: float
+    seen_at: float
+
+
 def reports_in_payload(payload: bytes) -> tuple[Report, ...]:
     """The valid reports of a stored JSON-RPC body (its ``record_error`` calls)."""
     body = json.loads(payload)

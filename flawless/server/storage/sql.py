@@ -1,0 +1,394 @@
+"""What every SQL backend shares: the statements, and how rows become records.
+
+The statements are written once, in the SQL that SQLite and PostgreSQL both speak, with
+``?`` placeholders and named columns (a row is read by column name only). A backend
+subclasses :class:`SqlTransaction` and :class:`SqlStorage` and supplies what differs: how a
+statement runs (:meth:`SqlTransaction.execute`, :meth:`SqlStorage._query`, which may
+rewrite it for its dialect), how an inserted row's id comes back, and the row locks
+(``LOCK_ROWS``, ``LOCK_ROWS_SKIP_LOCKED``) that let several servers share one database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Iterable, Optional, Sequence
+
+from flawless.server.core.calendar import day_of, week_start
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.storage.records import (OutboxMail, ServerInfo, StorageUnavailable,
+                                             decode_report, encode_report)
+
+# An outbox entry taken for delivery is leased to its server for this long; the holder
+# extends the lease while it delivers, so another server takes it over this long after
+# the holder died.
+LEASE_SECONDS = 30.0
+# A server is alive while its heartbeat is this recent; rows silent for a day are removed.
+ALIVE_SECONDS = 30.0
+FORGET_SERVERS_SECONDS = 86400.0
+MAX_ERROR_TEXT = 1000
+
+ERROR_COLUMNS = (
+    "id", "filename", "function_name", "text", "line_number", "exception_type", "blamed",
+    "author_name", "author_email", "commit_sha", "commit_summary", "commit_timestamp",
+    "blame_revision", "blame_at_requested", "count", "first_seen", "last_seen", "last_report",
+    "known", "alerted_at", "recipients", "explanation",
+)
+SAVED_COLUMNS = ERROR_COLUMNS[1:]
+_SELECT_ERRORS = f"SELECT {', '.join(ERROR_COLUMNS)} FROM errors"
+
+
+def new_server_id() -> str:
+    """A name for this process among the servers sharing a database (host, pid, random)."""
+    return f"{socket.gethostname()[:100]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def error_from_row(row: Any) -> ErrorRecord:
+    """The record of an ``errors`` row (read by column name)."""
+    blame_at_requested = row["blame_at_requested"]
+    return ErrorRecord(
+        error_id=int(row["id"]),
+        key=ErrorKey(row["filename"], row["function_name"], row["text"]),
+        line_number=row["line_number"], exception_type=row["exception_type"],
+        blamed=bool(row["blamed"]), author_name=row["author_name"],
+        author_email=row["author_email"], commit_sha=row["commit_sha"],
+        commit_summary=row["commit_summary"], commit_timestamp=row["commit_timestamp"],
+        blame_revision=row["blame_revision"],
+        blame_at_requested=None if blame_at_requested is None else bool(blame_at_requested),
+        count=row["count"], first_seen=row["first_seen"], last_seen=row["last_seen"],
+        last_report=decode_report(row["last_report"]), known=bool(row["known"]),
+        alerted_at=row["alerted_at"], recipients=tuple(json.loads(row["recipients"] or "[]")),
+        explanation=tuple(json.loads(row["explanation"] or "[]")),
+    )
+
+
+def saved_values(record: ErrorRecord) -> tuple[Any, ...]:
+    """The values of :data:`SAVED_COLUMNS` for ``record``."""
+    return (
+        record.key.filename, record.key.function_name, record.key.text, record.line_number,
+        record.exception_type, int(record.blamed), record.author_name, record.author_email,
+        record.commit_sha, record.commit_summary, record.commit_timestamp,
+        record.blame_revision,
+        None if record.blame_at_requested is None else int(record.blame_at_requested),
+        record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
+        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
+        json.dumps(list(record.explanation)),
+    )
+
+
+def migrate(version: int, migrations: Sequence[str], execute: Callable[[str], Any],
+            where: str) -> None:
+    """Run the statements taking a schema from ``version`` to ``len(migrations)`` (none
+    holds a ";"); refuse a schema newer than this flawless knows."""
+    if version > len(migrations):
+        raise StorageUnavailable(f"{where} has schema version {version}, newer than this "
+                                 f"flawless knows ({len(migrations)}): upgrade flawless")
+    for number in range(version, len(migrations)):
+        for statement in migrations[number].split(";"):
+            if statement.strip():
+                execute(statement)
+
+
+def placeholders(count: int) -> str:
+    """``?, ?, ...`` for ``count`` values."""
+    return ", ".join("?" * count)
+
+
+class SqlTransaction:
+    """The writes of one atomic unit (see :class:`~.interface.Transaction`)."""
+
+    LOCK_ROWS = ""   # appended to a SELECT whose rows the transaction will update
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        """Run one statement inside the transaction; return its cursor."""
+        raise NotImplementedError
+
+    def insert(self, sql: str, *args: Any) -> int:
+        """Run one INSERT into a table with an ``id`` column; return the new row's id."""
+        raise NotImplementedError
+
+    def announce(self, what: str) -> None:
+        """Tell the other servers sharing the database, once this commits, that there is
+        work (``inbox`` or ``outbox``); nobody to tell by default."""
+
+    def error_states(self, keys: Iterable[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Counts and alert state of the errors with these identities that were seen
+        before; where servers share the database, they stay locked to this transaction."""
+        found = {}
+        # One order for every server, so that two batches never wait on each other's rows.
+        for key in sorted(set(keys)):
+            row = self.execute(
+                "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
+                "WHERE filename = ? AND function_name = ? AND text = ?" + self.LOCK_ROWS,
+                key.filename, key.function_name, key.text).fetchone()
+            if row is not None:
+                found[key] = ErrorState(int(row["id"]), row["count"], row["first_seen"],
+                                        row["last_seen"], row["alerted_at"],
+                                        tuple(json.loads(row["recipients"] or "[]")))
+        return found
+
+    def save_error(self, record: ErrorRecord) -> int:
+        """Insert or update an error; return its id."""
+        values = saved_values(record)
+        if record.error_id:
+            assignments = ", ".join(f"{column} = ?" for column in SAVED_COLUMNS)
+            self.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
+                         *values, record.error_id)
+            return record.error_id
+        return self.insert(f"INSERT INTO errors ({', '.join(SAVED_COLUMNS)}) "
+                           f"VALUES ({placeholders(len(values))})", *values)
+
+    def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
+        """Add occurrences to the error's week and day counters."""
+        self.execute(
+            "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
+            "count = error_weeks.count + excluded.count, last_seen = excluded.last_seen",
+            error_id, week_start(when), occurrences, when, when)
+        self.execute(
+            "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (error_id, day) DO UPDATE SET count = error_days.count + excluded.count",
+            error_id, day_of(when), occurrences)
+
+    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
+                   recipients: Sequence[str]) -> int:
+        """Store a rendered mail for delivery; return its id."""
+        self.announce("outbox")
+        return self.insert(
+            "INSERT INTO outbox (error_id, created_at, message, recipients) VALUES (?, ?, ?, ?)",
+            error_id, now, message, json.dumps(list(recipients)))
+
+    def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
+                 error: str) -> None:
+        """Leave a request's reports in the inbox for a later attempt."""
+        self.execute(
+            "UPDATE inbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            attempts, next_attempt_at, error[:MAX_ERROR_TEXT], inbox_id)
+
+    def remove_from_inbox(self, inbox_id: int) -> None:
+        """Mark a request's reports processed (they live on in their errors' counts)."""
+        self.execute("DELETE FROM inbox WHERE id = ?", inbox_id)
+
+    def bump_stat(self, name: str, by: int = 1) -> None:
+        """Add to a named counter."""
+        self.execute(
+            "INSERT INTO stats (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = stats.value + excluded.value", name, by)
+
+
+class SqlStorage:
+    """The queries of :class:`~.interface.Storage` that every SQL backend shares.
+
+    ``server_id`` names this process: it holds the outbox leases it takes and its
+    heartbeat row.
+    """
+
+    LOCK_ROWS_SKIP_LOCKED = ""   # appended to a SELECT taking rows no other server holds
+    backend = "sql"
+
+    def __init__(self, server_id: Optional[str] = None):
+        self.server_id = server_id or new_server_id()
+
+    def _query(self, sql: str, *args: Any) -> list[Any]:
+        """Run one read outside any transaction; return its rows."""
+        raise NotImplementedError
+
+    def transaction(self) -> AbstractContextManager[SqlTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """The database, for /check_health (never a password)."""
+        raise NotImplementedError
+
+    def wakeups(self) -> Optional[Any]:
+        """News from other servers sharing the database: none by default."""
+        return None
+
+    def close(self) -> None:
+        """Let go of the database (nothing to do by default)."""
+
+    # -- ingest --
+
+    def add_to_inbox(self, payloads: Sequence[tuple[bytes, int]], received_at: float
+                     ) -> list[int]:
+        """Store accepted requests durably in one transaction; return their inbox ids.
+
+        Each payload is a JSON-RPC body whose valid ``record_error`` calls are to be
+        processed, with the number of reports it holds.
+        """
+        with self.transaction() as transaction:
+            transaction.announce("inbox")
+            return [transaction.insert(
+                "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
+                received_at, payload, reports) for payload, reports in payloads]
+
+    @staticmethod
+    def _enough_requests(rows: Sequence[Any], limit: int) -> list[int]:
+        """The ids of the first ``rows`` (id, reports) holding about ``limit`` reports (at
+        least one request)."""
+        chosen, total = [], 0
+        for row in rows:
+            chosen.append(int(row["id"]))
+            total += row["reports"]
+            if total >= limit:
+                break
+        return chosen
+
+    # -- delivery --
+
+    def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
+        """Undelivered mail whose next attempt is due, oldest first, leased to this server
+        until ``now + LEASE_SECONDS`` (entries another live lease holds are left alone)."""
+        with self.transaction() as transaction:
+            rows = transaction.execute(
+                "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
+                "AND next_attempt_at <= ? AND (locked_by IS NULL OR locked_by = ? "
+                "OR locked_until < ?) ORDER BY id LIMIT ?" + self.LOCK_ROWS_SKIP_LOCKED,
+                now, self.server_id, now, limit).fetchall()
+            if rows:
+                transaction.execute(
+                    "UPDATE outbox SET locked_by = ?, locked_until = ? "
+                    f"WHERE id IN ({placeholders(len(rows))})",
+                    self.server_id, now + LEASE_SECONDS, *(row["id"] for row in rows))
+        return [OutboxMail(int(row["id"]), bytes(row["message"]),
+                           tuple(json.loads(row["recipients"])), row["attempts"])
+                for row in rows]
+
+    def extend_leases(self, now: float) -> int:
+        """Keep the entries this server is delivering leased until ``now + LEASE_SECONDS``;
+        return how many it holds."""
+        with self.transaction() as transaction:
+            return transaction.execute(
+                "UPDATE outbox SET locked_until = ? WHERE locked_by = ? AND sent_at IS NULL",
+                now + LEASE_SECONDS, self.server_id).rowcount
+
+    def release_leases(self) -> None:
+        """Give back every entry this server holds, so others need not wait for its leases
+        to run out (when it stops)."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE outbox SET locked_by = NULL, locked_until = NULL "
+                                "WHERE locked_by = ? AND sent_at IS NULL", self.server_id)
+
+    def mark_sent(self, mail_id: int, now: float) -> bool:
+        """Record a successful delivery so the mail is never sent again; only the lease
+        holder may (return False when another server took the entry over).
+
+        The delivered message itself is dropped (the row keeps when and to whom): nothing
+        reads it again, and a flood of alerts must not keep its mail on disk for weeks."""
+        with self.transaction() as transaction:
+            return transaction.execute(
+                "UPDATE outbox SET sent_at = ?, last_error = NULL, message = ?, "
+                "locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?",
+                now, b"", mail_id, self.server_id).rowcount == 1
+
+    def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
+                    error: str) -> bool:
+        """Record a failed delivery and when to try again, and give the lease back; only
+        the lease holder may (return False when another server took the entry over)."""
+        with self.transaction() as transaction:
+            return transaction.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?",
+                attempts, next_attempt_at, error[:MAX_ERROR_TEXT], mail_id,
+                self.server_id).rowcount == 1
+
+    # -- the servers sharing the database --
+
+    def heartbeat(self, now: float, started_at: float, version: str) -> None:
+        """Tell the other servers this one is alive; forget servers silent for a day."""
+        with self.transaction() as transaction:
+            transaction.execute(
+                "INSERT INTO servers (server_id, hostname, pid, version, started_at, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (server_id) DO UPDATE SET "
+                "seen_at = excluded.seen_at", self.server_id, socket.gethostname()[:100],
+                os.getpid(), version, started_at, now)
+            transaction.execute("DELETE FROM servers WHERE seen_at < ?",
+                                now - FORGET_SERVERS_SECONDS)
+
+    def live_servers(self, now: float) -> list[ServerInfo]:
+        """The servers whose heartbeat is recent, longest running first."""
+        return [ServerInfo(row["server_id"], row["hostname"], int(row["pid"]), row["version"],
+                           row["started_at"], row["seen_at"])
+                for row in self._query(
+                    "SELECT server_id, hostname, pid, version, started_at, seen_at FROM servers "
+                    "WHERE seen_at >= ? ORDER BY started_at, server_id", now - ALIVE_SECONDS)]
+
+    # -- retention and health --
+
+    def prune(self, before: float) -> int:
+        """Forget counts, errors and delivered mail older than ``before``; return errors
+        removed."""
+        week, day = week_start(before), day_of(before)
+        with self.transaction() as transaction:
+            transaction.execute("DELETE FROM error_weeks WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM error_days WHERE day < ?", day)
+            transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                                before)
+            transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
+                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            return int(transaction.execute("DELETE FROM errors WHERE last_seen < ?",
+                                           before).rowcount)
+
+    def inbox_depth(self) -> int:
+        """How many accepted reports are not processed yet."""
+        return int(self._query("SELECT COALESCE(SUM(reports), 0) AS n FROM inbox")[0]["n"])
+
+    def outbox_depth(self) -> int:
+        """How many mails wait for delivery."""
+        return int(self._query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL"
+                               )[0]["n"])
+
+    def stats(self) -> dict[str, int]:
+        """Every named counter."""
+        return {row["name"]: int(row["value"])
+                for row in self._query("SELECT name, value FROM stats")}
+
+    # -- the dashboard --
+
+    def find_error(self, key: ErrorKey) -> Optional[ErrorRecord]:
+        """The error with this identity, if seen before."""
+        rows = self._query(f"{_SELECT_ERRORS} WHERE filename = ? AND function_name = ? AND "
+                           "text = ?", key.filename, key.function_name, key.text)
+        return error_from_row(rows[0]) if rows else None
+
+    def errors_at_line(self, filename: str, function_name: str,
+                       line_number: int) -> list[ErrorRecord]:
+        """Errors at one file, function and line number, most recently seen first (finds an
+        error whose source line changed since a link to it was made)."""
+        return [error_from_row(row) for row in self._query(
+            f"{_SELECT_ERRORS} WHERE filename = ? AND function_name = ? AND line_number = ? "
+            "ORDER BY last_seen DESC, id", filename, function_name, line_number)]
+
+    def week_errors(self, week: str, include_known: bool = True
+                    ) -> list[tuple[ErrorRecord, int]]:
+        """The errors seen in the week starting ``week``, with their count in that week."""
+        columns = ", ".join("e." + column for column in ERROR_COLUMNS)
+        rows = self._query(
+            f"SELECT {columns}, w.count AS week_count FROM error_weeks w "
+            "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
+            + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC, e.id",
+            week)
+        return [(error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
+        """(day, count) of one error since a day, oldest first."""
+        return [(row["day"], int(row["count"])) for row in self._query(
+            "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
+            error_id, since_day)]
+
+    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
+        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+        return [error_from_row(row) for row in self._query(
+            f"{_SELECT_ERRORS} WHERE lower(author_email) = lower(?) "
+            "ORDER BY last_seen DESC, id LIMIT ?", email, limit)]
+
+    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
+        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
+        return [(row["week_start"], int(row["total"])) for row in self._query(
+            "SELECT w.week_start AS week_start, SUM(w.count) AS total FROM error_weeks w "
+            "JOIN errors e ON e.id = w.error_id WHERE lower(e.author_email) = lower(?) "
+            "GROUP BY w.week_start ORDER BY w.week_start DESC", email)]

@@ -1,0 +1,295 @@
+"""Every method of the storage interface, against every backend (SQLite and PostgreSQL).
+
+A method added to ``storage/interface.py`` gets its test here, so both backends are held
+to one behaviour. ``open_store`` (tests/conftest.py) opens one database per test; each call
+is another server sharing it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import replace
+
+import pytest
+
+from flawless.report import Frame, Report, report_to_dict
+from flawless.server.core.calendar import day_of, week_start
+from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.storage.sql import ALIVE_SECONDS, LEASE_SECONDS
+
+REPORT = Report("builtins.ValueError", "bad",
+                (Frame("/srv/shop/cart.py", 7, "add_item", "x = 1", {"qty": "3"}),),
+                hostname="web-1")
+MONDAY = datetime.datetime(2026, 11, 16, 0, 0, tzinfo=datetime.timezone.utc).timestamp()
+KEY = ErrorKey("shop/cart.py", "add_item", "x = 1")
+
+
+def record(key=KEY, count=1, seen=MONDAY, email="alice@example.com", known=False):
+    return ErrorRecord(0, key, 7, "builtins.ValueError", True, "Alice", email,
+                       "abc", "Add cart", 1.0, "abc", True, count, seen, seen, REPORT, known,
+                       None, (), ("blamed shop/cart.py:7",))
+
+
+def payload(*reports, invalid=0):
+    calls = [{"jsonrpc": "2.0", "id": n, "method": "record_error",
+              "params": {"report": report_to_dict(report)}} for n, report in enumerate(reports)]
+    calls += [{"jsonrpc": "2.0", "id": 99, "method": "record_error",
+               "params": {"report": {"exception_type": "x"}}}] * invalid
+    return json.dumps(calls if len(calls) > 1 else calls[0]).encode()
+
+
+def save(store, *records, when=MONDAY):
+    """Save each record with one occurrence at ``when``; return their ids."""
+    with store.transaction() as transaction:
+        ids = [transaction.save_error(item) for item in records]
+        for error_id in ids:
+            transaction.count_occurrences(error_id, when, 1)
+    return ids
+
+
+def queue(store, *addresses, error_id=None):
+    with store.transaction() as transaction:
+        return [transaction.queue_mail(error_id, 1.0, b"Subject: x\r\n\r\nbody", [address])
+                for address in addresses]
+
+
+@pytest.fixture
+def store(open_store):
+    return open_store("server-a")
+
+
+def test_weeks_start_on_monday_utc():
+    assert week_start(MONDAY) == "2026-11-16"
+    assert week_start(MONDAY + 6 * 86400 + 86399) == "2026-11-16"
+    assert week_start(MONDAY - 1) == "2026-11-09"
+    assert day_of(MONDAY - 1) == "2026-11-15"
+
+
+def test_the_backend_describes_itself_without_secrets(store):
+    described = store.describe()
+    assert described["backend"] == store.backend and described["schema_version"] >= 3
+    assert "password" not in json.dumps(described)
+
+
+# -- ingest and processing --
+
+def test_inbox_round_trip_and_removal(store):
+    ids = store.add_to_inbox([(payload(REPORT, REPORT, invalid=1), 2), (payload(REPORT), 1)],
+                             received_at=5.0)
+    assert len(ids) == 2 and len(set(ids)) == 2 and store.inbox_depth() == 3
+    claim = store.claim_inbox(now=10.0, limit=10)
+    assert [item.reports for item in claim.items] == [(REPORT, REPORT), (REPORT,)]
+    assert [item.inbox_id for item in claim.items] == ids
+    assert [item.received_at for item in claim.items] == [5.0, 5.0]
+
+    def work(transaction):
+        transaction.postpone(ids[0], 1, 100.0, "repository unavailable")
+        transaction.remove_from_inbox(ids[1])
+        return "done"
+
+    assert store.apply(claim, work) == "done"
+    assert store.inbox_depth() == 2
+    assert store.claim_inbox(now=10.0, limit=10).items == ()
+    later = store.claim_inbox(now=100.0, limit=10)
+    assert [(item.inbox_id, item.attempts) for item in later.items] == [(ids[0], 1)]
+    store.release(later)
+
+
+def test_a_claim_holds_about_the_limit_of_reports(store):
+    store.add_to_inbox([(payload(REPORT, REPORT), 2)] * 5, received_at=1.0)
+    for limit, requests in ((3, 2), (1, 1), (4, 2), (100, 5)):
+        claim = store.claim_inbox(now=2.0, limit=limit)
+        assert len(claim.items) == requests, limit
+        store.release(claim)
+
+
+def test_a_released_claim_is_claimed_again_untouched(store):
+    [inbox_id] = store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    store.release(store.claim_inbox(now=2.0, limit=10))
+    claim = store.claim_inbox(now=2.0, limit=10)
+    assert [(item.inbox_id, item.attempts) for item in claim.items] == [(inbox_id, 0)]
+    store.release(claim)
+
+
+def test_a_failed_apply_keeps_nothing_and_gives_the_claim_back(store):
+    store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    claim = store.claim_inbox(now=2.0, limit=10)
+
+    def crash(transaction):
+        transaction.save_error(record())
+        transaction.remove_from_inbox(claim.items[0].inbox_id)
+        raise RuntimeError("crash in the middle")
+
+    with pytest.raises(RuntimeError):
+        store.apply(claim, crash)
+    assert store.find_error(KEY) is None and store.inbox_depth() == 1
+    again = store.claim_inbox(now=2.0, limit=10)
+    assert len(again.items) == 1
+    store.release(again)
+
+
+def test_a_failed_transaction_leaves_nothing(store):
+    with pytest.raises(RuntimeError):
+        with store.transaction() as transaction:
+            transaction.save_error(record())
+            raise RuntimeError("crash in the middle")
+    assert store.find_error(KEY) is None
+
+
+def test_error_states_are_those_seen_before(store):
+    other = ErrorKey("shop/other.py", "f", "y")
+    [error_id] = save(store, record(count=4))
+    with store.transaction() as transaction:
+        states = transaction.error_states([other, KEY, KEY])
+    assert list(states) == [KEY]
+    state = states[KEY]
+    assert (state.error_id, state.count, state.first_seen, state.alerted_at) == \
+        (error_id, 4, MONDAY, None)
+
+
+def test_an_error_is_updated_in_place(store):
+    [error_id] = save(store, record(count=1))
+    updated = replace(record(count=7, seen=MONDAY + 60), error_id=error_id,
+                      alerted_at=MONDAY + 60, recipients=("alice@example.com",), known=True)
+    with store.transaction() as transaction:
+        assert transaction.save_error(updated) == error_id
+    saved = store.find_error(KEY)
+    assert saved == replace(updated, first_seen=MONDAY + 60)
+    with store.transaction() as transaction:
+        assert transaction.error_states([KEY])[KEY].recipients == ("alice@example.com",)
+
+
+def test_errors_are_counted_per_week_and_day(store):
+    with store.transaction() as transaction:
+        error_id = transaction.save_error(record(count=3))
+        transaction.count_occurrences(error_id, MONDAY, 1)
+        transaction.count_occurrences(error_id, MONDAY + 3600, 2)
+        transaction.count_occurrences(error_id, MONDAY - 3600, 5)
+    saved = store.find_error(KEY)
+    assert saved.error_id == error_id and saved.count == 3 and saved.last_report == REPORT
+    assert [(e.error_id, n) for e, n in store.week_errors("2026-11-16")] == [(error_id, 3)]
+    assert [(e.error_id, n) for e, n in store.week_errors("2026-11-09")] == [(error_id, 5)]
+    assert store.daily_counts(error_id, "2026-11-01") == [("2026-11-15", 5), ("2026-11-16", 3)]
+    assert store.daily_counts(error_id, "2026-11-16") == [("2026-11-16", 3)]
+
+
+def test_stats_are_named_counters(store):
+    with store.transaction() as transaction:
+        transaction.bump_stat("dropped: whitelist")
+        transaction.bump_stat("dropped: whitelist", 4)
+        transaction.bump_stat("dropped: ignored")
+    assert store.stats() == {"dropped: whitelist": 5, "dropped: ignored": 1}
+
+
+# -- the dashboard --
+
+def test_week_errors_most_frequent_first_and_known_ones_on_request(store):
+    often, known = ErrorKey("a.py", "f", "1"), ErrorKey("b.py", "g", "2")
+    ids = save(store, record(), record(key=often), record(key=known, known=True))
+    with store.transaction() as transaction:
+        transaction.count_occurrences(ids[1], MONDAY, 5)
+    assert [(e.key, n) for e, n in store.week_errors("2026-11-16")] == \
+        [(often, 6), (KEY, 1), (known, 1)]
+    assert [e.key for e, _ in store.week_errors("2026-11-16", include_known=False)] == \
+        [often, KEY]
+    assert store.week_errors("2026-11-23") == []
+
+
+def test_errors_at_a_line_most_recent_first(store):
+    moved = ErrorKey(KEY.filename, KEY.function_name, "x = 2")
+    save(store, record(), record(key=moved, seen=MONDAY + 10))
+    assert [e.key for e in store.errors_at_line(KEY.filename, KEY.function_name, 7)] == \
+        [moved, KEY]
+    assert store.errors_at_line(KEY.filename, KEY.function_name, 8) == []
+
+
+def test_an_authors_errors_and_weekly_totals_ignore_case(store):
+    mine, theirs = ErrorKey("a.py", "f", "1"), ErrorKey("b.py", "g", "2")
+    save(store, record(key=mine, email="Alice@Example.com"),
+         record(key=theirs, email="bob@example.com"))
+    save(store, record(key=ErrorKey("c.py", "h", "3"), seen=MONDAY - 7 * 86400),
+         when=MONDAY - 7 * 86400)
+    assert [e.key for e in store.author_errors("ALICE@example.COM")] == \
+        [mine, ErrorKey("c.py", "h", "3")]
+    assert len(store.author_errors("alice@example.com", limit=1)) == 1
+    assert store.author_weekly_totals("alice@EXAMPLE.com") == [("2026-11-16", 1),
+                                                               ("2026-11-09", 1)]
+    assert store.author_errors("nobody@example.com") == []
+
+
+def test_prune_forgets_what_is_older_than_the_cutoff(store):
+    old_key = ErrorKey("shop/old.py", "f", "y")
+    old, new = save(store, record(key=old_key, seen=MONDAY - 30 * 86400), record(),
+                    when=MONDAY - 30 * 86400)
+    queue(store, "a@example.com", error_id=old)
+    assert store.prune(before=MONDAY - 86400) == 1
+    assert store.find_error(old_key) is None
+    assert store.find_error(KEY) is not None
+    assert store.daily_counts(old, "2000-01-01") == []
+    assert store.outbox_depth() == 1  # its undelivered mail is kept, without the error
+
+
+# -- delivery --
+
+def test_outbox_mail_is_sent_once(store):
+    [mail_id] = queue(store, "a@example.com")
+    assert store.outbox_depth() == 1
+    [mail] = store.due_mail(now=2.0, limit=10)
+    assert (mail.mail_id, mail.recipients, mail.attempts, mail.message) == \
+        (mail_id, ("a@example.com",), 0, b"Subject: x\r\n\r\nbody")
+    assert store.mark_failed(mail_id, 1, next_attempt_at=50.0, error="451 later")
+    assert store.due_mail(now=2.0, limit=10) == []
+    [mail] = store.due_mail(now=50.0, limit=10)
+    assert mail.attempts == 1
+    assert store.mark_sent(mail_id, now=60.0)
+    assert store.due_mail(now=100.0, limit=10) == [] and store.outbox_depth() == 0
+
+
+def test_due_mail_is_oldest_first_and_bounded(store):
+    ids = queue(store, "a@example.com", "b@example.com", "c@example.com")
+    assert [mail.mail_id for mail in store.due_mail(now=2.0, limit=2)] == ids[:2]
+
+
+def test_a_leased_entry_is_left_to_its_holder_until_the_lease_runs_out(open_store):
+    first, second = open_store("server-a"), open_store("server-b")
+    [mail_id] = queue(first, "a@example.com")
+    assert [mail.mail_id for mail in first.due_mail(now=10.0, limit=10)] == [mail_id]
+    assert second.due_mail(now=10.0, limit=10) == []
+    # the holder asks again (after a failure to record, say): still its own
+    assert [mail.mail_id for mail in first.due_mail(now=11.0, limit=10)] == [mail_id]
+    assert second.due_mail(now=11.0 + LEASE_SECONDS - 1, limit=10) == []
+    # the holder died: the other server takes it over once the lease runs out
+    assert [mail.mail_id for mail in second.due_mail(now=12.0 + LEASE_SECONDS,
+                                                     limit=10)] == [mail_id]
+    assert not first.mark_sent(mail_id, now=13.0 + LEASE_SECONDS)
+    assert not first.mark_failed(mail_id, 1, 100.0, "late")
+    assert first.outbox_depth() == 1
+    assert second.mark_sent(mail_id, now=13.0 + LEASE_SECONDS)
+    assert first.outbox_depth() == 0
+
+
+def test_a_holder_extends_its_leases_and_gives_them_back(open_store):
+    first, second = open_store("server-a"), open_store("server-b")
+    queue(first, "a@example.com", "b@example.com")
+    assert len(first.due_mail(now=10.0, limit=10)) == 2
+    assert first.extend_leases(now=10.0 + LEASE_SECONDS / 2) == 2
+    assert second.due_mail(now=11.0 + LEASE_SECONDS, limit=10) == []
+    first.release_leases()
+    assert len(second.due_mail(now=11.0 + LEASE_SECONDS, limit=10)) == 2
+    assert first.extend_leases(now=12.0 + LEASE_SECONDS) == 0
+
+
+# -- the servers sharing the database --
+
+def test_heartbeats_tell_which_servers_are_alive(open_store):
+    first, second = open_store("server-a"), open_store("server-b")
+    first.heartbeat(now=100.0, started_at=50.0, version="1.0")
+    second.heartbeat(now=100.0, started_at=90.0, version="1.1")
+    assert [(s.server_id, s.started_at, s.version) for s in first.live_servers(now=100.0)] \
+        == [("server-a", 50.0, "1.0"), ("server-b", 90.0, "1.1")]
+    second.heartbeat(now=100.0 + ALIVE_SECONDS, started_at=90.0, version="1.1")
+    assert [s.server_id for s in first.live_servers(now=101.0 + ALIVE_SECONDS)] == \
+        ["server-b"]
+    [alive] = second.live_servers(now=101.0 + ALIVE_SECONDS)
+    assert alive.seen_at == 100.0 + ALIVE_SECONDS and alive.pid > 0 and alive.hostname

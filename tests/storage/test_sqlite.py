@@ -1,0 +1,58 @@
+"""What only the SQLite backend does: its file, its lock, its schema versions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from flawless.server.storage.records import StorageUnavailable
+from flawless.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+
+from .test_conformance import REPORT, payload, record
+
+
+def test_a_locked_database_is_storage_unavailable(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    store = SqliteStorage(path)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    store._connection.execute("PRAGMA busy_timeout = 100")
+    try:
+        with pytest.raises(StorageUnavailable):
+            store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    finally:
+        blocker.execute("ROLLBACK")
+    assert store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+
+
+def test_a_database_of_the_first_schema_is_migrated_once(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    SqliteStorage(path)
+    with sqlite3.connect(path) as connection:  # as the first release left it: no version
+        connection.execute("PRAGMA user_version = 0")
+        connection.execute("DROP INDEX error_weeks_error")
+        connection.execute("DROP TABLE servers")
+        connection.execute("CREATE TABLE outbox_new AS SELECT id, error_id, created_at, "
+                           "message, recipients, attempts, next_attempt_at, sent_at, "
+                           "last_error FROM outbox")
+        connection.execute("DROP TABLE outbox")
+        connection.execute("ALTER TABLE outbox_new RENAME TO outbox")
+    store = SqliteStorage(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        plan = " ".join(row[-1] for row in connection.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM errors WHERE lower(author_email) = lower(?)",
+            ("a@example.com",)))
+    assert "errors_author" in plan
+    assert store.find_error(record().key) is None
+    SqliteStorage(path)  # opening an up-to-date database changes nothing
+
+
+def test_a_database_newer_than_this_flawless_is_refused(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    SqliteStorage(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageUnavailable, match="newer than this flawless knows"):
+        SqliteStorage(path)
