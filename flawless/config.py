@@ -117,6 +117,14 @@ def _parse_url(text: str) -> str:
     return text
 
 
+def _parse_database_url(text: str) -> str:
+    text = text.strip()
+    if text and not re.match(r"^postgres(ql)?://", text) and "=" not in text:
+        raise ValueError("must be postgresql://user:password@host:port/database or a "
+                         "libpq connection string (host=... dbname=...)")
+    return text
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -224,7 +232,13 @@ OPTIONS: tuple[Option, ...] = (
             "Password of the pages that change state; when empty they are refused.", secret=True),
     _option("retention_weeks", "52", "non-negative int",
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
-    _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("storage", "sqlite", "text",
+            "Storage backend: sqlite (a file in data_dir_path, one server) or postgresql "
+            "(database_url; any number of servers may share it).",
+            parse=_choice("sqlite", "postgresql")),
+    _option("database_url", "", "text",
+            "With storage = postgresql: postgresql://user:password@host:port/database "
+            "(or any libpq connection string).", parse=_parse_database_url, secret=True),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",
@@ -318,6 +332,9 @@ def build_config(raw: Mapping[str, str], path: Optional[str] = None,
         if option.is_path and value:
             value = os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
         values[option.name] = value
+    if values.get("storage") == "postgresql" and not values.get("database_url"):
+        problems.append(f"{where}:{lines.get('storage', 0)}: option storage: postgresql "
+                        "needs database_url")
     if problems:
         raise ConfigError(problems)
     if not values["config_dir_path"]:

@@ -16,7 +16,7 @@ default_contact smtp_host smtp_user smtp_password smtp_use_tls smtp_from data_di
 config_dir_path report_runtime_package_directory_names report_only_after_minimum_date
 report_error_threshold only_blame_filepaths_matching max_concurrent_git_blames git_cli_path
 repo_dir repo_url repo_branch_pattern log_level log_file bind_address ingest_keys
-admin_password storage""".split()
+admin_password storage database_url""".split()
 
 
 def write(tmp_path, text):
@@ -93,6 +93,9 @@ def test_typed_values(tmp_path):
     ("port = 70000", "is not a TCP port"),
     ("log_level = loud", "is not one of"),
     ("hostname = flawless.example.com", "must start with http:// or https://"),
+    ("storage = mysql", "is not one of sqlite, postgresql"),
+    ("storage = postgresql", "flawless.cfg:2: option storage: postgresql needs database_url"),
+    ("database_url = db.example.com/flawless", "must be postgresql://"),
 ])
 def test_each_type_rejects_bad_values(tmp_path, line, reason):
     with pytest.raises(ConfigError, match=reason):
@@ -112,9 +115,17 @@ def test_missing_section_and_missing_file(tmp_path):
 
 
 def test_public_dict_hides_secrets(tmp_path):
-    config = load_config(write(tmp_path, "smtp_password = hunter2\nadmin_password = pw\n"))
+    config = load_config(write(tmp_path, "smtp_password = hunter2\nadmin_password = pw\n"
+                                         "database_url = postgresql://f:dbpw@db/f\n"))
     shown = repr(config.public_dict())
-    assert "hunter2" not in shown and "'pw'" not in shown
+    assert "hunter2" not in shown and "'pw'" not in shown and "dbpw" not in shown
+
+
+@pytest.mark.parametrize("url", ["postgresql://flawless:pw@db.example.com:5432/flawless",
+                                 "postgres://db/flawless", "host=/run/postgresql dbname=f"])
+def test_postgresql_takes_a_url_or_a_connection_string(tmp_path, url):
+    config = load_config(write(tmp_path, f"storage = postgresql\ndatabase_url = {url}\n"))
+    assert (config.storage, config.database_url) == ("postgresql", url)
 
 
 def test_flawless_options_prints_every_option():

@@ -69,9 +69,11 @@ def raise_in_repo(repo: GitRepo, server: FlawlessProcess, plan: list) -> list:
 
 
 @pytest.fixture
-def server(tmp_path, shop, smtp_sink):
+def server(tmp_path, shop, smtp_sink, backend_options):
+    """A server on each storage backend."""
     process = start_server(tmp_path / "server", repo_dir=shop.path,
-                           smtp_hostport=smtp_sink.hostport, report_error_threshold=3)
+                           smtp_hostport=smtp_sink.hostport, report_error_threshold=3,
+                           **backend_options)
     yield process
     process.stop()
 
@@ -101,10 +103,10 @@ def test_each_email_reaches_the_author_of_the_culprit_line(server, shop, smtp_si
     assert counts == {"total": 3, "average": 4, "parse_price": 2}
 
 
-def test_acknowledged_reports_survive_sigkill(tmp_path, shop, smtp_sink):
+def test_acknowledged_reports_survive_sigkill(tmp_path, shop, smtp_sink, backend_options):
     directory = tmp_path / "server"
     server = start_server(directory, repo_dir=shop.path, smtp_hostport=smtp_sink.hostport,
-                          report_error_threshold=40)
+                          report_error_threshold=40, **backend_options)
     answers = raise_in_repo(shop, server, [["bad_total", 50], ["empty_average", 30]])
     server.kill()
     assert answers == [{"accepted": True}] * 80

@@ -2,7 +2,8 @@
 
 Children start in the order they are added and stop in reverse:
 
-    thread pools -> rules -> blame -> outbox -> processor -> inbox -> pruning -> listeners
+    thread pools -> rules -> blame -> outbox -> processor -> inbox -> wake-ups from other
+    servers -> heartbeat -> pruning -> listeners
 
 The listeners come last so that they stop first (no new report is accepted), then the inbox
 commits every accepted report, the batch in progress finishes, the mail in flight is
@@ -37,18 +38,22 @@ from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
 from flawless.server.rules.reloading import RulesService
 from flawless.server.settings import alert_settings, routing_settings
-from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.storage.listening import WakeupListener
+from flawless.server.storage.opening import open_storage
 from flawless.server.threads import PoolService
 from flawless.server.web.health import HealthPage, config_secrets
 from flawless.server.web.root import WebParts, build_web_root
 
 log = Logger()
 
-DATABASE_FILE = "flawless.sqlite3"
 MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
+HEARTBEAT_SECONDS = 5.0
 READER_THREADS = 2
+# A PostgreSQL server's connections: each reader and writer thread's, the batch being
+# processed (its claim stays open while it is blamed), and one to spare.
+DATABASE_CONNECTIONS = READER_THREADS + 2 + 1 + 1
 
 
 class Listener(internet.StreamServerEndpointService):
@@ -89,9 +94,10 @@ class FlawlessServer(service.MultiService):
         self.config = config
         self.started_at = reactor.seconds()
         os.makedirs(config.data_dir_path, exist_ok=True)
-        self.storage = SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
+        self.storage = open_storage(config, connections=DATABASE_CONNECTIONS)
 
-        self.writer = self._pool("db-write", 1)      # the one thread that writes the database
+        # SQLite: the one thread that writes the database; PostgreSQL: a few
+        self.writer = self._pool("db-write", self.storage.writer_threads)
         self.reader = self._pool("db-read", READER_THREADS)
         self.delivery_pool = self._pool("delivery", 1)
         self.rules = RulesService(config.config_dir_path, config.data_dir_path,
@@ -112,7 +118,7 @@ class FlawlessServer(service.MultiService):
             self.blamer.setServiceParent(self)
 
         self.outbox = OutboxService(
-            self.storage, self.reader, self.writer,
+            self.storage, self.writer,
             {"email": EmailChannel(self._smtp_settings(),
                                    os.path.join(config.data_dir_path, MAILBOX_FILE),
                                    self.delivery_pool)},
@@ -127,11 +133,13 @@ class FlawlessServer(service.MultiService):
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)
         self.inbox.setServiceParent(self)
+        wakeups = self.storage.wakeups()
+        if wakeups is not None:
+            WakeupListener(wakeups, {"inbox": self.processor.wake_soon,
+                                     "outbox": self.outbox.wake}, reactor).setServiceParent(self)
+        self._timer("heartbeat", HEARTBEAT_SECONDS, self._heartbeat)
         if config.retention_weeks:
-            pruning = internet.TimerService(PRUNE_INTERVAL_SECONDS, self._prune)
-            pruning.clock = reactor
-            pruning.setName("pruning")
-            pruning.setServiceParent(self)
+            self._timer("pruning", PRUNE_INTERVAL_SECONDS, self._prune)
 
         self.rpc_listener = Listener(
             "rpc", listen_description(config.port, config.bind_address),
@@ -146,6 +154,12 @@ class FlawlessServer(service.MultiService):
         pool = PoolService(name, size, self.reactor)
         pool.setServiceParent(self)
         return pool
+
+    def _timer(self, name: str, interval: float, call: Any) -> None:
+        timer = internet.TimerService(interval, call)
+        timer.clock = self.reactor
+        timer.setName(name)
+        timer.setServiceParent(self)
 
     # -- the parts' wiring --
 
@@ -202,6 +216,12 @@ class FlawlessServer(service.MultiService):
         pruned.addErrback(lambda failure: log.failure("pruning failed", failure))
         return pruned
 
+    def _heartbeat(self) -> defer.Deferred:
+        beat = self.writer.run(self.storage.heartbeat, self.reactor.seconds(), self.started_at,
+                               __version__)
+        beat.addErrback(lambda failure: log.failure("heartbeat failed", failure))
+        return beat
+
     def _rules_broken(self, problems: list[str]) -> None:
         """Tell the default contact, once per broken version of the rule files."""
         if not self.config.default_contact:
@@ -248,6 +268,7 @@ class FlawlessServer(service.MultiService):
                 await defer.maybeDeferred(child.stopService)
             except Exception:  # noqa: BLE001 - the other parts must stop all the same
                 log.failure("stopping {name} failed", name=child.name)
+        self.storage.close()
         log.info("flawless stopped; every accepted report is stored")
 
     # -- health --
@@ -255,6 +276,7 @@ class FlawlessServer(service.MultiService):
     def health(self) -> dict[str, Any]:
         """Status for /check_health (runs in a reader thread; secrets are masked by the
         page). ``degraded`` names each reason; no error data is shown."""
+        now = self.reactor.seconds()
         problems = []
         repository_error = self.blamer.last_error if self.blamer is not None else None
         if repository_error:
@@ -269,6 +291,13 @@ class FlawlessServer(service.MultiService):
             "inbox_depth": self.storage.inbox_depth(),
             "outbox_depth": self.storage.outbox_depth(),
             "processed": self.processor.processed,
+            "database": self.storage.describe(),
+            "server_id": self.storage.server_id,
+            "servers": [{"server_id": server.server_id, "hostname": server.hostname,
+                         "pid": server.pid, "version": server.version,
+                         "up_seconds": round(now - server.started_at, 1),
+                         "seen_seconds_ago": round(now - server.seen_at, 1)}
+                        for server in self.storage.live_servers(now)],
             "last_repository_fetch": self.blamer.last_fetch if self.blamer else None,
             "repository_error": repository_error,
             "rule_files": {"status": "broken" if self.rules.problems else "ok",

@@ -1,5 +1,6 @@
-"""The outbox in-process: a real SQLite outbox, channels that answer when the test says,
-and a task.Clock, so retries, backoff and stopping are exact and take no real time."""
+"""The outbox in-process: a real outbox (each backend), channels that answer when the test
+says, and a task.Clock, so retries, backoff, leases and stopping are exact and take no real
+time."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from twisted.internet.task import Clock
 from flawless.server.delivery.channels import DeliveryError
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.storage.records import OutboxMail
-from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.storage.sql import LEASE_SECONDS
 from flawless.server.threads import InlineRunner
+from support.runners import ManualRunner
 
 NOW = 1_763_700_000.0
 
@@ -46,27 +48,29 @@ class FakeChannel:
 
 
 @pytest.fixture
-def storage(tmp_path: Any) -> SqliteStorage:
-    return SqliteStorage(str(tmp_path / "flawless.sqlite3"))
+def storage(open_store: Any) -> Any:
+    return open_store("server-a")
 
 
-def queue(storage: SqliteStorage, *addresses: str) -> list[int]:
+def queue(storage: Any, *addresses: str) -> list[int]:
     with storage.transaction() as transaction:
         return [transaction.queue_mail(None, NOW, b"Subject: x\r\n\r\nbody", [address])
                 for address in addresses]
 
 
-def start(storage: SqliteStorage, channel: Any, **options: Any) -> tuple[OutboxService, Clock]:
-    clock = Clock()
-    clock.advance(NOW)
-    runner = InlineRunner()
-    outbox = OutboxService(storage, runner, runner, {"email": channel} if channel else {}, clock,
+def start(storage: Any, channel: Any, clock: Optional[Clock] = None, writer: Any = None,
+          **options: Any) -> tuple[OutboxService, Clock]:
+    if clock is None:
+        clock = Clock()
+        clock.advance(NOW)
+    outbox = OutboxService(storage, writer or InlineRunner(),
+                           {"email": channel} if channel else {}, clock,
                            unit_random=lambda: 0.5, **options)
     outbox.startService()
     return outbox, clock
 
 
-def row(storage: SqliteStorage, mail_id: int) -> Any:
+def row(storage: Any, mail_id: int) -> Any:
     return storage._query("SELECT attempts, next_attempt_at, sent_at, last_error FROM outbox "
                           "WHERE id = ?", mail_id)[0]
 
@@ -170,3 +174,55 @@ def test_an_entry_for_a_channel_that_is_not_configured_waits(storage) -> None:
     assert row(storage, mail_id)["sent_at"] is None
     assert "not configured" in row(storage, mail_id)["last_error"]
     outbox.stopService()
+
+
+def test_an_entry_in_delivery_stays_with_its_server_while_it_lives(open_store) -> None:
+    first, second = open_store("server-a"), open_store("server-b")
+    queue(first, "a@example.com")
+    slow, idle = FakeChannel(), FakeChannel()
+    outbox, clock = start(first, slow)
+    other, _ = start(second, idle, clock=clock)
+    assert len(slow.pending) == 1
+    for _ in range(int(3 * LEASE_SECONDS)):   # a slow delivery: its lease is kept alive
+        clock.advance(1)
+    assert idle.pending == [] and row(first, 1)["sent_at"] is None
+    slow.accept_all()
+    assert slow.delivered == [("a@example.com",)] and first.outbox_depth() == 0
+    clock.advance(LEASE_SECONDS + 1)
+    assert idle.pending == []
+    outbox.stopService()
+    other.stopService()
+
+
+def test_the_entry_of_a_server_that_died_delivering_it_is_taken_over(open_store) -> None:
+    first, second = open_store("server-a"), open_store("server-b")
+    queue(first, "a@example.com")
+    dying, taking_over = FakeChannel(), FakeChannel()
+    writes = ManualRunner()   # the first server's writes, run only while it lives
+    outbox, clock = start(first, dying, writer=writes)
+    writes.run_all()
+    assert len(dying.pending) == 1   # leased and in delivery when its server dies
+    other, _ = start(second, taking_over, clock=clock)
+    clock.advance(LEASE_SECONDS - 1)
+    assert taking_over.pending == []
+    clock.advance(2)
+    [(entry, _)] = taking_over.pending
+    taking_over.accept_all()
+    assert first.outbox_depth() == 0
+    # Had the SMTP server taken the first delivery before the death, the message arrives
+    # twice: the same bytes, so the same Message-ID.
+    assert entry.message == dying.pending[0][0].message
+    other.stopService()
+
+
+def test_a_server_that_stops_gives_its_entries_back_at_once(open_store) -> None:
+    first, second = open_store("server-a"), open_store("server-b")
+    queue(first, "a@example.com", "b@example.com")
+    stopping, other_channel = FakeChannel(), FakeChannel()
+    outbox, clock = start(first, stopping, batch_size=2)
+    stopped = outbox.stopService()
+    stopping.accept_all()
+    assert stopped.called and stopping.delivered == [("a@example.com",)]
+    other, _ = start(second, other_channel, clock=clock)
+    assert [entry.recipients for entry, _ in other_channel.pending] == [("b@example.com",)]
+    other.stopService()

@@ -1,5 +1,5 @@
-"""The processor in-process: a real repository and SQLite file, every blocking call run at
-once in the test's thread, and a task.Clock for its timers."""
+"""The processor in-process: a real repository and database (each backend), every blocking
+call run at once in the test's thread, and a task.Clock for its timers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
 from flawless.server.storage.records import StorageUnavailable
-from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
 from support.gitrepo import average_report
 
@@ -24,10 +23,10 @@ NOW = 1_763_700_000.0
 class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+    def __init__(self, storage: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
         self.clock = Clock()
         self.clock.advance(NOW)
-        self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
+        self.storage = storage
         runner = InlineRunner()
         self.repository = Repository(str(repo_dir))
         self.blamer = BlameService(self.repository, runner, runner, self.clock)
@@ -57,8 +56,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path, shop) -> World:
-    world = World(tmp_path, shop.path)
+def world(open_store, shop) -> World:
+    world = World(open_store(), shop.path)
     world.processor.startService()
     yield world
     world.processor.stopService()
@@ -98,8 +97,8 @@ def test_a_missing_repository_keeps_reports_for_later_with_backoff(world, shop, 
     assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0
 
 
-def test_dropped_reports_are_counted_in_the_statistics(tmp_path, shop) -> None:
-    world = World(tmp_path, shop.path,
+def test_dropped_reports_are_counted_in_the_statistics(open_store, shop) -> None:
+    world = World(open_store(), shop.path,
                   rules=Rules(ignored_exceptions=("ZeroDivisionError",)))
     world.processor.startService()
     world.send(average_report())
@@ -109,10 +108,10 @@ def test_dropped_reports_are_counted_in_the_statistics(tmp_path, shop) -> None:
     world.processor.stopService()
 
 
-def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
+def test_a_known_error_alerts_by_its_own_entry(open_store, shop) -> None:
     known = KnownError("shop/cart.py", "average", alert_every_n_occurrences=2,
                        email_recipients=("team@example.com",), source="known_errors.yaml:1")
-    world = World(tmp_path, shop.path, rules=Rules(known_errors=(known,)), threshold=100)
+    world = World(open_store(), shop.path, rules=Rules(known_errors=(known,)), threshold=100)
     world.processor.startService()
     world.send(*[average_report()] * 4)
     world.processor.wake()
@@ -127,6 +126,7 @@ def test_a_failed_transaction_counts_nothing_and_is_retried(world, monkeypatch) 
 
     def flaky_apply(claim: Any, work: Any) -> Any:
         if failures:
+            world.storage.release(claim)   # a failed apply keeps nothing, holds nothing
             raise failures.pop()
         return real_apply(claim, work)
 

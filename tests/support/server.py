@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import configparser
 import gzip
 import json
 import signal
@@ -26,12 +27,22 @@ def write_config(directory: Path, options: Mapping[str, Any]) -> Path:
     return path
 
 
+def database_url(config_path: Path) -> str:
+    """The PostgreSQL database_url of a config, or "" when it uses SQLite."""
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(config_path)
+    if parser.get("flawless", "storage", fallback="sqlite").strip() != "postgresql":
+        return ""
+    return parser.get("flawless", "database_url")
+
+
 class FlawlessProcess:
     """One ``flawless start`` subprocess on ephemeral loopback ports."""
 
     def __init__(self, config_path: Path, data_dir: Path, command: Optional[list[str]] = None):
         self.config_path = config_path
         self.data_dir = data_dir
+        self.database_url = database_url(config_path)
         self.command = command or [sys.executable, "-m", "flawless"]
         self.process: Optional[subprocess.Popen] = None
         self.port = 0
@@ -112,11 +123,17 @@ class FlawlessProcess:
         return self.call("record_error", {"report": dict(report)}, headers=headers)
 
     def db(self) -> sqlite3.Connection:
-        """A read connection to the server's database."""
+        """A read connection to the server's SQLite database."""
         return sqlite3.connect(str(self.data_dir / "flawless.sqlite3"), timeout=10)
 
     def query(self, sql: str, *args: Any) -> list[tuple]:
-        """Run a read query against the server's database."""
+        """Run a read query (``?`` placeholders) against the server's database, SQLite or
+        PostgreSQL."""
+        if self.database_url:
+            import psycopg
+
+            with psycopg.connect(self.database_url) as connection:
+                return connection.execute(sql.replace("?", "%s"), args).fetchall()
         with self.db() as connection:
             return connection.execute(sql, args).fetchall()
 

@@ -178,17 +178,22 @@ def test_every_string_of_a_hostile_report_renders_as_text(app, client):
 def test_check_health_reports_status_and_never_a_secret(tmp_path):
     app = DashboardApp(tmp_path, smtp_password="smtp-pass-123", admin_password="admin-456",
                        ingest_keys="key-789,key-abc",
-                       repo_url="https://deploy:tok%2Fen@git.example.com/shop.git")
+                       repo_url="https://deploy:tok%2Fen@git.example.com/shop.git",
+                       storage="postgresql",
+                       database_url="postgresql://flawless:db%2Fpass@db.example.com/errors")
     app.health_extra = {"repository_error": "fetch https://deploy:tok%2Fen@git.example.com "
                                             "failed; password smtp-pass-123",
-                        "rule_files": {"status": "ok", "problems": ["key-789 admin-456"]}}
+                        "rule_files": {"status": "ok", "problems": ["key-789 admin-456"]},
+                        "database": {"error": "FATAL: password db/pass refused"}}
     page = Client(app).get("/check_health")
     assert page.status == 200 and page.headers["content-type"].startswith("application/json")
     status = json.loads(page.body)
     assert status["status"] == "ok" and status["inbox_depth"] == 0
     assert status["outbox_depth"] == 0 and "uptime_seconds" in status
-    for secret in ("smtp-pass-123", "admin-456", "key-789", "key-abc", "tok%2Fen", "deploy:"):
+    for secret in ("smtp-pass-123", "admin-456", "key-789", "key-abc", "tok%2Fen", "deploy:",
+                   "db%2Fpass", "db/pass"):
         assert secret not in page.text
+    assert "FATAL: password *** refused" in page.text
     assert json.loads(Client(app).get("/api/health").body) == status
 
 

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Mapping
 MASK = "***"
 MIN_SECRET_CHARS = 8  # a shorter user name (``git``) is also an ordinary word
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+_PASSWORD_PARAMETER = re.compile(r"(?i)\bpassword\s*=\s*('(?:[^'\\]|\\.)*'|[^\s&]+)")
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -39,3 +40,16 @@ def url_secrets(url: str, minimum: int = MIN_SECRET_CHARS) -> list[str]:
     found = [userinfo, parts.password or ""]
     found += [urllib.parse.unquote(secret) for secret in found]
     return [secret for secret in found if len(secret) >= max(1, minimum)]
+
+
+def database_url_secrets(url: str) -> list[str]:
+    """The passwords of a database URL or libpq connection string: the URL's (with its user
+    name, ``user:password``) and any ``password=`` parameter (of the query, or of
+    ``key=value`` words), as written and percent-decoded. A user name alone is no secret."""
+    parts = urllib.parse.urlsplit(url or "") if "://" in (url or "") else None
+    found = []
+    if parts is not None and parts.password:
+        found += [parts.netloc.rpartition("@")[0], parts.password]
+    found += [match.group(1).strip("'") for match in _PASSWORD_PARAMETER.finditer(url or "")]
+    return [secret for secret in found + [urllib.parse.unquote(item) for item in found]
+            if secret]

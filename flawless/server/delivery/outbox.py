@@ -39,12 +39,11 @@ class OutboxService(service.Service):
 
     name = "outbox"
 
-    def __init__(self, storage: Storage, reader: Runner, writer: Runner,
-                 channels: Mapping[str, Channel], clock: Any, poll_interval: float = 1.0,
-                 max_backoff: float = 3600.0, first_retry: float = 2.0, batch_size: int = 20,
+    def __init__(self, storage: Storage, writer: Runner, channels: Mapping[str, Channel],
+                 clock: Any, poll_interval: float = 1.0, max_backoff: float = 3600.0,
+                 first_retry: float = 2.0, batch_size: int = 20,
                  unit_random: Callable[[], float] = random.random) -> None:
         self._storage = storage
-        self._reader = reader
         self._writer = writer
         self._channels = dict(channels)
         self._clock = clock
@@ -121,8 +120,8 @@ class OutboxService(service.Service):
 
     async def _drain(self) -> None:
         while self.running:
-            entries = await self._reader.run(self._storage.due_mail, self._clock.seconds(),
-                                             self._batch_size)
+            entries = await self._writer.run(self._storage.due_mail, self._clock.seconds(),
+                                             self._batch_size)   # it leases them: a write
             for entry in entries:
                 if not self.running:
                     return

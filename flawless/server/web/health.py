@@ -12,16 +12,18 @@ from typing import Any, Callable, Sequence
 from twisted.web import server
 
 from flawless.config import Config
-from flawless.server.core.redaction import redact, redact_data, url_secrets
+from flawless.server.core.redaction import (database_url_secrets, redact, redact_data,
+                                            url_secrets)
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, json_answer
 
 
 def config_secrets(config: Config) -> list[str]:
     """Every secret value of the config: the secret options, and the credentials of
-    repo_url."""
+    repo_url and database_url."""
     found = [str(config.smtp_password), str(config.admin_password), *config.ingest_keys]
-    return found + url_secrets(config.repo_url, minimum=1)
+    return found + url_secrets(config.repo_url, minimum=1) + \
+        database_url_secrets(config.database_url)
 
 
 class HealthPage:

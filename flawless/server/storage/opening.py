@@ -1,0 +1,24 @@
+"""Open the database a configuration names: SQLite in ``data_dir_path``, or PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from flawless.config import Config
+from flawless.server.storage.interface import Storage
+
+DATABASE_FILE = "flawless.sqlite3"
+
+
+def open_storage(config: Config, server_id: Optional[str] = None,
+                 connections: int = 6) -> Storage:
+    """The storage of ``config`` (migrated to this flawless's schema); ``connections``
+    bounds a PostgreSQL server's connections. Raises StorageUnavailable with the reason."""
+    if config.storage == "postgresql":
+        from flawless.server.storage.postgresql import PostgresStorage
+
+        return PostgresStorage(config.database_url, server_id, pool_size=connections)
+    from flawless.server.storage.sqlite import SqliteStorage
+
+    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE), server_id)
