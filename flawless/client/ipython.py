@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Optional
 
 import flawless.client
+from flawless.client.guard import never_raises
 
 _NOTEBOOK_NAME_VARIABLE = "__vsc_ipynb_file__"
 _NOTEBOOK_ENV = "JPY_SESSION_NAME"
@@ -82,10 +83,12 @@ def load_ipython_extension(shell: Any) -> None:
     shell_dirs = _shell_directories(shell)
     client_of = flawless.client.get_client
 
+    @never_raises
     def pre_run_cell(info: Any) -> None:
         count = shell.execution_count if getattr(info, "store_history", True) else None
         client_of().ambient_context = _cell_context(shell, getattr(info, "raw_cell", ""), count)
 
+    @never_raises
     def post_run_cell(result: Any) -> None:
         client = client_of()
         context, client.ambient_context = client.ambient_context, None

@@ -166,7 +166,7 @@ PIECES = st.sampled_from([
     "4111 1111 1111 1111", "4111-1111-1111-1111", "1234", "/home/ann/x", "/Users/bob/y",
     "C:\\Users\\eve\\z", "C:\\\\Users\\\\eve", "api_key: ", "'", '"', " ", "=", ":", "\n", "x",
     "secret", "SeSsIoN", "abcdef1234567890", "pin_code=", "pin code: ", "x y=", "my.api_key=",
-    "a-token'= ",
+    "a-token'= ", "ann@example.com", "ann%40example.org", ".uk", "+tag",
 ])
 
 
@@ -177,8 +177,9 @@ def unfiltered_scrub(scrubber, text):
     text = scrub_module._JWT.sub(scrub_module.MASK, text)
     text = scrub_module._URL_CREDENTIALS.sub(lambda m: m.group(1) + scrub_module.MASK + "@",
                                              text)
+    text = scrub_module._EMAIL.sub(scrub_module.MASK, text)
     text = scrubber._assignment.sub(lambda m: m.group(1) + scrub_module.MASK, text)
-    text = scrub_module._CARD.sub(scrub_module._mask_card, text)
+    text = scrub_module._CARD.sub(lambda m: scrub_module._mask_card(m, scrub_module.MASK), text)
     return scrub_module._HOME.sub("~", text)
 
 
