@@ -6,8 +6,9 @@ Three kinds of scrubbing, all on by default:
   :data:`DEFAULT_KEY_PATTERNS` (anywhere in the name, case-insensitive) has its value masked;
   :meth:`Scrubber.add_key_patterns` adds patterns;
 * values: text that looks like a card number (Luhn-checked), a bearer or basic token, a JWT,
-  a PEM private key, a ``user:password@`` URL, an email address or ``name=value`` with a
-  sensitive name is masked wherever it appears (locals, exception message, additional info,
+  a PEM private key, a ``user:password@`` URL, an email address, the value of a URL's query
+  parameter (``?q=...&page=...``: what users type, as in a Django request's repr) or
+  ``name=value`` with a sensitive name is masked wherever it appears (locals, exception message, additional info,
   context, tags, the request, chained exceptions); each kind (:data:`VALUE_KINDS`) can be
   turned off with :meth:`Scrubber.remove`;
 * paths: home directories, the virtualenv prefix and Jupyter kernel temp directories are
@@ -47,6 +48,8 @@ _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?"
                   r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.DOTALL)
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/@'\"]+@")
+# The value of each parameter of a URL's query (or of a form body after its first one).
+_QUERY_VALUE = re.compile(r"([?&][\w.\-\[\]%+]+=)[^&#\s'\"<>]+")
 # An address, also URL-encoded (ann%40example.com) as it appears in paths and query strings.
 _EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 # Home directories in free text and in reprs (where backslashes appear doubled).
@@ -55,8 +58,8 @@ _IPYKERNEL = re.compile(r"^.*[/\\]ipykernel_\d+(?=[/\\])")
 _PACKAGES = re.compile(r"^.*?[/\\]((?:site|dist)-packages[/\\].*)$")
 
 # The kinds of values masked wherever they appear; each can be removed.
-VALUE_KINDS = ("private_keys", "tokens", "jwts", "url_credentials", "assignments",
-               "card_numbers", "emails", "home_directories")
+VALUE_KINDS = ("private_keys", "tokens", "jwts", "url_credentials", "query_values",
+               "assignments", "card_numbers", "emails", "home_directories")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -167,6 +170,9 @@ class Scrubber:
             text = _JWT.sub(mask, text)
         if "://" in text and "@" in text and "url_credentials" in kinds:
             text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + mask + "@", text)
+        if "=" in text and ("?" in text or "&" in text) and not code \
+                and "query_values" in kinds:
+            text = _QUERY_VALUE.sub(lambda m: m.group(1) + mask, text)
         if ("@" in text or "%40" in text) and not code and "emails" in kinds:
             text = _EMAIL.sub(mask, text)
         if assignments and ("=" in text or ":" in text) and "assignments" in kinds \
