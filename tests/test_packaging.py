@@ -22,6 +22,8 @@ def test_wheel_installs_and_starts_in_a_fresh_virtualenv(tmp_path, shop):
     names = zipfile.ZipFile(wheel).namelist()
     assert "flawless/templates/email_alert.html" in names
     assert "flawless/example_config/flawless.cfg" in names
+    assert "flawless/client/bootstrap/sitecustomize.py" in names  # for flawless run
+    assert "flawless/client/django/apps.py" in names
 
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)

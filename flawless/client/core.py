@@ -124,7 +124,7 @@ class Client:
                additional_info: Optional[str] = None,
                context: Optional[Mapping[str, Any]] = None,
                request: Optional[RequestSource] = None,
-               user_id: Optional[str] = None) -> bool:
+               user_id: Optional[str] = None, level: str = "error") -> bool:
         """Report an exception unless already reported; True when it was queued or held back
         for aggregation. ``request`` describes the HTTP request being served (default: the
         scope's); ``user_id`` overrides the scope's."""
@@ -141,8 +141,9 @@ class Client:
             return True
         captured = capture(exc_info, self.settings.capture, self.scrubber.is_sensitive_name,
                            preceding_stack=preceding_stack, mask=self.settings.mask,
-                           **self._circumstances(hostname, error_count, error_threshold,
-                                                 additional_info, context, request, user_id))
+                           level=level, **self._circumstances(
+                               hostname, error_count, error_threshold, additional_info,
+                               context, request, user_id))
         self.aggregator.remember(key, captured)
         return self.transport.submit(captured)
 

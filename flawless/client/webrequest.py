@@ -75,6 +75,15 @@ def _environ_key(header: str) -> str:
     return name if name in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + name
 
 
+_DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+
+
+def _host(scheme: str, name: str, port: Any) -> str:
+    """``name:port``, without the scheme's default port."""
+    port = str(port or "")
+    return name if not port or _DEFAULT_PORTS.get(scheme) == port else f"{name}:{port}"
+
+
 def _wsgi_text(value: str) -> str:
     """PEP 3333 carries bytes as latin-1 text; URLs are UTF-8 in practice."""
     try:
@@ -88,8 +97,8 @@ def wsgi_request(environ: Mapping[str, Any], headers: Iterable[str] = DEFAULT_HE
                  route: Optional[str] = None) -> RequestInfo:
     """The request of a WSGI ``environ`` (or Django's ``request.META``)."""
     scheme = environ.get("wsgi.url_scheme") or "http"
-    host = environ.get("HTTP_HOST") or \
-        f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}".strip(":")
+    host = environ.get("HTTP_HOST") or _host(scheme, environ.get("SERVER_NAME", ""),
+                                             environ.get("SERVER_PORT"))
     path = _wsgi_text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""))
     names = query_names(_wsgi_text(environ.get("QUERY_STRING", "")))
     return _request(environ.get("REQUEST_METHOD"), f"{scheme}://{host}{path}", names, route,
@@ -113,12 +122,12 @@ def asgi_request(scope: Mapping[str, Any], headers: Iterable[str] = DEFAULT_HEAD
     for name, value in scope.get("headers") or ():
         received.setdefault(name.decode("latin-1").lower(), value.decode("latin-1"))
     server = scope.get("server") or ("", None)
-    host = received.get("host") or (f"{server[0]}:{server[1]}" if server[1] else server[0])
+    scheme = scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")
+    host = received.get("host") or _host(scheme, str(server[0]), server[1])
     root, path = scope.get("root_path", ""), scope.get("path", "")
     if root and not path.startswith(root):
         path = root + path
     names = query_names((scope.get("query_string") or b"").decode("latin-1"))
-    scheme = scope.get("scheme") or ("ws" if scope.get("type") == "websocket" else "http")
     return _request(scope.get("method"), f"{scheme}://{host}{path}", names,
                     getattr(scope.get("route"), "path", None),
                     safe_headers(headers, lambda name: received.get(name.lower()), is_sensitive))
@@ -173,11 +182,12 @@ class WebOptions:
     @never_raises
     def report_exception(self, exc_info: ExcInfo, request: Optional[RequestSource],
                          user_id: Optional[str] = None,
-                         context: Optional[Mapping[str, Any]] = None) -> None:
-        """Report an exception raised while serving a request."""
+                         context: Optional[Mapping[str, Any]] = None,
+                         status: int = 500) -> None:
+        """Report an exception raised while serving a request, answered with ``status``."""
         flawless.client.get_client().record(exc_info, error_threshold=self.error_threshold,
                                             context=context, request=request,
-                                            user_id=user_id)
+                                            user_id=user_id, level=status_message(status)[1])
 
     @never_raises
     def report_status(self, status: int, view: Any, request: Optional[RequestSource],
