@@ -71,7 +71,8 @@ def request(port: int, method: str, path: str, body: bytes = b"",
 
 def planted_headers(content_type: str) -> dict:
     return {"Content-Type": content_type, "User-Agent": "shop-test/1.0",
-            "X-Shop-Note": CANARIES["header"], "Authorization": f"Bearer {CANARIES['authorization']}",
+            "X-Shop-Note": CANARIES["header"],
+            "Authorization": f"Bearer {CANARIES['authorization']}",
             "Cookie": f"sessionid={CANARIES['cookie']}; theme=dark"}
 
 

@@ -38,6 +38,8 @@ class Flawless:
                  error_threshold: Optional[int] = None) -> None:
         self.options = WebOptions.of(report_http_status, headers, error_threshold)
         self.user_id = user_id
+        self._request: Any = None  # flask.request and flask.has_request_context, once used
+        self._has_request: Callable[[], bool] = lambda: False
         # One scope object serves every request: it describes whichever request is current.
         self._fresh_scope = scopes.Scope(request=self.describe_request)
         if app is not None:
@@ -45,8 +47,9 @@ class Flawless:
 
     def init_app(self, app: Any) -> None:
         """Report ``app``'s unhandled exceptions (and statuses asked for)."""
-        from flask import got_request_exception, request_finished
+        from flask import got_request_exception, has_request_context, request, request_finished
 
+        self._request, self._has_request = request, has_request_context
         got_request_exception.connect(self._got_exception, app, weak=False)
         app.wsgi_app = _FreshScope(app.wsgi_app, self._fresh_scope)
         if self.options.report_http_status:
@@ -57,10 +60,9 @@ class Flawless:
 
     def describe_request(self) -> Optional[RequestInfo]:
         """The request being served (None outside a request)."""
-        from flask import has_request_context, request
-
-        if not has_request_context():
+        if not self._has_request():
             return None
+        request = self._request
         rule = request.url_rule
         return wsgi_request(request.environ, self.options.headers, is_sensitive_header,
                             route=rule.rule if rule is not None else None)
@@ -78,8 +80,7 @@ class Flawless:
     def report(self, exception: BaseException, status: int = 500) -> None:
         """Report ``exception``, answered with ``status``, with the current request and
         view."""
-        from flask import request
-
+        request = self._request
         request.environ[_REPORTED] = True
         context = {"view": request.endpoint} if request.endpoint else None
         self.options.report_exception((type(exception), exception, exception.__traceback__),
@@ -92,8 +93,7 @@ class Flawless:
 
     @never_raises
     def _finished(self, sender: Any, response: Any, **extra: Any) -> None:
-        from flask import request
-
+        request = self._request
         status = response.status_code
         if status in self.options.report_http_status and not request.environ.get(_REPORTED):
             view = sender.view_functions.get(request.endpoint) if request.endpoint else None

@@ -8,9 +8,9 @@ Three kinds of scrubbing, all on by default:
 * values: text that looks like a card number (Luhn-checked), a bearer or basic token, a JWT,
   a PEM private key, a ``user:password@`` URL, an email address, the value of a URL's query
   parameter (``?q=...&page=...``: what users type, as in a Django request's repr) or
-  ``name=value`` with a sensitive name is masked wherever it appears (locals, exception message, additional info,
-  context, tags, the request, chained exceptions); each kind (:data:`VALUE_KINDS`) can be
-  turned off with :meth:`Scrubber.remove`;
+  ``name=value`` with a sensitive name is masked wherever it appears (locals, exception
+  message, additional info, context, tags, the request, chained exceptions); each kind
+  (:data:`VALUE_KINDS`) can be turned off with :meth:`Scrubber.remove`;
 * paths: home directories, the virtualenv prefix and Jupyter kernel temp directories are
   replaced so no user name leaves the machine, while the tail the server maps to the
   repository (``shop/cart.py``, ``site-packages/requests/adapters.py``) is kept.

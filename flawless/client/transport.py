@@ -3,8 +3,8 @@
 :meth:`Transport.submit` puts an item on a bounded queue and returns at once; when the queue
 is full the item is dropped and counted. One daemon thread takes items off the queue, turns
 them into report dicts (``prepare``, which scrubs them, or drops one by returning None), and
-POSTs them as one JSON-RPC batch, gzip'd when large, with timeouts on connect and read. When a server fails the next hostport
-is tried; when all fail the batch is kept and retried after an exponential backoff with
+POSTs them as one JSON-RPC batch, gzip'd when large, with timeouts on connect and read.
+When a server fails the next hostport is tried; when all fail the batch is kept and retried after an exponential backoff with
 jitter; a 429 answer is honoured by waiting its ``Retry-After``. :meth:`Transport.flush`
 waits, for a bounded time, until everything queued is settled. After ``os.fork()`` the child
 starts with an empty queue and its own thread; the parent's reports stay the parent's.
@@ -98,7 +98,8 @@ class Transport:
     """Bounded queue plus one sender thread; see the module docstring."""
 
     def __init__(self, hostports: Iterable[str], key: Optional[str],
-                 prepare: Callable[[Any], Optional[dict]], options: TransportOptions = TransportOptions(),
+                 prepare: Callable[[Any], Optional[dict]],
+                 options: TransportOptions = TransportOptions(),
                  periodic: Optional[Callable[[], list]] = None) -> None:
         self.options = options
         self.key = key

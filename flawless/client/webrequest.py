@@ -133,13 +133,18 @@ def asgi_request(scope: Mapping[str, Any], headers: Iterable[str] = DEFAULT_HEAD
                     safe_headers(headers, lambda name: received.get(name.lower()), is_sensitive))
 
 
-def status_message(status: int) -> tuple[str, str]:
-    """The text and level of a report of a response with this status."""
+def level_of(status: int) -> str:
+    """The level of a report of a response with this status."""
+    return "error" if status >= 500 else "warning"
+
+
+def status_message(status: int) -> str:
+    """The text of a report of a response with this status (``HTTP 404 Not Found``)."""
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = ""
-    return f"HTTP {status} {phrase}".rstrip(), "error" if status >= 500 else "warning"
+    return f"HTTP {status} {phrase}".rstrip()
 
 
 def view_site(view: Any) -> list[tuple[str, int, str, str]]:
@@ -187,12 +192,12 @@ class WebOptions:
         """Report an exception raised while serving a request, answered with ``status``."""
         flawless.client.get_client().record(exc_info, error_threshold=self.error_threshold,
                                             context=context, request=request,
-                                            user_id=user_id, level=status_message(status)[1])
+                                            user_id=user_id, level=level_of(status))
 
     @never_raises
     def report_status(self, status: int, view: Any, request: Optional[RequestSource],
                       user_id: Optional[str] = None) -> None:
         """Report a response whose status is in ``report_http_status``, blamed on ``view``."""
-        text, level = status_message(status)
-        flawless.client.get_client().record_message(text, level, view_site(view),
-                                                    request=request, user_id=user_id)
+        flawless.client.get_client().record_message(status_message(status), level_of(status),
+                                                    view_site(view), request=request,
+                                                    user_id=user_id)

@@ -167,8 +167,9 @@ NOTEBOOK_HELPER = textwrap.dedent('''
 def test_a_helper_imported_through_dotdot_is_reported_at_its_real_path_and_revision(
         tmp_path, rpc_sink):
     project = init_repo(tmp_path / "proj")
-    sha = project.commit(ALICE, {"helpers/stats.py": "def mean(xs):\n    return sum(xs) / len(xs)\n",
-                                 "notebooks/README": "notebooks\n"}, "stats")
+    stats = "def mean(xs):\n    return sum(xs) / len(xs)\n"
+    sha = project.commit(ALICE, {"helpers/stats.py": stats, "notebooks/README": "notes\n"},
+                         "stats")
     subprocess.run([sys.executable, "-c", NOTEBOOK_HELPER,
                     str(project.path / "notebooks" / ".." / "helpers"), rpc_sink.hostport],
                    check=True, cwd=project.path / "notebooks", timeout=60)
