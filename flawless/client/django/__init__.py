@@ -1,8 +1,9 @@
 """Django: add ``"flawless.client.django"`` to ``INSTALLED_APPS``; nothing else is needed.
 
 Settings, all optional, in ``FLAWLESS = {...}``: the client's (``hostports``, ``key``,
-``revision``, ``hostname``, ``mask``, ``before_send``, ``library_locals``, ...; the
-environment fills in what is unset), and ``report_http_status`` (statuses also reported:
+``revision``, ``hostname``, ``mask``, ``before_send``, ``library_locals``, ...: given any,
+the client is installed with them, the environment filling in the rest; given none, the
+client the project installed, or the environment's, is used), and ``report_http_status`` (statuses also reported:
 ``[404]``, ``range(400, 500)``), ``headers`` (request headers a report may carry),
 ``user_id`` (True: send ``request.user.pk`` of an authenticated user), ``error_threshold``.
 

@@ -116,10 +116,11 @@ def connect(settings: Mapping[str, Any]) -> DjangoIntegration:
 
     client_settings = {name: value for name, value in settings.items()
                        if name not in WEB_SETTINGS}
-    try:
-        flawless.client.install(**client_settings)
-    except (TypeError, ValueError) as error:
-        raise ImproperlyConfigured(f"FLAWLESS: {error}") from error
+    if client_settings:  # else the client in use stays (installed by the project, or the
+        try:             # environment's)
+            flawless.client.install(**client_settings)
+        except (TypeError, ValueError) as error:
+            raise ImproperlyConfigured(f"FLAWLESS: {error}") from error
     integration = DjangoIntegration(
         WebOptions.of(settings.get("report_http_status", ()),
                       settings.get("headers", WebOptions().headers),
