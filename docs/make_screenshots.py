@@ -22,7 +22,8 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from flawless.server.store import Store  # noqa: E402
+from flawless.server.core.model import ErrorKey  # noqa: E402
+from flawless.server.storage.sqlite import SqliteStorage  # noqa: E402
 from support.gitrepo import CAROL, GitRepo, shop_repo  # noqa: E402
 from support.server import FlawlessProcess, start_server  # noqa: E402
 
@@ -85,22 +86,23 @@ def reports(repo: GitRepo) -> list[dict]:
 
 def add_history(server: FlawlessProcess) -> None:
     """Spread earlier occurrences of every error over the past five weeks."""
-    store = Store(str(server.data_dir / "flawless.sqlite3"))
+    storage = SqliteStorage(str(server.data_dir / "flawless.sqlite3"))
     picker = random.Random(7)
     now = time.time()
-    ids = [row[0] for row in server.query("SELECT id FROM errors ORDER BY count DESC")]
-    for rank, error_id in enumerate(ids):
+    keys = [ErrorKey(*row) for row in server.query(
+        "SELECT filename, function_name, text FROM errors ORDER BY count DESC")]
+    for rank, key in enumerate(keys):
         days = sorted(picker.sample(range(1, 36), max(2, 14 - 3 * rank)), reverse=True)
-        with store.transaction() as connection:
-            record = store.get_error(error_id)
-            assert record is not None
+        record = storage.find_error(key)
+        assert record is not None
+        with storage.transaction() as transaction:
             added = 0
             for day in days:
                 occurrences = picker.randint(1, max(2, 9 - 2 * rank))
-                store.count_occurrences(connection, error_id, now - day * 86400, occurrences)
+                transaction.count_occurrences(record.error_id, now - day * 86400, occurrences)
                 added += occurrences
-            store.save_error(connection, replace(record, count=record.count + added,
-                                                 first_seen=now - days[0] * 86400))
+            transaction.save_error(replace(record, count=record.count + added,
+                                           first_seen=now - days[0] * 86400))
 
 
 def main() -> None:

@@ -6,8 +6,10 @@ import argparse
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Optional, Sequence, TextIO
 
@@ -36,7 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     start = commands.add_parser("start", help="run the server")
     _add_conf(start, required=True)
     start.add_argument("--daemon", action="store_true",
-                       help="run in the background and write a pid file")
+                       help="run in the background once listening (the pid file is in "
+                            "data_dir_path)")
+    start.add_argument("--port", type=_port, metavar="N",
+                       help="JSON-RPC port, overriding the file's port")
+    start.add_argument("--http-port", type=_port, metavar="N",
+                       help="dashboard port, overriding the file's http_port")
     stop = commands.add_parser("stop", help="stop a daemonised server")
     _add_conf(stop, required=True)
     commands.add_parser("options", help="list every option of flawless.cfg")
@@ -51,9 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str, out: TextIO) -> Optional[Config]:
+def _port(text: str) -> int:
     try:
-        return load_config(path)
+        return int(OPTIONS_BY_NAME["port"].parse(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _load(path: str, out: TextIO, **overrides: Optional[int]) -> Optional[Config]:
+    try:
+        return load_config(path, {name: str(value) for name, value in overrides.items()
+                                  if value is not None})
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=out)
@@ -72,7 +87,7 @@ def command_options(_: argparse.Namespace) -> int:
 
 def command_check(args: argparse.Namespace) -> int:
     """Validate flawless.cfg and every rule file; optionally explain one report."""
-    from flawless.server.rules import check_rules
+    from flawless.server.rules.loading import check_rules
 
     config = _load(args.conf, sys.stderr)
     if config is None:
@@ -90,7 +105,7 @@ def command_check(args: argparse.Namespace) -> int:
 
 def _explain(config: Config, report_path: str) -> int:
     from flawless.report import InvalidReport, parse_report
-    from flawless.server.explain import explain_report
+    from flawless.server.processing.explain import explain_report
 
     try:
         with open(report_path, encoding="utf-8") as handle:
@@ -107,98 +122,16 @@ def _explain(config: Config, report_path: str) -> int:
 
 # -- start and stop -----------------------------------------------------------------------
 
-def _start_logging(config: Config) -> None:
-    from twisted.logger import (FilteringLogObserver, LogLevel, LogLevelFilterPredicate,
-                                globalLogBeginner, textFileLogObserver)
-
-    stream = open(config.log_file, "a", encoding="utf-8") if config.log_file else sys.stderr
-    level = LogLevel.levelWithName(config.log_level)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
-    observer = FilteringLogObserver(textFileLogObserver(stream), [predicate])
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
-
-
-def _daemonise(pid_file: str) -> None:
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    os.chdir("/")
-    null = os.open(os.devnull, os.O_RDWR)
-    for descriptor in (0, 1, 2):
-        os.dup2(null, descriptor)
-    _write_pid(pid_file)
-
-
-def _write_pid(pid_file: str) -> None:
-    os.makedirs(os.path.dirname(pid_file) or ".", exist_ok=True)
-    temporary = f"{pid_file}.{os.getpid()}"
-    with open(temporary, "w", encoding="utf-8") as handle:
-        handle.write(f"{os.getpid()}\n")
-    os.replace(temporary, pid_file)
-
-
-def _running_pid(pid_file: str) -> Optional[int]:
-    try:
-        with open(pid_file, encoding="utf-8") as handle:
-            pid = int(handle.read().strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid
-
-
 def command_start(args: argparse.Namespace) -> int:
-    """Run the server in the foreground, or as a daemon with a pid file."""
-    from flawless.server.rules import RulesError
+    """Run the server in the foreground, or as a daemon once it listens."""
+    from flawless.server import process
 
-    config = _load(args.conf, sys.stderr)
+    config = _load(args.conf, sys.stderr, port=args.port, http_port=args.http_port)
     if config is None:
         return EXIT_FAILURE
     if args.daemon:
-        other = _running_pid(config.pid_file)
-        if other is not None:
-            print(f"flawless already runs with pid {other} ({config.pid_file})", file=sys.stderr)
-            return EXIT_FAILURE
-    try:
-        from flawless.server.app import FlawlessServer
-
-        from twisted.internet import reactor
-
-        flawless_server = FlawlessServer(config, reactor)
-    except RulesError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
-        return EXIT_FAILURE
-    if args.daemon:
-        _daemonise(config.pid_file)
-    _start_logging(config)
-    return _run(reactor, flawless_server, config.pid_file if args.daemon else None)
-
-
-def _run(reactor, flawless_server, pid_file: Optional[str]) -> int:  # type: ignore[no-untyped-def]
-    from twisted.logger import Logger
-
-    log = Logger()
-    outcome = {"status": EXIT_OK}
-
-    def start() -> None:
-        try:
-            flawless_server.startService()
-        except Exception as error:  # noqa: BLE001 - any start failure ends the process
-            log.critical("flawless cannot start: {error}", error=error)
-            outcome["status"] = EXIT_FAILURE
-            reactor.stop()
-
-    reactor.callWhenRunning(start)
-    reactor.addSystemEventTrigger(
-        "before", "shutdown",
-        lambda: flawless_server.stopService() if flawless_server.running else None)
-    reactor.run()
-    if pid_file and _running_pid(pid_file) == os.getpid():
-        os.unlink(pid_file)
-    return outcome["status"]
+        return process.start_daemon(config)
+    return process.start_foreground(config)
 
 
 def command_stop(args: argparse.Namespace) -> int:
@@ -206,7 +139,9 @@ def command_stop(args: argparse.Namespace) -> int:
     config = _load(args.conf, sys.stderr)
     if config is None:
         return EXIT_FAILURE
-    pid = _running_pid(config.pid_file)
+    from flawless.server.process import running_pid
+
+    pid = running_pid(config.pid_file)
     if pid is None:
         print(f"flawless is not running (no live pid in {config.pid_file})", file=sys.stderr)
         return EXIT_FAILURE
@@ -226,49 +161,106 @@ def command_stop(args: argparse.Namespace) -> int:
 
 # -- configure ----------------------------------------------------------------------------
 
+def _git_checkout(answer: str) -> str:
+    """The absolute path of a git repository (a work tree or a bare one), else ValueError."""
+    path = os.path.abspath(os.path.expanduser(answer))
+    if not os.path.isdir(path):
+        raise ValueError(f"{path} is not a directory: give the checkout of the code your "
+                         "programs run (or set repo_url in flawless.cfg later to have "
+                         "flawless clone it)")
+    try:
+        found = subprocess.run(["git", "-C", path, "rev-parse", "--git-dir"],
+                               capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        found = os.path.exists(os.path.join(path, ".git"))
+    if not found:
+        raise ValueError(f"{path} is not a git repository")
+    return path
+
+
+def _address(answer: str) -> str:
+    from flawless.server.core.text import is_valid_address
+
+    if answer and not is_valid_address(answer):
+        raise ValueError(f"{answer!r} is not an email address")
+    return answer
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question of ``flawless configure``: the option it sets and how to check it."""
+
+    name: str
+    text: str
+    default: str = ""
+    check: Optional[Callable[[str], str]] = None   # returns the value to write
+    secret: bool = False
+    only_with: str = ""                            # asked only when this option was set
+
+
 QUESTIONS = (
-    ("repo_dir", "Path of the git repository whose code is blamed", "."),
-    ("email_domain_name", "Email domain of your developers (example.com)", ""),
-    ("default_contact", "Who gets errors nobody can be blamed for", ""),
-    ("smtp_host", "SMTP server as host:port (empty: write mail to a local mailbox)", ""),
-    ("port", "Port of the JSON-RPC listener", "9028"),
-    ("http_port", "Port of the dashboard", "8080"),
+    Question("repo_dir", "Path of the git repository whose code is blamed", ".", _git_checkout),
+    Question("email_domain_name", "Email domain of your developers (example.com)"),
+    Question("default_contact", "Who gets errors nobody can be blamed for", check=_address),
+    Question("smtp_host", "SMTP server as host:port (empty: write mail to a local mailbox)"),
+    Question("port", "Port of the JSON-RPC listener", "9028"),
+    Question("http_port", "Port of the dashboard", "8080"),
+    Question("admin_password", "Password for changes from the dashboard (empty: none allowed)",
+             secret=True),
+    Question("smtp_user", "SMTP login name (empty: no login)", only_with="smtp_host"),
+    Question("smtp_password", "SMTP password", secret=True, only_with="smtp_user"),
+    Question("smtp_use_tls", "Use STARTTLS (yes/no)", "yes", only_with="smtp_host"),
 )
 
 
 def _ask(question: str, default: str, read: Callable[[str], str]) -> str:
     try:
-        answer = read(f"{question} [{default}]: ").strip()
+        answer = read(f"{question} [{default}]: " if default else f"{question}: ").strip()
     except EOFError:
         answer = ""
     return answer or default
 
 
-def command_configure(args: argparse.Namespace,
-                      read: Callable[[str], str] = input) -> int:
-    """Ask a few questions, then write flawless.cfg and any missing rule file."""
+def _secret_reader() -> Callable[[str], str]:
+    if sys.stdin.isatty():
+        import getpass
+
+        return getpass.getpass
+    return input
+
+
+def command_configure(args: argparse.Namespace, read: Callable[[str], str] = input,
+                      read_secret: Optional[Callable[[str], str]] = None) -> int:
+    """Ask a few questions, checking each answer, then write flawless.cfg (readable by its
+    owner only: it may hold passwords) and any missing rule file."""
     path = os.path.abspath(args.conf)
     if os.path.exists(path):
         print(f"{path} exists already; remove it first to configure anew", file=sys.stderr)
         return EXIT_FAILURE
+    read_secret = read_secret or (_secret_reader() if read is input else read)
     answers: dict[str, str] = {}
-    for name, question, default in QUESTIONS:
+    for question in QUESTIONS:
+        if question.only_with and not answers.get(question.only_with):
+            continue
         while True:
-            answer = _ask(question, default, read)
+            answer = _ask(question.text, question.default,
+                          read_secret if question.secret else read)
             try:
-                OPTIONS_BY_NAME[name].parse(answer)
+                OPTIONS_BY_NAME[question.name].parse(answer)
+                answer = question.check(answer) if question.check else answer
             except ValueError as error:
                 print(f"  {error}")
                 continue
-            answers[name] = answer
+            answers[question.name] = answer
             break
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     lines = ["# Written by `flawless configure`; `flawless options` lists every option.",
              "[flawless]"]
-    lines += [f"{name} = {value}" for name, value in answers.items()]
+    lines += [f"{name} = {value}" for name, value in answers.items() if value != ""]
     lines += ["data_dir_path = data", ""]
-    with open(path, "w", encoding="utf-8") as handle:
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         handle.write("\n".join(lines))
     for example in resources.files(EXAMPLE_PACKAGE).iterdir():
         target = os.path.join(directory, example.name)

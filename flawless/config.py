@@ -256,8 +256,8 @@ class Config:
         return dict(self._values)
 
     def public_dict(self) -> dict[str, Any]:
-        """Return every option's value with secrets replaced by a mark."""
-        return {name: ("(set)" if OPTIONS_BY_NAME[name].secret and value else value)
+        """Every option's value as JSON data, secrets replaced by a mark."""
+        return {name: "(set)" if OPTIONS_BY_NAME[name].secret and value else _as_json(value)
                 for name, value in self._values.items()}
 
     @property
@@ -272,6 +272,14 @@ class Config:
             return None
         host, _, port = self.smtp_host.rpartition(":")
         return host.strip("[]"), int(port)
+
+
+def _as_json(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return value
 
 
 def _line_numbers(path: str) -> dict[str, int]:
@@ -320,8 +328,10 @@ def build_config(raw: Mapping[str, str], path: Optional[str] = None,
     return Config(values, os.path.abspath(path) if path else None)
 
 
-def load_config(path: Union[str, "os.PathLike[str]"]) -> Config:
-    """Read and validate flawless.cfg at ``path``."""
+def load_config(path: Union[str, "os.PathLike[str]"],
+                overrides: Optional[Mapping[str, str]] = None) -> Config:
+    """Read and validate flawless.cfg at ``path``; ``overrides`` (option -> text, from the
+    command line) take the place of the file's values."""
     path = os.fspath(path)
     parser = configparser.ConfigParser(interpolation=None)
     try:
@@ -336,6 +346,7 @@ def load_config(path: Union[str, "os.PathLike[str]"]) -> Config:
     if not parser.has_section(SECTION):
         raise ConfigError([f"{path}:1: missing [{SECTION}] section"])
     raw = {name.lower(): value for name, value in parser.items(SECTION)}
+    raw.update(overrides or {})
     return build_config(raw, path, _line_numbers(path))
 
 

@@ -9,6 +9,7 @@ rather than rejected, so one huge value never costs a whole report.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from dataclasses import dataclass, field, replace
@@ -36,6 +37,29 @@ TRIM_MARK = "…"
 
 ContextValue = Union[str, int, float, bool]
 
+# -- A frame in a notebook cell (README, "Notebooks"): where the line is in the saved notebook.
+CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")   # nbformat 4.5 cell ids
+LINE_HASH = re.compile(r"[0-9a-f]{8,64}")
+LINE_HASH_CHARS = 16
+
+
+def line_hash(line: str) -> str:
+    """The ``line_hash`` of a cell line: the first 16 hex digits of the SHA-256 of its UTF-8
+    text with every run of whitespace folded to one space and both ends stripped."""
+    folded = " ".join(line.split())
+    return hashlib.sha256(folded.encode("utf-8", "surrogatepass")).hexdigest()[:LINE_HASH_CHARS]
+
+
+@dataclass(frozen=True)
+class NotebookCell:
+    """Where a frame's line lies in a notebook: the cell and the line within its source."""
+
+    line: int                             # 1-based, in the cell's source as the notebook saves it
+    notebook: Optional[str] = None        # path of the .ipynb, shortened like filenames
+    id: Optional[str] = None              # nbformat 4.5 cell id
+    execution_count: Optional[int] = None
+    line_hash: Optional[str] = None       # line_hash() of that line; never its text
+
 
 @dataclass(frozen=True)
 class Frame:
@@ -46,6 +70,7 @@ class Frame:
     function_name: str
     text: str = ""
     frame_locals: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=True)
+    cell: Optional[NotebookCell] = None   # set when the frame runs code of a notebook cell
 
 
 @dataclass(frozen=True)
@@ -153,6 +178,29 @@ class _Checker:
         return min(value, maximum)
 
 
+def _parse_cell(checker: _Checker, value: Any, name: str) -> Optional[NotebookCell]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail(name, "must be an object")
+        return None
+    before = len(checker.errors)
+    line = checker.integer(value, "line", f"{name}.line", 1, required=True, maximum=10**9)
+    notebook = checker.string(value, "notebook", f"{name}.notebook", MAX_STRING_CHARS,
+                              non_empty=True)
+    execution_count = checker.integer(value, "execution_count", f"{name}.execution_count", 1,
+                                      maximum=10**9)
+    cell_id, digest = value.get("id"), value.get("line_hash")
+    if cell_id is not None and not (isinstance(cell_id, str) and CELL_ID.fullmatch(cell_id)):
+        checker.fail(f"{name}.id", "must be 1 to 64 letters, digits, '-' or '_'")
+    if digest is not None and not (isinstance(digest, str) and LINE_HASH.fullmatch(digest)):
+        checker.fail(f"{name}.line_hash", "must be 8 to 64 lowercase hex digits")
+    if len(checker.errors) != before:
+        return None
+    assert line is not None
+    return NotebookCell(line, notebook, cell_id, execution_count, digest)
+
+
 def _parse_frame(checker: _Checker, value: Any, name: str) -> Optional[Frame]:
     if not isinstance(value, Mapping):
         checker.fail(name, "must be an object")
@@ -167,10 +215,11 @@ def _parse_frame(checker: _Checker, value: Any, name: str) -> Optional[Frame]:
     text = checker.string(value, "text", f"{name}.text", MAX_STRING_CHARS) or ""
     frame_locals = _parse_strings(checker, value.get("frame_locals"), f"{name}.frame_locals",
                                   MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME)
+    cell = _parse_cell(checker, value.get("cell"), f"{name}.cell")
     if len(checker.errors) != before:
         return None
     assert filename is not None and line_number is not None and function_name is not None
-    return Frame(filename, line_number, function_name, text, frame_locals)
+    return Frame(filename, line_number, function_name, text, frame_locals, cell)
 
 
 def _parse_traceback(checker: _Checker, value: Any, name: str = "traceback",
@@ -484,6 +533,8 @@ def frame_to_dict(frame: Frame) -> dict[str, Any]:
     }
     if frame.frame_locals is not None:
         data["frame_locals"] = dict(frame.frame_locals)
+    if frame.cell is not None:
+        data["cell"] = cell_to_dict(frame.cell)
     return data
 
 
@@ -502,6 +553,13 @@ def chained_to_dict(chained: ChainedException) -> dict[str, Any]:
     return {"exception_type": chained.exception_type,
             "exception_message": chained.exception_message,
             "traceback": [frame_to_dict(frame) for frame in chained.traceback]}
+
+
+def cell_to_dict(cell: NotebookCell) -> dict[str, Any]:
+    """Return the wire form of a frame's notebook cell, unset fields omitted."""
+    fields = {"notebook": cell.notebook, "id": cell.id, "execution_count": cell.execution_count,
+              "line": cell.line, "line_hash": cell.line_hash}
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:

@@ -16,8 +16,12 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from flawless.server.blame import (TIP_TRUSTED_SECONDS, Blame, BlameFailed, BlameService,
-                                   Repository, RepositoryUnavailable, locate_line, redact)
+from flawless.server.core.model import Blame
+from flawless.server.core.redaction import redact, url_secrets
+from flawless.server.git.porcelain import locate_line
+from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
+from flawless.server.processing.blame_service import TIP_TRUSTED_SECONDS, BlameService
+from flawless.server.threads import PoolService
 from support.gitrepo import ALICE, BOB, CAROL, CART_V2, GitRepo, init_repo
 
 CART_PATH = "shop/cart.py"
@@ -58,17 +62,39 @@ def outcome(deferred: defer.Deferred, clock: ThreadedClock) -> Any:
 def service_clock():
     """A started BlameService factory on a ThreadedClock; everything stopped afterwards."""
     clock = ThreadedClock()
-    services: list[BlameService] = []
+    services: list = []
 
-    def make(repository: Repository, max_concurrent: int = 2) -> BlameService:
-        service = BlameService(repository, max_concurrent, cache_size=100, reactor=clock)
-        service.start()
+    def make(repository: Repository, max_concurrent: int = 2,
+             fetch_interval: Optional[float] = None) -> BlameService:
+        service = start_blame_service(repository, clock, max_concurrent, fetch_interval)
         services.append(service)
         return service
 
     yield make, clock
     for service in services:
-        service.stop()
+        stop_blame_service(service)
+
+
+def start_blame_service(repository: Repository, clock: Clock, max_concurrent: int = 2,
+                        fetch_interval: Optional[float] = None) -> BlameService:
+    """A started BlameService with its own git and fetch pools."""
+    pools = [PoolService("git", max_concurrent, clock), PoolService("fetch", 1, clock)]
+    for pool in pools:
+        pool.startService()
+    service = BlameService(repository, pools[0], pools[1], clock, cache_size=100,
+                           fetch_interval=fetch_interval)
+    service.pools = pools
+    service.startService()
+    return service
+
+
+def stop_blame_service(service: BlameService) -> None:
+    """Stop the service, then its pools."""
+    if service.running:
+        service.stopService()
+    for pool in service.pools:
+        if pool.running:
+            pool.stopService()
 
 
 def rewrite_line(repo: GitRepo, path: str, line_number: int, text: str, author, message: str,
@@ -308,8 +334,7 @@ def test_clone_into_an_empty_directory_then_fetch_a_new_commit(shop, tmp_path, s
     repo_dir = tmp_path / "clone"
     repo_dir.mkdir()
     repository = Repository(str(repo_dir), repo_url=upstream.as_uri())
-    service = make(repository)
-    service.fetch_periodically(60)
+    service = make(repository, fetch_interval=60)
     clock.run_until(lambda: service.last_fetch is not None)
     assert service.last_error is None
     assert outcome(service.resolve(None), clock) == (shop.head(), False)
@@ -337,13 +362,13 @@ def test_credentials_in_the_url_never_appear_in_errors(tmp_path, service_clock):
     with pytest.raises(RepositoryUnavailable) as raised:
         repository.ensure_clone()
     assert "s3cr3t" not in str(raised.value) and "127.0.0.1" in str(raised.value)
-    service = make(repository)
-    service.fetch_periodically(60)
+    service = make(repository, fetch_interval=60)
     clock.run_until(lambda: service.last_error is not None)
     assert "s3cr3t" not in service.last_error and service.last_fetch is None
-    assert redact("fatal: https://tok@host/x and " + url, url).count("***") == 2
-    assert redact("password s3cr3t-token leaked", url) == "password *** leaked"
-    assert redact("git fetch failed", "ssh://git@host/repo.git") == "git fetch failed"
+    assert redact("fatal: https://tok@host/x and " + url, url_secrets(url)).count("***") == 2
+    assert redact("password s3cr3t-token leaked", url_secrets(url)) == "password *** leaked"
+    assert redact("git fetch failed", url_secrets("ssh://git@host/repo.git")) == \
+        "git fetch failed"
     # A blame that works does not hide the failing fetch from the health page.
     outcome(service.resolve(None), clock)
     assert service.last_error.startswith("fetch failed")
@@ -438,8 +463,9 @@ def test_failures_reach_the_caller_and_bad_lines_are_cached(shop, tmp_path, serv
     failed = outcome(missing.blame(CART_PATH, 1, head), clock)
     assert isinstance(failed, Failure) and failed.check(RepositoryUnavailable)
     assert "does not exist" in missing.last_error
-    paths = outcome(service.paths_at(head), clock)
-    assert CART_PATH in paths and "shop/pricing.py" in paths
+    index = outcome(service.index_at(head), clock)
+    assert CART_PATH in index and "shop/pricing.py" in index
+    assert outcome(service.index_at(head), clock) is index  # built once
 
 
 def test_time_of_one_blame_in_a_long_history(tmp_path):
@@ -483,14 +509,13 @@ def test_stopping_ends_a_slow_git_call_and_keeps_the_report_for_later(shop, tmp_
     slow_git.write_text("#!/bin/sh\nsleep 30\n")
     slow_git.chmod(0o755)
     clock = ThreadedClock()
-    service = BlameService(Repository(str(shop.path), git_cli_path=str(slow_git)), 2,
-                           reactor=clock)
-    service.start()
+    service = start_blame_service(Repository(str(shop.path), git_cli_path=str(slow_git)),
+                                  clock)
     results: list = []
     service.blame(CART_PATH, RAISE_LINE, None).addBoth(results.append)
     time.sleep(0.3)
     started = time.monotonic()
-    service.stop()
+    stop_blame_service(service)
     assert time.monotonic() - started < 5
     clock.run_until(lambda: bool(results))
     assert isinstance(results[0], Failure) and results[0].check(RepositoryUnavailable)
@@ -519,6 +544,6 @@ def test_head_is_looked_up_once_for_a_burst_and_again_after_a_commit(shop, servi
     old_head = shop.head()
     shop.commit(ALICE, {"shop/extra.py": "x = 1\n"}, "Add extra")
     assert outcome(service.resolve(None), clock) == (old_head, False)  # trusted briefly
-    time.sleep(TIP_TRUSTED_SECONDS + 0.1)
+    clock.advance(TIP_TRUSTED_SECONDS + 0.1)
     assert outcome(service.resolve(None), clock) == (shop.head(), False)
     assert repository.resolved == 2

@@ -86,7 +86,7 @@ def test_each_email_reaches_the_author_of_the_culprit_line(server, shop, smtp_si
     by_recipient = {tuple(recipients): message for recipients, message in mails}
     assert set(by_recipient) == {("alice@example.com",), ("bob@example.org",)}
     alice = by_recipient[("alice@example.com",)]
-    assert alice["Subject"] == "Error on web-3 in shop/cart.py"
+    assert alice["Subject"] == "TypeError in total (shop/cart.py:11) on web-3"
     assert "TypeError" in alice.get_body(("plain",)).get_content()
     assert "return sum(price for _, price in self.items)" in \
         alice.get_body(("plain",)).get_content()

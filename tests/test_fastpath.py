@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given, settings, strategies as st
 
-from flawless.report import _plain_report
-from flawless.server.fastpath import storable_record_calls
-from test_report import NEARLY_VALID, REPORTS, valid
+from flawless.report import InvalidReport, _plain_report, stored_form
+from flawless.server.ingest.fastpath import storable_record_calls
+from test_report import NEARLY_VALID, NOTEBOOK_FRAME, REPORTS, valid
 
 
 def call(report, request_id=1, **extra):
@@ -85,3 +86,13 @@ def test_everything_else_takes_the_general_path():
         assert storable_record_calls(json.dumps(body).encode()) is None, body
     assert storable_record_calls(b'{"jsonrpc": "2.0", "method": "\x80"}') is None
     assert storable_record_calls(b"[" * 100000) is None
+
+
+def test_a_report_with_a_notebook_cell_takes_the_general_path_and_keeps_its_cell():
+    report = valid(traceback=[NOTEBOOK_FRAME])
+    assert storable_record_calls(json.dumps(call(report)).encode()) is None
+    assert stored_form(report) == report
+    bad = valid(traceback=[{**NOTEBOOK_FRAME, "cell": {"line": 1, "id": "a/b"}}])
+    assert storable_record_calls(json.dumps(call(bad)).encode()) is None
+    with pytest.raises(InvalidReport):
+        stored_form(bad)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flawless.server.ratelimit import TokenBuckets, retry_after_header
+from flawless.server.ingest.ratelimit import TokenBuckets, retry_after_header
 
 
 def test_a_burst_is_allowed_then_the_rate_applies():

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 
 from flawless.report import (MAX_CHAINED, MAX_CHAINED_FRAMES, MAX_FRAMES, MAX_HEADER_CHARS,
                              MAX_HEADERS, MAX_LOCALS_PER_FRAME, MAX_STRING_CHARS, MAX_TAG_CHARS,
-                             MAX_TAGS, InvalidReport, parse_report, report_to_dict)
+                             MAX_TAGS, InvalidReport, NotebookCell, line_hash, parse_report,
+                             report_to_dict)
 
 
 def valid(**changes):
@@ -195,7 +198,15 @@ FRAMES = st.fixed_dictionaries(
      "function_name": st.one_of(st.text(max_size=10), VALUES)},
     optional={"text": st.one_of(st.text(max_size=10), VALUES),
               "frame_locals": st.one_of(st.dictionaries(st.text(max_size=200), VALUES,
-                                                        max_size=4), VALUES)})
+                                                        max_size=4), VALUES),
+              "cell": st.one_of(st.fixed_dictionaries(
+                  {"line": st.one_of(st.integers(-1, 10**10), VALUES)},
+                  optional={"notebook": st.one_of(st.text(max_size=10), VALUES),
+                            "id": st.one_of(st.from_regex(r"[\w-]{0,65}", fullmatch=True),
+                                            VALUES),
+                            "execution_count": st.one_of(st.integers(-1, 10**10), VALUES),
+                            "line_hash": st.one_of(st.sampled_from(["0f" * 8, "0F" * 8, "0f"]),
+                                                   VALUES)}), VALUES)})
 REQUESTS = st.fixed_dictionaries(
     {}, optional={"method": st.one_of(st.sampled_from(["GET", "M" * 33]), VALUES),
                   "url": VALUES, "route": VALUES, "query": VALUES,
@@ -338,3 +349,59 @@ def test_a_typical_report_takes_the_quick_path():
 def test_a_report_needing_trimming_is_stored_trimmed():
     kept = stored_form(valid(exception_message="x" * 20000, hostname="h\ud800"))
     assert len(kept["exception_message"]) == 16384 and kept["hostname"] == "h\ufffd"
+
+
+# -- frames in notebook cells
+
+NOTEBOOK_FRAME = {"filename": "<ipykernel>/3051.py", "line_number": 2, "function_name": "<module>",
+                  "text": "", "cell": {"notebook": "~/q3/analysis.ipynb", "id": "9f2c-a_1",
+                                       "execution_count": 7, "line": 4,
+                                       "line_hash": line_hash("ratio  =  total / count ")}}
+
+
+def test_a_frame_in_a_notebook_cell_round_trips():
+    data = valid(traceback=[NOTEBOOK_FRAME])
+    report = parse_report(data)
+    assert report.traceback[0].cell == NotebookCell(4, "~/q3/analysis.ipynb", "9f2c-a_1", 7,
+                                                    line_hash("ratio = total / count"))
+    assert report_to_dict(report) == data
+    assert stored_form(data) == data  # not the quick path, but kept as it came
+
+
+def test_a_cell_needs_only_its_line():
+    frame = {**NOTEBOOK_FRAME, "cell": {"line": 1, "future": "ignored"}}
+    assert report_to_dict(parse_report(valid(traceback=[frame])))["traceback"][0]["cell"] == \
+        {"line": 1}
+
+
+def test_the_line_hash_is_sha256_of_the_folded_line():
+    assert line_hash(" ratio =\ttotal  / count\n") == \
+        hashlib.sha256(b"ratio = total / count").hexdigest()[:16]
+    assert line_hash("") == hashlib.sha256(b"").hexdigest()[:16]
+
+
+@pytest.mark.parametrize("cell, field, reason", [
+    ("7", "cell", "must be an object"),
+    ({}, "cell.line", "is required"),
+    ({"line": 0}, "cell.line", "must be >= 1"),
+    ({"line": 1, "execution_count": 0}, "cell.execution_count", "must be >= 1"),
+    ({"line": 1, "notebook": " "}, "cell.notebook", "must not be empty"),
+    ({"line": 1, "id": "vscode-notebook-cell:/home/alice/a.ipynb#W1"}, "cell.id",
+     "must be 1 to 64 letters, digits, '-' or '_'"),
+    ({"line": 1, "id": "x" * 65}, "cell.id", "must be 1 to 64 letters, digits, '-' or '_'"),
+    ({"line": 1, "id": ""}, "cell.id", "must be 1 to 64 letters, digits, '-' or '_'"),
+    ({"line": 1, "line_hash": "ratio = 1 / 0"}, "cell.line_hash",
+     "must be 8 to 64 lowercase hex digits"),
+    ({"line": 1, "line_hash": "ABCDEF0123456789"}, "cell.line_hash",
+     "must be 8 to 64 lowercase hex digits"),
+])
+def test_each_bad_cell_field_is_named_with_its_rule(cell, field, reason):
+    with pytest.raises(InvalidReport) as raised:
+        parse_report(valid(traceback=[{**NOTEBOOK_FRAME, "cell": cell}]))
+    assert raised.value.errors == {f"traceback[0].{field}": reason}
+
+
+def test_a_long_notebook_path_is_trimmed():
+    frame = {**NOTEBOOK_FRAME, "cell": {"line": 1, "notebook": "n/" * 5000}}
+    cell = parse_report(valid(traceback=[frame])).traceback[0].cell
+    assert len(cell.notebook) == MAX_STRING_CHARS

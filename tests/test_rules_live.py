@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 
 from support.gitrepo import average_report
-from support.server import server_options, start_server, write_config
+from support.server import FlawlessProcess, start_server
 
 RELOADED_WITHIN_SECONDS = 5  # a changed rule file is in force within this time
 
@@ -65,11 +63,33 @@ def test_an_edited_rule_routes_the_next_report_and_a_broken_edit_keeps_it(
         server.stop()
 
 
-def test_start_refuses_a_broken_rule_file_naming_file_and_line(tmp_path):
-    config = write_config(tmp_path, server_options(tmp_path / "data"))
-    (tmp_path / "known_errors.yaml").write_text("- filename: shop/cart.py\n  colour: red\n")
-    result = subprocess.run([sys.executable, "-m", "flawless", "start", "-conf", str(config)],
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 1
-    assert f"{tmp_path / 'known_errors.yaml'}:2" in result.stderr
-    assert "colour" in result.stderr
+def test_a_broken_rule_file_never_stops_a_start(tmp_path, shop, smtp_sink):
+    directory = tmp_path / "server"
+    remapping = directory / "email_remapping.yaml"
+    directory.mkdir()
+    remapping.write_text("bob@example.org: carol@example.net\n")
+    server = start_server(directory, repo_dir=shop.path, smtp_hostport=smtp_sink.hostport,
+                          report_error_threshold=1)
+    server.stop()
+    remapping.write_text("bob@example.org: [carol@example.net\n")  # a hand-edit breaks it
+    restarted = FlawlessProcess(server.config_path, server.data_dir).start()
+    try:
+        status = health(restarted)
+        assert status["status"] == "degraded"
+        assert status["rule_files"]["status"] == "broken"
+        assert status["rule_files"]["problems"][0].startswith(f"{remapping}:2: YAML syntax")
+        assert "the last rules that loaded" in status["rule_files"]["in_force"]
+        note = smtp_sink.wait_for(1, where=lambda r, m: "broken" in m["Subject"])
+        assert [r for r, _ in note] == [["oncall@example.com"]]
+        restarted.record(average_report())  # Bob's line: the kept remapping sends it to Carol
+        mails = smtp_sink.wait_for(1, where=lambda r, m: "broken" not in m["Subject"])
+        assert [r for r, _ in mails] == [["carol@example.net"]]
+    finally:
+        restarted.stop()
+    again = FlawlessProcess(server.config_path, server.data_dir).start()
+    try:
+        assert health(again)["rule_files"]["status"] == "broken"
+        time.sleep(1)
+        assert len(recipients_of(smtp_sink, "broken")) == 1  # once, not once per start
+    finally:
+        again.stop()

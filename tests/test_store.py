@@ -1,4 +1,4 @@
-"""The SQLite store: inbox, errors with week and day counts, outbox, retention."""
+"""The SQLite storage: inbox, errors with week and day counts, outbox, retention, schema."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import sqlite3
 import pytest
 
 from flawless.report import Frame, Report, report_to_dict
-from flawless.server.routing import ErrorKey
-from flawless.server.store import ErrorRecord, Store, StorageUnavailable, day_of, week_start
+from flawless.server.core.calendar import day_of, week_start
+from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.storage.records import StorageUnavailable
+from flawless.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
 
 REPORT = Report("builtins.ValueError", "bad",
                 (Frame("/srv/shop/cart.py", 7, "add_item", "x = 1", {"qty": "3"}),),
@@ -26,7 +28,7 @@ def record(key=ErrorKey("shop/cart.py", "add_item", "x = 1"), count=1, seen=MOND
 
 @pytest.fixture
 def store(tmp_path):
-    return Store(str(tmp_path / "flawless.sqlite3"))
+    return SqliteStorage(str(tmp_path / "flawless.sqlite3"))
 
 
 def test_weeks_start_on_monday_utc():
@@ -48,35 +50,35 @@ def test_inbox_round_trip_and_removal(store):
     ids = store.add_to_inbox([(payload(REPORT, REPORT, invalid=1), 2), (payload(REPORT), 1)],
                              received_at=5.0)
     assert len(ids) == 2 and store.inbox_depth() == 3
-    items = store.due_inbox(now=10.0, limit=10)
+    items = store.claim_inbox(now=10.0, limit=10).items
     assert [item.reports for item in items] == [(REPORT, REPORT), (REPORT,)]
-    with store.transaction() as connection:
-        store.postpone(connection, ids[0], 1, 100.0, "repository unavailable")
-        store.remove_from_inbox(connection, ids[1])
-    assert store.due_inbox(now=10.0, limit=10) == []
-    assert [item.inbox_id for item in store.due_inbox(now=100.0, limit=10)] == [ids[0]]
+    with store.transaction() as transaction:
+        transaction.postpone(ids[0], 1, 100.0, "repository unavailable")
+        transaction.remove_from_inbox(ids[1])
+    assert store.claim_inbox(now=10.0, limit=10).items == ()
+    assert [item.inbox_id for item in store.claim_inbox(now=100.0, limit=10).items] == [ids[0]]
 
 
-def test_due_inbox_holds_about_the_limit_of_reports(store):
+def test_a_claim_holds_about_the_limit_of_reports(store):
     store.add_to_inbox([(payload(REPORT, REPORT), 2)] * 5, received_at=1.0)
-    assert len(store.due_inbox(now=2.0, limit=3)) == 2
-    assert len(store.due_inbox(now=2.0, limit=1)) == 1
+    assert len(store.claim_inbox(now=2.0, limit=3).items) == 2
+    assert len(store.claim_inbox(now=2.0, limit=1).items) == 1
 
 
 def test_a_failed_transaction_leaves_nothing(store):
     with pytest.raises(RuntimeError):
-        with store.transaction() as connection:
-            store.save_error(connection, record())
+        with store.transaction() as transaction:
+            transaction.save_error(record())
             raise RuntimeError("crash in the middle")
     assert store.find_error(record().key) is None
 
 
 def test_errors_are_counted_per_week_and_day(store):
-    with store.transaction() as connection:
-        error_id = store.save_error(connection, record(count=3))
-        store.count_occurrences(connection, error_id, MONDAY, 1)
-        store.count_occurrences(connection, error_id, MONDAY + 3600, 2)
-        store.count_occurrences(connection, error_id, MONDAY - 3600, 5)
+    with store.transaction() as transaction:
+        error_id = transaction.save_error(record(count=3))
+        transaction.count_occurrences(error_id, MONDAY, 1)
+        transaction.count_occurrences(error_id, MONDAY + 3600, 2)
+        transaction.count_occurrences(error_id, MONDAY - 3600, 5)
     saved = store.find_error(record().key)
     assert saved.error_id == error_id and saved.count == 3 and saved.last_report == REPORT
     assert [(e.error_id, n) for e, n in store.week_errors("2026-11-16")] == [(error_id, 3)]
@@ -85,9 +87,9 @@ def test_errors_are_counted_per_week_and_day(store):
 
 
 def test_outbox_mail_is_sent_once(store):
-    with store.transaction() as connection:
-        mail_id = store.queue_mail(connection, None, 1.0, b"Subject: x\r\n\r\nbody",
-                                   ["a@example.com"])
+    with store.transaction() as transaction:
+        mail_id = transaction.queue_mail(None, 1.0, b"Subject: x\r\n\r\nbody",
+                                         ["a@example.com"])
     assert [m.mail_id for m in store.due_mail(now=2.0, limit=10)] == [mail_id]
     store.mark_failed(mail_id, 1, next_attempt_at=50.0, error="451 later")
     assert store.due_mail(now=2.0, limit=10) == []
@@ -97,11 +99,11 @@ def test_outbox_mail_is_sent_once(store):
 
 def test_prune_forgets_what_is_older_than_the_cutoff(store):
     old_key = ErrorKey("shop/old.py", "f", "y")
-    with store.transaction() as connection:
-        old = store.save_error(connection, record(key=old_key, seen=MONDAY - 30 * 86400))
-        store.count_occurrences(connection, old, MONDAY - 30 * 86400, 1)
-        new = store.save_error(connection, record(seen=MONDAY))
-        store.count_occurrences(connection, new, MONDAY, 1)
+    with store.transaction() as transaction:
+        old = transaction.save_error(record(key=old_key, seen=MONDAY - 30 * 86400))
+        transaction.count_occurrences(old, MONDAY - 30 * 86400, 1)
+        new = transaction.save_error(record(seen=MONDAY))
+        transaction.count_occurrences(new, MONDAY, 1)
     assert store.prune(before=MONDAY - 86400) == 1
     assert store.find_error(old_key) is None
     assert store.find_error(record().key) is not None
@@ -110,13 +112,39 @@ def test_prune_forgets_what_is_older_than_the_cutoff(store):
 
 def test_a_locked_database_is_storage_unavailable(tmp_path):
     path = str(tmp_path / "flawless.sqlite3")
-    store = Store(path)
+    store = SqliteStorage(path)
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
-    store.connection.execute("PRAGMA busy_timeout = 100")
+    store._connection.execute("PRAGMA busy_timeout = 100")
     try:
         with pytest.raises(StorageUnavailable):
             store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
     finally:
         blocker.execute("ROLLBACK")
     assert store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+
+
+def test_a_database_of_the_first_schema_is_migrated_once(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    SqliteStorage(path)
+    with sqlite3.connect(path) as connection:  # as the first release left it: no version
+        connection.execute("PRAGMA user_version = 0")
+        connection.execute("DROP INDEX error_weeks_error")
+    store = SqliteStorage(path)
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        plan = " ".join(row[-1] for row in connection.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM errors WHERE author_email = ? COLLATE NOCASE",
+            ("a@example.com",)))
+    assert "errors_author" in plan
+    assert store.find_error(record().key) is None
+    SqliteStorage(path)  # opening an up-to-date database changes nothing
+
+
+def test_a_database_newer_than_this_flawless_is_refused(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    SqliteStorage(path)
+    with sqlite3.connect(path) as connection:
+        connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageUnavailable, match="newer than this flawless knows"):
+        SqliteStorage(path)

@@ -223,7 +223,7 @@ def test_the_optional_fields_are_stored_and_their_unknown_parts_are_not(server):
 
 
 def test_the_inbox_keeps_a_call_as_it_came_only_when_nothing_needs_dropping():
-    from flawless.server.rpc import Call
+    from flawless.server.ingest.rpc import Call
 
     plain = Call(rpc("record_error", {"report": REPORT}))
     plain.examine()

@@ -19,19 +19,21 @@ import re
 import time
 import types
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_CHAINED_FRAMES, MAX_FRAMES,
-                             MAX_MESSAGE_CHARS, MAX_STRING_CHARS, ChainedException, Frame, Report,
-                             trim)
+                             MAX_MESSAGE_CHARS, MAX_STRING_CHARS, ChainedException, Frame,
+                             NotebookCell, Report, trim)
 from flawless.client.paths import is_library_file
 from flawless.client.scrub import MASK
 
 ExcInfo = tuple[Optional[type], Optional[BaseException], Optional[types.TracebackType]]
 # A caller's stack: a live frame (walked outward), or summaries / (file, line, function, text).
 PrecedingStack = Union[types.FrameType, Iterable[Any], None]
+# (filename, line number) of a frame -> where that line lies in a notebook cell, if it does.
+CellDescriber = Callable[[str, int], Optional[NotebookCell]]
 GroupingKey = tuple
 
 CLIENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -331,6 +333,22 @@ def _traceback_entries(tb: Optional[types.TracebackType]) -> list:
     return entries
 
 
+def _with_cells(frames: list[Frame], describe_cell: Optional[CellDescriber]) -> list[Frame]:
+    """``frames`` with the notebook cell of each frame that runs a cell's code."""
+    if describe_cell is None:
+        return frames
+    described = []
+    for frame in frames:
+        cell = None
+        if is_notebook_cell(frame.filename):
+            try:
+                cell = describe_cell(frame.filename, frame.line_number)
+            except Exception:  # the frame is still worth sending without its cell
+                cell = None
+        described.append(replace(frame, cell=cell) if cell is not None else frame)
+    return described
+
+
 def _message(value: Optional[BaseException]) -> str:
     if value is None:
         return ""
@@ -378,8 +396,9 @@ def _traceback_of(value: Optional[BaseException]) -> Optional[types.TracebackTyp
 
 def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[object], bool],
             preceding_stack: PrecedingStack = None, mask: str = MASK,
-            **fields: Any) -> Captured:
-    """Turn ``exc_info`` into an unscrubbed report, with secrets masked by name.
+            describe_cell: Optional[CellDescriber] = None, **fields: Any) -> Captured:
+    """Turn ``exc_info`` into an unscrubbed report, with secrets masked by name and the
+    notebook cell of each frame in one (``describe_cell``).
 
     ``fields`` are the report's other fields (hostname, revision, error_count, tags, ...).
     """
@@ -396,7 +415,7 @@ def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[
     report = Report(
         exception_type=type_name(exception_type) if exception_type else "builtins.Exception",
         exception_message=_message(value),
-        traceback=tuple(_bound_frames(frames)),
+        traceback=tuple(_with_cells(_bound_frames(frames), describe_cell)),
         chained=_chain(value, options),
         timestamp=time.time(),
         **fields,
@@ -406,7 +425,7 @@ def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[
 
 def capture_message(text: str, stack: PrecedingStack, options: CaptureOptions,
                     is_sensitive: Callable[[object], bool], mask: str = MASK,
-                    **fields: Any) -> Captured:
+                    describe_cell: Optional[CellDescriber] = None, **fields: Any) -> Captured:
     """A report of ``text`` (see ``record_message``) at ``stack``: a live frame, whose
     innermost frames of the program carry their locals, or frame summaries."""
     bounded = BoundedRepr(options, is_sensitive, mask)
@@ -417,7 +436,8 @@ def capture_message(text: str, stack: PrecedingStack, options: CaptureOptions,
     report = Report(
         exception_type=MESSAGE_TYPE,
         exception_message=trim(text, MAX_MESSAGE_CHARS),
-        traceback=tuple(_bound_frames(frames or [Frame("<unknown>", 1, "<unknown>")])),
+        traceback=tuple(_with_cells(_bound_frames(frames or [Frame("<unknown>", 1, "<unknown>")]),
+                                    describe_cell)),
         timestamp=time.time(),
         **fields,
     )

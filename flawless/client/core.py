@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 from flawless.client import scope as scopes
 from flawless.client.aggregation import Aggregator
-from flawless.client.capture import (CaptureOptions, Captured, ExcInfo, PrecedingStack, capture,
-                                     capture_message, grouping_key, message_grouping_key)
+from flawless.client.capture import (CaptureOptions, Captured, CellDescriber, ExcInfo,
+                                     PrecedingStack, capture, capture_message, grouping_key,
+                                     message_grouping_key)
 from flawless.client.guard import swallowed
 from flawless.client.paths import normalise
 from flawless.client.revision import revision_of_frames
@@ -58,6 +59,13 @@ def is_reported(exception: BaseException) -> bool:
     except Exception:
         pass
     return id(exception) in _claimed_ids
+
+
+def _source_files(report: Report) -> Iterator[str]:
+    """The file of each frame's code, innermost first: a notebook cell's is its notebook."""
+    for frame in reversed(report.traceback):
+        cell = frame.cell
+        yield cell.notebook if cell is not None and cell.notebook else frame.filename
 
 
 def split_hostports(text: str) -> tuple[str, ...]:
@@ -108,6 +116,8 @@ class Client:
         self.scrubber = scrubber
         # Set by integrations that know more about the code running now (a notebook cell).
         self.ambient_context: Optional[dict[str, Any]] = None
+        # Set by the IPython extension: where a frame's line lies in a notebook cell.
+        self.describe_cell: Optional[CellDescriber] = None
         self.dropped_unconfigured = 0
         self.aggregator = Aggregator(settings.send_first, settings.hold_back_interval)
         self.transport = Transport(settings.hostports, settings.key, self._prepare,
@@ -141,9 +151,9 @@ class Client:
             return True
         captured = capture(exc_info, self.settings.capture, self.scrubber.is_sensitive_name,
                            preceding_stack=preceding_stack, mask=self.settings.mask,
-                           level=level, **self._circumstances(
-                               hostname, error_count, error_threshold, additional_info,
-                               context, request, user_id))
+                           describe_cell=self.describe_cell, level=level,
+                           **self._circumstances(hostname, error_count, error_threshold,
+                                                 additional_info, context, request, user_id))
         self.aggregator.remember(key, captured)
         return self.transport.submit(captured)
 
@@ -161,7 +171,8 @@ class Client:
             return True
         captured = capture_message(text, stack, self.settings.capture,
                                    self.scrubber.is_sensitive_name, mask=self.settings.mask,
-                                   level=level, **self._circumstances(
+                                   describe_cell=self.describe_cell, level=level,
+                                   **self._circumstances(
                                        None, error_count, None, None, None, request, user_id))
         self.aggregator.remember(key, captured)
         return self.transport.submit(captured)
@@ -185,7 +196,7 @@ class Client:
         """Sender thread: paths, revision, scrubbing, wire form, ``before_send``."""
         report = normalise_paths(captured.report)
         if report.revision is None:
-            revision = revision_of_frames(frame.filename for frame in reversed(report.traceback))
+            revision = revision_of_frames(_source_files(report))
             report = replace(report, revision=revision)
         data = report_to_dict(self.scrubber.scrub_report(report, captured.secrets,
                                                          self.settings.mask))

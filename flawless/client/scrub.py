@@ -26,7 +26,7 @@ import sys
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional
 
-from flawless.report import ChainedException, Frame, Report, RequestInfo
+from flawless.report import ChainedException, Frame, NotebookCell, Report, RequestInfo
 
 MASK = "<scrubbed>"
 _MAX_REMEMBERED_NAMES = 4096
@@ -211,6 +211,11 @@ class Scrubber:
             return "<virtualenv>" + path[len(self._virtualenv):]
         return self._replace_home(path)
 
+    def _scrub_cell(self, cell: Optional[NotebookCell]) -> Optional[NotebookCell]:
+        if cell is None or cell.notebook is None:
+            return cell
+        return replace(cell, notebook=self.shorten_path(cell.notebook))
+
     def scrub_report(self, report: Report, secrets: Iterable[str] = (),
                      mask: str = MASK) -> Report:
         """Return ``report`` with every free-text field, local and path scrubbed.
@@ -235,7 +240,7 @@ class Scrubber:
                       frame.function_name,
                       self.scrub_text(frame.text, known, assignments=False, mask=mask,
                                       code=True),
-                      strings(frame.frame_locals))
+                      strings(frame.frame_locals), self._scrub_cell(frame.cell))
                 for frame in traceback)
 
         context = None

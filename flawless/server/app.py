@@ -1,35 +1,46 @@
-"""Builds the server's services from a Config, and starts and stops them in order.
+"""The server as one service tree, built from a Config.
 
-Start: thread pools, database, rules, repository, processor, outbox, then the listeners.
-Stop (SIGINT/SIGTERM): listeners first (no new reports), then every accepted report is
-committed, the batch in progress finishes, the mail in flight is delivered, pools stop.
+Children start in the order they are added and stop in reverse:
+
+    thread pools -> rules -> blame -> outbox -> processor -> inbox -> pruning -> listeners
+
+The listeners come last so that they stop first (no new report is accepted), then the inbox
+commits every accepted report, the batch in progress finishes, the mail in flight is
+settled, and the pools let their queued work finish. They are nevertheless *bound* first:
+:meth:`FlawlessServer.bind` (``privilegedStartService``) listens on both ports before any
+thread starts, so a port in use fails the start at once and cleanly.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any, Optional
 
-from twisted.application import service
-from twisted.internet import defer, task, threads
+from twisted.application import internet, service, strports
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.threadpool import ThreadPool
 from twisted.web import resource, server
 
 from flawless import __version__
 from flawless.config import Config
-from flawless.server import mail
-from flawless.server.blame import BlameService, Repository
-from flawless.server.inbox import InboxWriter
-from flawless.server.processor import Processor
-from flawless.server.ratelimit import TokenBuckets
-from flawless.server.rpc import RpcResource, make_bounded_request
-from flawless.server.rules import Rules, RulesReloader, load_rules
+from flawless.server.atomic import write_atomically
+from flawless.server.delivery import render
+from flawless.server.delivery.channels.email import EmailChannel, SmtpSettings
+from flawless.server.delivery.outbox import OutboxService
+from flawless.server.git.repository import Repository
+from flawless.server.ingest.http import make_bounded_request
+from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.ratelimit import TokenBuckets
+from flawless.server.ingest.rpc import RpcResource
+from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.processor import Processor
+from flawless.server.rules.reloading import RulesService
 from flawless.server.settings import alert_settings, routing_settings
-from flawless.server.store import Store
-from flawless.server.web import build_web_root
+from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.threads import PoolService
+from flawless.server.web.health import HealthPage, config_secrets
+from flawless.server.web.root import WebParts, build_web_root
 
 log = Logger()
 
@@ -37,54 +48,34 @@ DATABASE_FILE = "flawless.sqlite3"
 MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
+READER_THREADS = 2
 
 
-class ListeningService(service.Service):
-    """Listens on a TCP port with a twisted.web Site; ``port`` is the bound port."""
+class Listener(internet.StreamServerEndpointService):
+    """A listening port from a strports description; ``port`` is the bound port."""
 
-    def __init__(self, reactor: Any, port: int, interface: str, site: server.Site, name: str):
-        self._reactor = reactor
-        self._wanted = port
-        self._interface = interface
-        self._site = site
+    _raiseSynchronously = True   # a port in use fails bind() at once
+
+    def __init__(self, name: str, description: str, factory: Any, reactor: Any):
+        endpoint = strports.service(description, factory, reactor=reactor).endpoint
+        super().__init__(endpoint, factory)
         self.setName(name)
-        self.listening: Any = None
+        self.port: Optional[int] = None
 
-    @property
-    def port(self) -> int:
-        """The port actually bound (differs from the wanted one when that was 0)."""
-        return self.listening.getHost().port if self.listening else self._wanted
-
-    def startService(self) -> None:  # noqa: N802 - Twisted API
+    def privilegedStartService(self) -> None:  # noqa: N802 - Twisted API
         """Bind and listen."""
-        super().startService()
-        self.listening = self._reactor.listenTCP(self._wanted, self._site,
-                                                 interface=self._interface)
-        log.info("{name} listening on {host}:{port}", name=self.name, host=self._interface,
-                 port=self.port)
+        super().privilegedStartService()
+        self._waitingForPort.addCallback(self._bound)
 
-    def stopService(self) -> Any:  # noqa: N802 - Twisted API
-        """Stop listening."""
-        super().stopService()
-        listening, self.listening = self.listening, None
-        return listening.stopListening() if listening else None
+    def _bound(self, listening: Any) -> Any:
+        self.port = listening.getHost().port
+        log.info("{name} listening on port {port}", name=self.name, port=self.port)
+        return listening
 
 
-class PoolService(service.Service):
-    """Starts and stops one named thread pool."""
-
-    def __init__(self, pool: ThreadPool):
-        self.pool = pool
-
-    def startService(self) -> None:  # noqa: N802 - Twisted API
-        """Start the pool's threads on demand."""
-        super().startService()
-        self.pool.start()
-
-    def stopService(self) -> Any:  # noqa: N802 - Twisted API
-        """Let queued work finish, then stop the threads."""
-        super().stopService()
-        return threads.deferToThread(self.pool.stop)
+def listen_description(port: int, interface: str) -> str:
+    """The strports description of a TCP port on ``interface`` (colons of IPv6 escaped)."""
+    return f"tcp:{port}:interface={interface.replace(':', chr(92) + ':')}"
 
 
 class FlawlessServer(service.MultiService):
@@ -96,175 +87,193 @@ class FlawlessServer(service.MultiService):
             from twisted.internet import reactor  # type: ignore[no-redef]
         self.reactor = reactor
         self.config = config
-        self.started_at = time.time()
+        self.started_at = reactor.seconds()
         os.makedirs(config.data_dir_path, exist_ok=True)
-        self.store = Store(os.path.join(config.data_dir_path, DATABASE_FILE))
-        self.rules: Rules = load_rules(config.config_dir_path)
-        self.rules_problems: list[str] = []
+        self.storage = SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
 
-        self.inbox_pool = ThreadPool(minthreads=0, maxthreads=1, name="flawless-inbox")
-        self.db_pool = ThreadPool(minthreads=0, maxthreads=1, name="flawless-db")
-        self.read_pool = ThreadPool(minthreads=0, maxthreads=2, name="flawless-read")
-        self.pools = [PoolService(pool) for pool in
-                      (self.inbox_pool, self.db_pool, self.read_pool)]
+        self.writer = self._pool("db-write", 1)      # the one thread that writes the database
+        self.reader = self._pool("db-read", READER_THREADS)
+        self.delivery_pool = self._pool("delivery", 1)
+        self.rules = RulesService(config.config_dir_path, config.data_dir_path,
+                                  on_broken=self._rules_broken, clock=reactor)
+        self.rules.setServiceParent(self)
 
-        self.repository: Optional[Repository] = None
         self.blamer: Optional[BlameService] = None
         if config.repo_dir:
-            self.repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
-                                         timeout=config.git_timeout_seconds,
-                                         repo_url=config.repo_url,
-                                         branch=config.repo_branch_pattern)
-            self.blamer = BlameService(self.repository, config.max_concurrent_git_blames,
-                                       cache_size=config.blame_cache_size, reactor=reactor)
+            repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
+                                    timeout=config.git_timeout_seconds,
+                                    repo_url=config.repo_url,
+                                    branch=config.repo_branch_pattern)
+            self.blamer = BlameService(
+                repository, self._pool("git", config.max_concurrent_git_blames),
+                # a fetch may take minutes: its own thread keeps every blame slot free
+                self._pool("fetch", 1), reactor, cache_size=config.blame_cache_size,
+                fetch_interval=config.repo_fetch_interval_seconds)
+            self.blamer.setServiceParent(self)
 
-        self.outbox = mail.OutboxSender(
-            self.store, mail.make_deliverer(self._smtp_settings(),
-                                            os.path.join(config.data_dir_path, MAILBOX_FILE)),
-            reactor=reactor)
+        self.outbox = OutboxService(
+            self.storage, self.reader, self.writer,
+            {"email": EmailChannel(self._smtp_settings(),
+                                   os.path.join(config.data_dir_path, MAILBOX_FILE),
+                                   self.delivery_pool)},
+            clock=reactor)
+        self.outbox.setServiceParent(self)
         self.processor = Processor(
-            self.store, self.db_pool, self.blamer, lambda: self.rules,
-            routing_settings(config), alert_settings(config),
-            config.smtp_from, config.base_url, self.outbox.wake,
-            ingest_busy=lambda: self.inbox.busy,
-            reactor=reactor)
-        self.inbox = InboxWriter(self.store, self.inbox_pool, reactor,
+            self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
+            routing_settings(config), alert_settings(config), config.smtp_from,
+            self.base_url, self.outbox.wake, clock=reactor,
+            ingest_busy=lambda: self.inbox.busy)
+        self.processor.setServiceParent(self)
+        self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)
-        self.reloader = RulesReloader(config.config_dir_path, on_reload=self._rules_reloaded,
-                                      on_broken=self._rules_broken, clock=reactor)
+        self.inbox.setServiceParent(self)
+        if config.retention_weeks:
+            pruning = internet.TimerService(PRUNE_INTERVAL_SECONDS, self._prune)
+            pruning.clock = reactor
+            pruning.setName("pruning")
+            pruning.setServiceParent(self)
 
+        self.rpc_listener = Listener(
+            "rpc", listen_description(config.port, config.bind_address),
+            self._rpc_site(), reactor)
+        self.rpc_listener.setServiceParent(self)
+        self.web_listener = Listener(
+            "dashboard", listen_description(config.http_port, config.bind_address),
+            self._web_site(), reactor)
+        self.web_listener.setServiceParent(self)
+
+    def _pool(self, name: str, size: int) -> PoolService:
+        pool = PoolService(name, size, self.reactor)
+        pool.setServiceParent(self)
+        return pool
+
+    # -- the parts' wiring --
+
+    def _rpc_site(self) -> server.Site:
+        config = self.config
         burst = config.rate_limit_burst_seconds
-        rpc_root = RpcResource(
-            self.inbox, config.ingest_keys, config.max_body_bytes,
+        rpc = RpcResource(
+            self.inbox, config.ingest_keys, config.max_body_bytes, clock=self.reactor,
             per_key=TokenBuckets(config.rate_limit_per_key, config.rate_limit_per_key * burst),
             per_address=TokenBuckets(config.rate_limit_per_address,
                                      config.rate_limit_per_address * burst))
-        rpc_site = server.Site(_rpc_root(rpc_root))
-        rpc_site.requestFactory = make_bounded_request(config.max_body_bytes)
-        rpc_site.displayTracebacks = False
-        web_site = server.Site(build_web_root(self))
-        web_site.displayTracebacks = False
-        self._pruning = task.LoopingCall(self._prune)
-        self.rpc_listener = ListeningService(reactor, config.port, config.bind_address,
-                                             rpc_site, "rpc")
-        self.web_listener = ListeningService(reactor, config.http_port, config.bind_address,
-                                             web_site, "dashboard")
+        root = resource.Resource()
+        # ``/rpc``, and ``/`` for clients configured with the bare host:port.
+        root.putChild(b"rpc", rpc)
+        root.putChild(b"", rpc)
+        site = server.Site(root)
+        site.requestFactory = make_bounded_request(config.max_body_bytes)
+        site.displayTracebacks = False
+        return site
+
+    def _web_site(self) -> server.Site:
+        config = self.config
+        site = server.Site(build_web_root(WebParts(
+            storage=self.storage, reader=self.reader, clock=self.reactor,
+            health=HealthPage(self.health, self.reader, config_secrets(config)),
+            config_dir=config.config_dir_path, config_path=config.path or "",
+            admin_password=config.admin_password, reload_rules=self.rules.poll)))
+        site.displayTracebacks = False
+        return site
+
+    def _smtp_settings(self) -> Optional[SmtpSettings]:
+        address = self.config.smtp_address
+        if address is None:
+            return None
+        return SmtpSettings(host=address[0], port=address[1], user=self.config.smtp_user,
+                            password=self.config.smtp_password,
+                            use_tls=self.config.smtp_use_tls,
+                            timeout=self.config.smtp_timeout_seconds)
+
+    def base_url(self) -> str:
+        """The dashboard's base URL for links (its bound port when none is configured)."""
+        if self.config.hostname:
+            return self.config.hostname
+        port = self.web_listener.port if self.web_listener.port is not None \
+            else self.config.http_port
+        return f"http://{self.config.bind_address}:{port}"
 
     def _prune(self) -> defer.Deferred:
-        cutoff = time.time() - self.config.retention_weeks * 7 * 86400
-        pruned = self.db_call(self.store.prune, cutoff)
+        cutoff = self.reactor.seconds() - self.config.retention_weeks * 7 * 86400
+        pruned = self.writer.run(self.storage.prune, cutoff)
         pruned.addCallback(lambda count: count and log.info(
             "pruned {count} errors older than {weeks} weeks", count=count,
             weeks=self.config.retention_weeks))
         pruned.addErrback(lambda failure: log.failure("pruning failed", failure))
         return pruned
 
-    def _smtp_settings(self) -> Optional[mail.SmtpSettings]:
-        address = self.config.smtp_address
-        if address is None:
-            return None
-        return mail.SmtpSettings(host=address[0], port=address[1], user=self.config.smtp_user,
-                                 password=self.config.smtp_password,
-                                 use_tls=self.config.smtp_use_tls,
-                                 timeout=self.config.smtp_timeout_seconds)
-
-    def _rules_reloaded(self, rules: Rules) -> None:
-        log.info("rule files reloaded")
-        self.rules = rules
-        self.rules_problems = []
-
-    def _rules_broken(self, problems: list[str], fingerprint: str) -> None:
-        self.rules_problems = list(problems)
+    def _rules_broken(self, problems: list[str]) -> None:
+        """Tell the default contact, once per broken version of the rule files."""
         if not self.config.default_contact:
             return
-        note = mail.render_note("flawless: a rule file is broken; the previous rules stay in force",
-                                problems, [self.config.default_contact], self.config.smtp_from)
-        self.db_call(self._queue_note, note).addCallback(lambda _: self.outbox.wake())
+        note = render.render_note(
+            "flawless: a rule file is broken; the previous rules stay in force",
+            problems + ["", f"In force: {self.rules.in_force}."],
+            [self.config.default_contact], self.config.smtp_from)
+        queued = self.writer.run(self._queue_note, note)
+        queued.addCallbacks(lambda _: self.outbox.wake(),
+                            lambda failure: log.failure("cannot queue the note", failure))
 
     def _queue_note(self, note: Any) -> None:
-        with self.store.transaction() as connection:
-            self.store.queue_mail(connection, None, time.time(), mail.message_bytes(note),
-                                  mail.message_recipients(note))
+        with self.storage.transaction() as transaction:
+            transaction.queue_mail(None, self.reactor.seconds(), render.message_bytes(note),
+                                   render.message_recipients(note))
 
-    def db_call(self, function: Any, *args: Any) -> defer.Deferred:
-        """Run a database write in the database thread."""
-        return threads.deferToThreadPool(self.reactor, self.db_pool, function, *args)
+    # -- starting and stopping --
 
-    def read_call(self, function: Any, *args: Any) -> defer.Deferred:
-        """Run a database read in a reader thread."""
-        return threads.deferToThreadPool(self.reactor, self.read_pool, function, *args)
+    def bind(self) -> None:
+        """Listen on both ports; raises (CannotListenError) when one cannot be bound."""
+        self.privilegedStartService()
 
     def startService(self) -> None:  # noqa: N802 - Twisted API
-        """Start the parts in dependency order and write the bound ports to a file."""
-        for pool in self.pools:
-            pool.startService()
-        if self.blamer is not None:
-            self.blamer.start()
-            if self.config.repo_url:
-                self.blamer.fetch_periodically(self.config.repo_fetch_interval_seconds)
-        self.reloader.start()
-        if self.config.retention_weeks:
-            self._pruning.clock = self.reactor
-            self._pruning.start(PRUNE_INTERVAL_SECONDS, now=True)
-        self.outbox.start()
-        self.processor.startService()
-        self.rpc_listener.startService()
-        self.web_listener.startService()
-        if not self.config.hostname:
-            self.processor.base_url = (f"http://{self.config.bind_address}:"
-                                       f"{self.web_listener.port}")
-        service.Service.startService(self)
+        """Start every part in order, then write the bound ports to a file."""
+        super().startService()
         self._write_listening_file()
 
     def _write_listening_file(self) -> None:
-        path = os.path.join(self.config.data_dir_path, LISTENING_FILE)
-        temporary = path + ".tmp"
-        with open(temporary, "w", encoding="utf-8") as handle:
-            json.dump({"pid": os.getpid(), "bind_address": self.config.bind_address,
-                       "port": self.rpc_listener.port,
-                       "http_port": self.web_listener.port}, handle)
-        os.replace(temporary, path)
-
-    async def _stop(self) -> None:
-        await defer.maybeDeferred(self.rpc_listener.stopService)
-        await defer.maybeDeferred(self.web_listener.stopService)
-        await self.inbox.drain()
-        self.reloader.stop()
-        if self._pruning.running:
-            self._pruning.stop()
-        await defer.maybeDeferred(self.processor.stopService)
-        await defer.maybeDeferred(self.outbox.stop)
-        if self.blamer is not None:
-            await defer.maybeDeferred(self.blamer.stop)
-        for pool in reversed(self.pools):
-            await defer.maybeDeferred(pool.stopService)
-        log.info("flawless stopped; every accepted report is stored")
+        write_atomically(os.path.join(self.config.data_dir_path, LISTENING_FILE), json.dumps({
+            "pid": os.getpid(), "bind_address": self.config.bind_address,
+            "port": self.rpc_listener.port, "http_port": self.web_listener.port}).encode())
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted API
-        """Stop the parts in reverse dependency order, losing no accepted report."""
+        """Stop every part in reverse order, each once the one before it has stopped (a
+        MultiService would stop them all at once: a pool could stop under a batch that
+        still needs it), losing no accepted report."""
         service.Service.stopService(self)
-        return defer.ensureDeferred(self._stop())
+        return defer.ensureDeferred(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await defer.maybeDeferred(child.stopService)
+            except Exception:  # noqa: BLE001 - the other parts must stop all the same
+                log.failure("stopping {name} failed", name=child.name)
+        log.info("flawless stopped; every accepted report is stored")
+
+    # -- health --
 
     def health(self) -> dict[str, Any]:
-        """Status for /check_health (runs in a reader thread; shows no secret)."""
+        """Status for /check_health (runs in a reader thread; secrets are masked by the
+        page). ``degraded`` names each reason; no error data is shown."""
+        problems = []
+        repository_error = self.blamer.last_error if self.blamer is not None else None
+        if repository_error:
+            problems.append(f"repository: {repository_error}")
+        if self.rules.problems:
+            problems.append(f"rule files are broken; in force: {self.rules.in_force}")
         return {
-            "status": "ok",
+            "status": "degraded" if problems else "ok",
+            "problems": problems,
             "version": __version__,
-            "uptime_seconds": round(time.time() - self.started_at, 3),
-            "inbox_depth": self.store.inbox_depth(),
-            "outbox_depth": self.store.outbox_depth(),
+            "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
+            "inbox_depth": self.storage.inbox_depth(),
+            "outbox_depth": self.storage.outbox_depth(),
             "processed": self.processor.processed,
-            "last_repository_fetch": getattr(self.blamer, "last_fetch", None),
-            "repository_error": getattr(self.blamer, "last_error", None),
-            "rule_files": {"status": "broken" if self.rules_problems else "ok",
-                           "problems": list(self.rules_problems)},
-            "statistics": self.store.stats(),
+            "last_repository_fetch": self.blamer.last_fetch if self.blamer else None,
+            "repository_error": repository_error,
+            "rule_files": {"status": "broken" if self.rules.problems else "ok",
+                           "in_force": self.rules.in_force,
+                           "problems": list(self.rules.problems)},
+            "statistics": self.storage.stats(),
+            "configuration": self.config.public_dict(),
         }
-
-
-def _rpc_root(rpc: RpcResource) -> resource.Resource:
-    """``/rpc`` (and ``/``, for clients configured with the bare host:port) answer JSON-RPC."""
-    root = resource.Resource()
-    root.putChild(b"rpc", rpc)
-    root.putChild(b"", rpc)
-    return root

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from flawless.config import Config
-from flawless.server.alerting import AlertSettings
-from flawless.server.routing import RoutingSettings
+from flawless.server.core.model import AlertSettings, RoutingSettings
 
 
 def routing_settings(config: Config) -> RoutingSettings:

@@ -8,9 +8,10 @@ import json
 import socket
 import threading
 import time
+from contextlib import ExitStack, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pytest
 
@@ -156,18 +157,36 @@ class RpcSink:
         self.server.server_close()
 
 
-@pytest.fixture
-def report_sink(tmp_path, smtp_sink) -> Iterator[RpcSink]:
-    """The real flawless server (alerting at the first occurrence, mailing a real SMTP
-    server), seen through a recording proxy that keeps what each client sent."""
-    key = "test-ingest-key"
-    server = start_server(tmp_path / "flawless", ingest_keys=key, repo_dir=ROOT,
-                          smtp_hostport=smtp_sink.hostport, rate_limit_per_address=0,
+INGEST_KEY = "test-ingest-key"
+
+
+@contextmanager
+def _proxied_server(directory: Path, repo_dir: Path, smtp: SmtpSink) -> Iterator[RpcSink]:
+    server = start_server(directory, ingest_keys=INGEST_KEY, repo_dir=repo_dir,
+                          smtp_hostport=smtp.hostport, rate_limit_per_address=0,
                           rate_limit_per_key=0)
-    sink = RpcSink(key=key, upstream=server, smtp=smtp_sink)
-    yield sink
-    sink.stop()
-    server.stop()
+    sink = RpcSink(key=INGEST_KEY, upstream=server, smtp=smtp)
+    try:
+        yield sink
+    finally:
+        sink.stop()
+        server.stop()
+
+
+@pytest.fixture
+def report_sink_on(tmp_path, smtp_sink) -> Iterator[Callable[[Path], RpcSink]]:
+    """``report_sink_on(repo_dir)``: the real flawless server on that repository (alerting
+    at the first occurrence, mailing a real SMTP server, ingest key ``INGEST_KEY``), seen
+    through a recording proxy that keeps what each client sent."""
+    with ExitStack() as stack:
+        yield lambda repo_dir: stack.enter_context(
+            _proxied_server(tmp_path / "flawless", repo_dir, smtp_sink))
+
+
+@pytest.fixture
+def report_sink(report_sink_on) -> RpcSink:
+    """``report_sink_on`` this project's own repository."""
+    return report_sink_on(ROOT)
 
 
 @pytest.fixture

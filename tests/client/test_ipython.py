@@ -8,6 +8,8 @@ import pytest
 
 import flawless.client
 from flawless.client import ipython as extension
+from flawless.report import line_hash
+from support.gitrepo import ALICE, init_repo
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
@@ -32,7 +34,7 @@ def shell(report_sink, use_client, tmp_path, monkeypatch):
     shell.run_line_magic("load_ext", "flawless")
     yield shell
     shell.run_line_magic("unload_ext", "flawless")
-    extension.configure(send_cell_first_line=False, cell_locals=False)
+    extension.configure(send_cell_first_line=False, cell_locals=False, notebook="")
     InteractiveShell.clear_instance()
 
 
@@ -56,6 +58,9 @@ def test_a_cell_error_is_reported_with_its_execution_count_and_no_cell_text(shel
     cell_frame = report["traceback"][0]
     assert cell_frame["filename"].startswith("<ipython-input-2-")
     assert cell_frame["text"] == "" and "frame_locals" not in cell_frame
+    assert cell_frame["cell"] == {"notebook": "~/projects/q3/analysis.ipynb",
+                                  "execution_count": 2, "line": 2,
+                                  "line_hash": line_hash("ratio = 1 / 0")}
     assert not any("IPython" in frame["filename"] for frame in report["traceback"])
     text = report_sink.all_text()
     assert "CELL-CANARY" not in text and "alice" not in text and "ratio" not in text
@@ -95,3 +100,52 @@ def test_unloading_stops_reporting(shell, report_sink):
     shell.run_cell("1 / 0", store_history=True)
     shell.run_line_magic("load_ext", "flawless")
     assert reports(report_sink, 0) == []
+
+
+def test_a_configured_notebook_path_and_a_cell_id_that_is_no_nbformat_id(shell, report_sink):
+    """VS Code sends a URI holding the notebook's path as the cell id: it never leaves."""
+    shell.user_ns["__vsc_ipynb_file__"] = "/home/alice/elsewhere.ipynb"
+    extension.configure(notebook="/srv/../srv/reports/q3.ipynb")
+    shell.run_cell("total = 1\n1 / 0", store_history=True,
+                   cell_id="vscode-notebook-cell:/home/alice/q3.ipynb#W2sZmlsZQ==")
+    shell.run_cell("1 / 0", store_history=True, cell_id="c-42_x")
+    first, second = reports(report_sink, 2)
+    assert first["context"]["notebook"] == "q3.ipynb"
+    assert first["traceback"][0]["cell"] == {"notebook": "/srv/reports/q3.ipynb",
+                                             "execution_count": 1, "line": 2,
+                                             "line_hash": line_hash("1 / 0")}
+    assert second["traceback"][0]["cell"]["id"] == "c-42_x"
+    assert "alice" not in report_sink.all_text()
+
+
+def test_errors_are_listed_and_cleared_by_the_magic(shell, report_sink, capsys):
+    shell.run_line_magic("flawless", "clear")
+    shell.run_cell("def average(values):\n    return sum(values) / len(values)",
+                   store_history=True)
+    shell.run_cell("average([])", store_history=True)
+    [error] = extension.errors()
+    assert (error.exception_type, error.message) == ("builtins.ZeroDivisionError",
+                                                     "division by zero")
+    assert (error.cell.execution_count, error.cell.line, error.where) == \
+        (2, 1, "In[1], line 2")
+    capsys.readouterr()
+    shell.run_line_magic("flawless", "")
+    assert "ZeroDivisionError: division by zero" in capsys.readouterr().out
+    shell.run_line_magic("flawless", "clear")
+    assert extension.errors() == []
+    assert capsys.readouterr().out == "Forgot 1 error.\n"
+    shell.run_line_magic("flawless", "everything")
+    assert capsys.readouterr().out.startswith("Usage: %flawless")
+
+
+def test_a_notebook_named_from_the_working_directory_gives_its_repository_revision(
+        shell, report_sink, tmp_path, monkeypatch):
+    repo = init_repo(tmp_path / "proj")
+    head = repo.commit(ALICE, {"notebooks/analysis.ipynb": "{}"}, "A notebook")
+    monkeypatch.chdir(repo.path / "notebooks")
+    extension.configure(notebook="analysis.ipynb")
+    shell.run_cell("1 / 0", store_history=True)
+    [report] = reports(report_sink, 1)
+    assert report["revision"] == head
+    assert report["traceback"][0]["cell"]["notebook"] == str(repo.path / "notebooks" /
+                                                             "analysis.ipynb")

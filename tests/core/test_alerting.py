@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flawless.report import Frame, Report
-from flawless.server.alerting import (AlertSettings, Decision, author_address, decide, explain,
-                                      is_valid_address, should_alert)
-from flawless.server.routing import RepoIndex, Route, RoutingSettings, route
-from flawless.server.rules import Disownership, KnownError, LineRule, Rules, Watch
+from flawless.server.core.alerting import author_address, decide, explain, should_alert
+from flawless.server.core.model import (AlertSettings, Decision, Disownership, KnownError, LineRule,
+                                        Route, RoutingSettings, Rules, Watch)
+from flawless.server.core.routing import RepoIndex, route
+from flawless.server.core.text import is_valid_address
 
 REPO = RepoIndex.from_paths(["shop/cart.py", "shop/legacy/old.py", "shop/util/money.py",
                              "app.py"])

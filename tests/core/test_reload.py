@@ -1,4 +1,7 @@
-"""Hot reload of the rule files, driven by a task.Clock instead of real time."""
+"""The rules in force: loaded at start, reloaded on edits, kept when an edit breaks them.
+
+Driven by a task.Clock instead of real time.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from pathlib import Path
 
 from twisted.internet import task
 
-from flawless.server.rules import LineRule, Rules, RulesReloader
+from flawless.server.core.model import LineRule, Rules
+from flawless.server.rules.reloading import RulesService
 
 BLOCK_A = "- filename: shop/a.py\n"
 BLOCK_B = "- filename: shop/b.py\n"
@@ -14,122 +18,135 @@ BROKEN_1 = "- filename: [\n"
 BROKEN_2 = "- filename: 12\n"
 
 
-class Recorder:
-    """Collects what the reloader reports, as the server would receive it."""
-
-    def __init__(self) -> None:
-        self.reloaded: list[Rules] = []
-        self.broken: list[tuple[list[str], str]] = []
-
-    def on_reload(self, rules: Rules) -> None:
-        self.reloaded.append(rules)
-
-    def on_broken(self, problems: list[str], fingerprint: str) -> None:
-        self.broken.append((problems, fingerprint))
-
-
-def make(tmp_path: Path, text: str = BLOCK_A):
-    (tmp_path / "building_blocks.yaml").write_text(text)
+def make(tmp_path: Path, text: str = BLOCK_A, broken: list = None):
+    config = tmp_path / "config"
+    config.mkdir(exist_ok=True)
+    if text is not None:
+        (config / "building_blocks.yaml").write_text(text)
     clock = task.Clock()
-    recorder = Recorder()
-    reloader = RulesReloader(str(tmp_path), recorder.on_reload, recorder.on_broken,
-                             interval=2.0, clock=clock)
-    reloader.start()
-    return reloader, clock, recorder
+    reported = broken if broken is not None else []
+    service = RulesService(str(config), str(tmp_path / "data"), reported.append, clock=clock)
+    service.startService()
+    return service, clock, reported
 
 
 def edit(tmp_path: Path, text: str) -> None:
-    (tmp_path / "building_blocks.yaml").write_text(text)
+    (tmp_path / "config" / "building_blocks.yaml").write_text(text)
 
 
 def filenames(rules: Rules) -> list[str]:
     return [entry.filename for entry in rules.building_blocks]
 
 
-def test_current_holds_the_rules_at_start_and_unchanged_files_do_nothing(tmp_path: Path) -> None:
-    reloader, clock, recorder = make(tmp_path)
-    assert reloader.current.building_blocks == (
+def test_the_rules_are_in_force_from_the_start_and_unchanged_files_do_nothing(tmp_path) -> None:
+    service, clock, reported = make(tmp_path)
+    assert service.current.building_blocks == (
         LineRule("shop/a.py", source="building_blocks.yaml:1"),)
+    before = service.current
     clock.advance(2.0)
     clock.advance(2.0)
-    assert recorder.reloaded == [] and recorder.broken == []
-    reloader.stop()
+    assert service.current is before and reported == [] and service.problems == ()
+    service.stopService()
 
 
 def test_a_changed_file_is_picked_up_at_the_next_poll(tmp_path: Path) -> None:
-    reloader, clock, recorder = make(tmp_path)
+    service, clock, _ = make(tmp_path)
     edit(tmp_path, BLOCK_B)
     clock.advance(1.0)
-    assert recorder.reloaded == []
+    assert filenames(service.current) == ["shop/a.py"]
     clock.advance(1.0)
-    assert [filenames(rules) for rules in recorder.reloaded] == [["shop/b.py"]]
-    assert reloader.current is recorder.reloaded[0]
-    (tmp_path / "ignored_exceptions.yaml").write_text("- KeyboardInterrupt\n")
+    assert filenames(service.current) == ["shop/b.py"]
+    (tmp_path / "config" / "ignored_exceptions.yaml").write_text("- KeyboardInterrupt\n")
     clock.advance(2.0)
-    assert recorder.reloaded[-1].ignored_exceptions == ("KeyboardInterrupt",)
-    (tmp_path / "ignored_exceptions.yaml").unlink()
+    assert service.current.ignored_exceptions == ("KeyboardInterrupt",)
+    (tmp_path / "config" / "ignored_exceptions.yaml").unlink()
     clock.advance(2.0)
-    assert len(recorder.reloaded) == 3 and recorder.reloaded[-1].ignored_exceptions == ()
-    reloader.stop()
+    assert service.current.ignored_exceptions == ()
+    service.stopService()
 
 
-def test_a_broken_edit_keeps_the_rules_and_is_reported_once_per_version(tmp_path: Path) -> None:
-    reloader, clock, recorder = make(tmp_path)
-    before = reloader.current
+def test_a_broken_edit_keeps_the_rules_and_is_reported_once_per_version(tmp_path) -> None:
+    service, clock, reported = make(tmp_path)
+    before = service.current
     edit(tmp_path, BROKEN_1)
     for _ in range(5):
         clock.advance(2.0)
-    assert reloader.current is before and recorder.reloaded == []
-    assert len(recorder.broken) == 1
-    problems, first_fingerprint = recorder.broken[0]
-    assert problems[0].startswith(f"{tmp_path}/building_blocks.yaml:")
+    assert service.current is before and len(reported) == 1
+    assert reported[0][0].startswith(f"{tmp_path}/config/building_blocks.yaml:")
+    assert service.problems == tuple(reported[0])
     edit(tmp_path, BROKEN_2)
     for _ in range(3):
         clock.advance(2.0)
-    assert len(recorder.broken) == 2
-    assert recorder.broken[1][0] == [f"{tmp_path}/building_blocks.yaml:1: "
-                                     "filename must be a string, not an integer"]
-    assert recorder.broken[1][1] != first_fingerprint
-    assert reloader.current is before
+    assert reported[1] == [f"{tmp_path}/config/building_blocks.yaml:1: "
+                           "filename must be a string, not an integer"]
+    assert len(reported) == 2 and service.current is before
     edit(tmp_path, BLOCK_B)
     clock.advance(2.0)
-    assert [filenames(rules) for rules in recorder.reloaded] == [["shop/b.py"]]
-    assert reloader.current is recorder.reloaded[0]
-    reloader.stop()
+    assert filenames(service.current) == ["shop/b.py"] and service.problems == ()
+    service.stopService()
 
 
-def test_broken_at_start_is_reported_at_the_first_poll(tmp_path: Path) -> None:
-    reloader, clock, recorder = make(tmp_path, BROKEN_2)
-    assert reloader.current == Rules()
-    clock.advance(2.0)
-    clock.advance(2.0)
-    assert len(recorder.broken) == 1
-    reloader.stop()
+def test_broken_at_start_the_last_rules_that_loaded_apply(tmp_path: Path) -> None:
+    service, clock, _ = make(tmp_path, BLOCK_A)
+    service.stopService()
+    edit(tmp_path, BROKEN_2)
+    reported: list = []
+    restarted, clock, _ = make(tmp_path, None, reported)
+    assert filenames(restarted.current) == ["shop/a.py"]
+    assert "the last rules that loaded" in restarted.in_force
+    assert len(reported) == 1 and restarted.problems
+    restarted.stopService()
+    # The same broken files at a further restart are not reported again.
+    again, _, _ = make(tmp_path, None, reported)
+    assert len(reported) == 1 and filenames(again.current) == ["shop/a.py"]
+    again.stopService()
 
 
-def test_a_failing_callback_does_not_stop_the_polling(tmp_path: Path) -> None:
-    (tmp_path / "building_blocks.yaml").write_text(BLOCK_A)
-    clock = task.Clock()
-    seen: list[Rules] = []
+def test_broken_at_start_with_nothing_loaded_before_means_no_rules(tmp_path: Path) -> None:
+    service, _, reported = make(tmp_path, BROKEN_2)
+    assert service.current == Rules() and len(reported) == 1
+    assert service.in_force.startswith("none")
+    service.stopService()
 
-    def explode(rules: Rules) -> None:
-        seen.append(rules)
-        raise RuntimeError("the server failed to swap")
 
-    reloader = RulesReloader(str(tmp_path), explode, lambda problems, fp: None, clock=clock)
-    reloader.start()
-    edit(tmp_path, BLOCK_B)
-    clock.advance(2.0)
+def test_a_failing_report_does_not_stop_the_polling(tmp_path: Path) -> None:
+    def explode(problems: list) -> None:
+        raise RuntimeError("the mail could not be queued")
+
+    (tmp_path / "config").mkdir()
     edit(tmp_path, BLOCK_A)
+    clock = task.Clock()
+    service = RulesService(str(tmp_path / "config"), str(tmp_path / "data"), explode,
+                           clock=clock)
+    service.startService()
+    edit(tmp_path, BROKEN_1)
     clock.advance(2.0)
-    assert [filenames(rules) for rules in seen] == [["shop/b.py"], ["shop/a.py"]]
-    reloader.stop()
+    edit(tmp_path, BLOCK_B)
+    clock.advance(2.0)
+    assert filenames(service.current) == ["shop/b.py"]
+    service.stopService()
+
+
+def test_files_of_the_original_flawless_are_read(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "known_errors").write_text(
+        '["comment", {"filename": "shop/a.py", "function_name": "None", '
+        '"code_fragment": "None", "alert_every_n_occurences": 5}]')
+    (config / "email_remapping").write_text(
+        '[" a comment", {"remap": "old@example.com", "to": "new@example.com"}]')
+    service, _, reported = make(tmp_path, None)
+    assert reported == []
+    known = service.current.known_errors[0]
+    assert (known.function_name, known.code_fragment) == (None, None)
+    assert known.alert_every_n_occurrences == 5
+    assert service.current.email_remapping == {"old@example.com": "new@example.com"}
+    service.stopService()
 
 
 def test_stop_ends_the_polling(tmp_path: Path) -> None:
-    reloader, clock, recorder = make(tmp_path)
-    reloader.stop()
-    reloader.stop()  # stopping twice is harmless
+    service, clock, _ = make(tmp_path)
+    service.stopService()
     edit(tmp_path, BLOCK_B)
     clock.advance(10.0)
-    assert recorder.reloaded == [] and clock.getDelayedCalls() == []
+    assert filenames(service.current) == ["shop/a.py"] and clock.getDelayedCalls() == []

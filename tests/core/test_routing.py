@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flawless.report import Frame, Report
-from flawless.server.routing import (ErrorKey, RepoIndex, RoutingSettings, fold_whitespace,
-                                     is_raise_line, matches, route, rule_path)
-from flawless.server.rules import KnownError, LineRule, Rules
+from flawless.server.core.model import ErrorKey, KnownError, LineRule, RoutingSettings, Rules
+from flawless.server.core.routing import RepoIndex, is_raise_line, matches, route, rule_path
+from flawless.server.core.text import fold_whitespace
 
 RUNTIME = ("site-packages", "dist-packages")
 REPO = RepoIndex.from_paths([

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flawless.server.rules import (RULE_FILES, Disownership, KnownError, LineRule, Rules,
-                                   RulesError, Watch, check_rule_text, check_rules, load_rules,
-                                   rules_fingerprint)
+from flawless.server.core.model import Disownership, KnownError, LineRule, Rules, Watch
+from flawless.server.rules.loading import (RULE_FILES, RulesError, check_rule_text, check_rules,
+                                           fingerprint, load_rules, read_rule_files)
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -196,16 +196,16 @@ def test_empty_and_null_optional_values(tmp_path: Path) -> None:
 
 
 def test_fingerprint_follows_the_content(tmp_path: Path) -> None:
-    empty = rules_fingerprint(str(tmp_path))
+    empty = fingerprint(read_rule_files(str(tmp_path)))
     write(tmp_path, "building_blocks.yaml", "[]\n")
-    created = rules_fingerprint(str(tmp_path))
+    created = fingerprint(read_rule_files(str(tmp_path)))
     assert created != empty
-    assert rules_fingerprint(str(tmp_path)) == created
+    assert fingerprint(read_rule_files(str(tmp_path))) == created
     write(tmp_path, "building_blocks.yaml", "[] \n")
-    edited = rules_fingerprint(str(tmp_path))
+    edited = fingerprint(read_rule_files(str(tmp_path)))
     assert edited != created
     shutil.copy(tmp_path / "building_blocks.yaml", tmp_path / "unrelated.yaml")
-    assert rules_fingerprint(str(tmp_path)) == edited
+    assert fingerprint(read_rule_files(str(tmp_path))) == edited
 
 
 def test_an_edit_can_be_checked_before_it_is_written() -> None:

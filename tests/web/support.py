@@ -7,8 +7,6 @@ store is a real SQLite file filled with ErrorRecords the way the processor write
 from __future__ import annotations
 
 import datetime
-import http.client
-import io
 import os
 import urllib.parse
 from dataclasses import replace
@@ -16,18 +14,18 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from twisted.internet import defer
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.web import server
 
 from flawless.config import build_config
 from flawless.report import Frame, Report
-from flawless.server.routing import ErrorKey
-from flawless.server.rules import Rules, RulesReloader
-from flawless.server.store import ErrorRecord, Store
-from flawless.server.web import build_web_root
+from flawless.server.core.model import ErrorKey, ErrorRecord, Rules
+from flawless.server.rules.reloading import RulesService
+from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.threads import InlineRunner
+from flawless.server.web.health import HealthPage, config_secrets
+from flawless.server.web.root import WebParts, build_web_root
+from support.http import Exchange, Response
 
 # Wednesday 11 November 2026, 12:00 UTC; its week starts on Monday 9 November.
 NOW = datetime.datetime(2026, 11, 11, 12, 0, tzinfo=datetime.timezone.utc).timestamp()
@@ -35,28 +33,37 @@ DAY = 86400.0
 
 
 class DashboardApp:
-    """What the dashboard needs of a server: store, config, clock, rules and their reloader,
-    reader calls, health."""
+    """What the dashboard needs of a server: storage, config, clock, the rules in force,
+    reads run at once, health."""
 
     def __init__(self, directory: Path, **options: Any):
         raw = {"data_dir_path": str(directory / "data"), "config_dir_path": str(directory),
                **{name: str(value) for name, value in options.items()}}
         self.config = build_config(raw, str(directory / "flawless.cfg"))
         os.makedirs(self.config.data_dir_path, exist_ok=True)
-        self.store = Store(os.path.join(self.config.data_dir_path, "flawless.sqlite3"))
+        self.store = SqliteStorage(os.path.join(self.config.data_dir_path, "flawless.sqlite3"))
         self.reactor = Clock()
         self.reactor.advance(NOW)
         self.health_extra: dict[str, Any] = {}
-        self.rules = Rules()
-        self.reloader = RulesReloader(self.config.config_dir_path, self._reloaded,
-                                      lambda problems, fingerprint: None, clock=self.reactor)
+        self.rules_service = RulesService(self.config.config_dir_path,
+                                          self.config.data_dir_path, lambda problems: None,
+                                          clock=self.reactor)
+        self.rules_service.startService()
 
-    def _reloaded(self, rules: Rules) -> None:
-        self.rules = rules
+    @property
+    def rules(self) -> Rules:
+        """The rules in force."""
+        return self.rules_service.current
 
-    def read_call(self, function: Any, *args: Any) -> defer.Deferred:
-        """Run the read at once (the server runs it in its reader pool)."""
-        return defer.maybeDeferred(function, *args)
+    def parts(self) -> WebParts:
+        """The dashboard's dependencies, reads run at once (the server runs them in its
+        reader pool)."""
+        reader = InlineRunner()
+        return WebParts(
+            storage=self.store, reader=reader, clock=self.reactor,
+            health=HealthPage(self.health, reader, config_secrets(self.config)),
+            config_dir=self.config.config_dir_path, config_path=self.config.path or "",
+            admin_password=self.config.admin_password, reload_rules=self.rules_service.poll)
 
     def health(self) -> dict[str, Any]:
         """A status in the server's shape."""
@@ -95,41 +102,20 @@ def record(filename: str = "shop/cart.py", function: str = "total", line: int = 
     return replace(base, **changes)
 
 
-def store_error(store: Store, error: ErrorRecord, occurrences: Sequence[float]) -> ErrorRecord:
+def store_error(store: SqliteStorage, error: ErrorRecord,
+                occurrences: Sequence[float]) -> ErrorRecord:
     """Save ``error`` with one occurrence at each time, as the processor would."""
-    with store.transaction() as connection:
-        existing = store.find_error(error.key, connection)
-        total = (existing.count if existing else 0) + len(occurrences)
-        error = replace(error, error_id=existing.error_id if existing else 0, count=total,
+    with store.transaction() as transaction:
+        state = transaction.error_state(error.key)
+        total = (state.count if state else 0) + len(occurrences)
+        error = replace(error, error_id=state.error_id if state else 0, count=total,
                         first_seen=min(occurrences), last_seen=max(occurrences))
-        error_id = store.save_error(connection, error)
+        error_id = transaction.save_error(error)
         for when in occurrences:
-            store.count_occurrences(connection, error_id, when, 1)
-    saved = store.get_error(error_id)
-    assert saved is not None
+            transaction.count_occurrences(error_id, when, 1)
+    saved = store.find_error(error.key)
+    assert saved is not None and saved.error_id == error_id
     return saved
-
-
-class Response:
-    """One HTTP answer."""
-
-    def __init__(self, status: int, headers: http.client.HTTPMessage, body: bytes):
-        self.status = status
-        self.headers = headers
-        self.body = body
-
-    @property
-    def text(self) -> str:
-        """The body as text."""
-        return self.body.decode("utf-8")
-
-
-class _Socket:
-    def __init__(self, data: bytes):
-        self._file = io.BytesIO(data)
-
-    def makefile(self, *args: Any, **kwargs: Any) -> io.BytesIO:
-        return self._file
 
 
 class Client:
@@ -137,7 +123,7 @@ class Client:
 
     def __init__(self, app: DashboardApp, client_host: str = "127.0.0.1"):
         self.app = app
-        self.root = build_web_root(app)
+        self.root = build_web_root(app.parts())
         self.site = server.Site(self.root, reactor=app.reactor)
         self.site.displayTracebacks = False
         self.cookies: dict[str, str] = {}
@@ -155,14 +141,9 @@ class Client:
             lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in self.cookies.items()))
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-        transport = StringTransport(peerAddress=IPv4Address("TCP", self.client_host, 40000))
-        channel = self.site.buildProtocol(transport.getPeer())
-        channel.makeConnection(transport)
-        channel.dataReceived(raw)
-        answer = http.client.HTTPResponse(_Socket(transport.value()))  # type: ignore[arg-type]
-        answer.begin()
-        response = Response(answer.status, answer.headers, answer.read())
-        channel.connectionLost(None)
+        exchange = Exchange(self.site, self.client_host).send(raw)
+        response = exchange.response()
+        exchange.close()
         for value in response.headers.get_all("set-cookie") or []:
             jar = SimpleCookie()
             jar.load(value)

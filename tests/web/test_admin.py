@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flawless.server.rules import load_rules
-from flawless.server.sessions import MAX_FAILURES_PER_CLIENT
+from flawless.server.rules.loading import load_rules
+from flawless.server.web.sessions import MAX_FAILURES_PER_CLIENT
 
 from .support import NOW, Client, DashboardApp, record, store_error
 

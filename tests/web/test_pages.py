@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from flawless.report import Frame
-from flawless.server.web import daily_chart, leaderboard, redact
+from flawless.server.core.redaction import redact_data
+from flawless.server.web.views import daily_chart, leaderboard
 
 from .support import DAY, NOW, Client, DashboardApp, record, report, store_error
 
@@ -192,8 +193,8 @@ def test_check_health_reports_status_and_never_a_secret(tmp_path):
 
 
 def test_redact_masks_url_credentials_in_nested_values():
-    assert redact({"a": ["ssh://me:pw@host/x", 3, None]}, ["zzz"]) == {
-        "a": ["ssh://(credentials)@host/x", 3, None]}
+    assert redact_data({"a": ["ssh://me:pw@host/x", 3, None]}, ["zzz"]) == {
+        "a": ["ssh://***@host/x", 3, None]}
 
 
 def test_daily_chart_has_one_bar_per_day_scaled_to_the_peak():

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flawless.server import rule_edit
-from flawless.server.rule_edit import (DuplicateEntry, FormInvalid, RuleFileError, add_entry,
+from flawless.server.rules import editing as rule_edit
+from flawless.server.rules.editing import (DuplicateEntry, FormInvalid, RuleFileError, add_entry,
                                        entry_from_form)
 
 KNOWN = {"filename": "shop/cart.py", "function_name": "total",

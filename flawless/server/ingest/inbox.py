@@ -1,4 +1,4 @@
-"""Group commit of accepted reports: many requests, one SQLite transaction.
+"""Group commit of accepted reports: many requests, one database transaction.
 
 Each request waits for the commit that holds its reports, so an answer of
 ``{"accepted": true}`` always means the report is on disk; requests that arrive while a
@@ -7,15 +7,14 @@ commit is running are gathered into the next one, which keeps durability cheap u
 
 from __future__ import annotations
 
-import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
-from twisted.internet import defer, threads
-from twisted.internet.interfaces import IReactorThreads
-from twisted.python.threadpool import ThreadPool
+from twisted.application import service
+from twisted.internet import defer
 
-from flawless.server.store import Store
+from flawless.server.storage.interface import Storage
+from flawless.server.threads import Runner
 
 MAX_REPORTS_PER_COMMIT = 5000
 BUSY_REQUESTS = 16
@@ -23,17 +22,20 @@ BUSY_REPORTS = 200
 BUSY_WINDOW = 0.1
 
 
-class InboxWriter:
-    """Stores accepted reports in the inbox, committing concurrent requests together."""
+class InboxWriter(service.Service):
+    """Stores accepted reports in the inbox, committing concurrent requests together.
 
-    def __init__(self, store: Store, pool: ThreadPool, reactor: IReactorThreads,
-                 on_stored: Optional[Callable[[], None]] = None,
-                 clock: Callable[[], float] = time.time):
-        self._store = store
-        self._pool = pool
-        self._reactor = reactor
-        self._on_stored = on_stored
+    Stopping waits until every report handed to :meth:`accept` is committed (or failed).
+    """
+
+    name = "inbox"
+
+    def __init__(self, storage: Storage, writer: Runner, clock: Any,
+                 on_stored: Optional[Callable[[], None]] = None):
+        self._storage = storage
+        self._writer = writer
         self._clock = clock
+        self._on_stored = on_stored
         self._waiting: list[tuple[bytes, int, defer.Deferred]] = []
         self._committing: Optional[defer.Deferred] = None
         self._recent: deque[tuple[float, int]] = deque()  # (when, reports) in BUSY_WINDOW
@@ -43,10 +45,9 @@ class InboxWriter:
         reports); the Deferred fires with its inbox id once committed."""
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append((payload, reports, waiter))
-        now = self._clock()
+        now = self._clock.seconds()
         self._recent.append((now, reports))
-        while self._recent[0][0] < now - BUSY_WINDOW:
-            self._recent.popleft()
+        self._forget_before(now - BUSY_WINDOW)
         if self._committing is None:
             self._commit_waiting()
         return waiter
@@ -56,9 +57,9 @@ class InboxWriter:
         while self._waiting and (not batch or total < MAX_REPORTS_PER_COMMIT):
             batch.append(self._waiting.pop(0))
             total += batch[-1][1]
-        committing = threads.deferToThreadPool(
-            self._reactor, self._pool, self._store.add_to_inbox,
-            [(payload, reports) for payload, reports, _ in batch], self._clock())
+        committing = self._writer.run(self._storage.add_to_inbox,
+                                      [(payload, reports) for payload, reports, _ in batch],
+                                      self._clock.seconds())
         self._committing = committing
         committing.addCallbacks(self._answer, self._fail, callbackArgs=(batch,),
                                 errbackArgs=(batch,))
@@ -80,18 +81,21 @@ class InboxWriter:
         if self._waiting:
             self._commit_waiting()
 
+    def _forget_before(self, horizon: float) -> None:
+        while self._recent and self._recent[0][0] < horizon:
+            self._recent.popleft()
+
     @property
     def busy(self) -> bool:
         """Whether reports arrive fast: over BUSY_REPORTS, or BUSY_REQUESTS requests, within
         the last BUSY_WINDOW seconds."""
-        now = self._clock()
-        while self._recent and self._recent[0][0] < now - BUSY_WINDOW:
-            self._recent.popleft()
+        self._forget_before(self._clock.seconds() - BUSY_WINDOW)
         return len(self._recent) >= BUSY_REQUESTS or \
             sum(reports for _, reports in self._recent) >= BUSY_REPORTS
 
-    def drain(self) -> defer.Deferred:
+    def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted API
         """Fire once every report handed to :meth:`accept` so far is committed (or failed)."""
+        super().stopService()
         if self._committing is None and not self._waiting:
             return defer.succeed(None)
         last = self._waiting[-1][2] if self._waiting else self._committing

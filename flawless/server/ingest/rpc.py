@@ -7,20 +7,18 @@ Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a
 from __future__ import annotations
 
 import hmac
-import io
 import json
-import time
-import zlib
 from typing import Any, Optional, Sequence
 
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
-from flawless.server.fastpath import StorableCalls, storable_record_calls
-from flawless.server.inbox import InboxWriter
-from flawless.server.ratelimit import TokenBuckets, retry_after_header
-from flawless.server.store import StorageUnavailable
+from flawless.server.ingest.fastpath import StorableCalls, storable_record_calls
+from flawless.server.ingest.http import BodyTooLarge, read_body
+from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.ratelimit import TokenBuckets, retry_after_header
+from flawless.server.storage.records import StorageUnavailable
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -32,77 +30,6 @@ ENVELOPE_FIELDS = frozenset(("jsonrpc", "id", "method", "params"))
 ACCEPTED = {"accepted": True}
 
 log = Logger()
-
-
-class BodyTooLarge(Exception):
-    """The request body is over the configured limit."""
-
-
-def make_bounded_request(max_body_bytes: int) -> type:
-    """A twisted.web Request class that refuses a body beyond ``max_body_bytes`` at once.
-
-    A declared Content-Length over the limit (or a chunked body growing past it) is
-    answered 413 and the connection closed, without reading or buffering the rest.
-    """
-    refusal = (f"413 Payload Too Large: the limit is {max_body_bytes} bytes after "
-               "decompression\n").encode()
-    raw_refusal = (b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n"
-                   b"Content-Type: text/plain; charset=utf-8\r\n"
-                   + f"Content-Length: {len(refusal)}\r\n\r\n".encode() + refusal)
-
-    class BoundedRequest(server.Request):
-        body_too_large = False
-        _received = 0
-
-        def _refuse(self) -> None:
-            if not self.body_too_large:
-                self.body_too_large = True
-                self.channel.transport.write(raw_refusal)
-                self.channel.transport.loseConnection()
-
-        def gotLength(self, length: Optional[int]) -> None:  # noqa: N802 - Twisted API
-            super().gotLength(0 if length is not None and length > max_body_bytes else length)
-            # The body is bounded, so it stays in memory: twisted.web would spill a body
-            # over 100 kB to a temporary file, a disk write and read for every batch.
-            self.content = io.BytesIO()
-            if length is not None and length > max_body_bytes:
-                self._refuse()
-
-        def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 - Twisted API
-            self._received += len(data)
-            if self._received > max_body_bytes:
-                self._refuse()
-            if not self.body_too_large:
-                super().handleContentChunk(data)
-
-        def requestReceived(self, command: bytes, path: bytes,  # noqa: N802 - Twisted API
-                            version: bytes) -> None:
-            if not self.body_too_large:
-                super().requestReceived(command, path, version)
-
-    return BoundedRequest
-
-
-def read_body(request: server.Request, max_body_bytes: int) -> bytes:
-    """The request body, gunzipped when sent with Content-Encoding: gzip, within the limit."""
-    if getattr(request, "body_too_large", False):
-        raise BodyTooLarge()
-    request.content.seek(0)
-    body = request.content.read(max_body_bytes + 1)
-    if len(body) > max_body_bytes:
-        raise BodyTooLarge()
-    encoding = (request.getHeader("content-encoding") or "identity").strip().lower()
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, max_body_bytes + 1)
-        except zlib.error as error:
-            raise ValueError(f"body is not valid gzip: {error}") from None
-        if len(body) > max_body_bytes or inflater.unconsumed_tail:
-            raise BodyTooLarge()
-    elif encoding != "identity":
-        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
-    return body
 
 
 def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict:
@@ -192,10 +119,11 @@ class RpcResource(resource.Resource):
     isLeaf = True
 
     def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int,
-                 per_key: Optional[TokenBuckets] = None,
+                 clock: Any, per_key: Optional[TokenBuckets] = None,
                  per_address: Optional[TokenBuckets] = None):
         super().__init__()
         self._inbox = inbox
+        self._clock = clock
         self._keys = [key.encode() for key in ingest_keys]
         self._max_body_bytes = max_body_bytes
         self._per_key = per_key or TokenBuckets(0, 0)
@@ -227,7 +155,7 @@ class RpcResource(resource.Resource):
 
     def _rate_limited(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
         """Seconds to wait when the key or the client address is over its rate, else None."""
-        now = time.monotonic()
+        now = self._clock.seconds()
         address = getattr(request.getClientAddress(), "host", "") or ""
         return self._per_key.take(key.decode(), cost, now) or \
             self._per_address.take(address, cost, now)

@@ -7,66 +7,17 @@ No I/O here: the repository's file list arrives as a :class:`RepoIndex`, the rul
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-from flawless.report import Frame, Report
-from flawless.server.rules import KnownError, LineRule, Rules
+from flawless.report import Report
+from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, LineRule, RoutedFrame,
+                                        Route, RoutingSettings, Rules)
+from flawless.server.core.text import fold_whitespace
 
-PACKAGE_DIRS = ("site-packages", "dist-packages")
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
 BUILTIN_PREFIXES = ("builtins.", "exceptions.")
 _RAISE_LINE = re.compile(r"raise\b")
 RuleT = TypeVar("RuleT", bound=LineRule)
-
-
-@dataclass(frozen=True)
-class ErrorKey:
-    """An error's identity: repository path, function name, source line with whitespace folded."""
-
-    filename: str
-    function_name: str
-    text: str
-
-
-@dataclass(frozen=True)
-class RoutedFrame:
-    """One frame of a report with what routing learnt about it."""
-
-    frame: Frame
-    repo_path: Optional[str]  # repository-relative path, None when not in the repository
-    rule_path: str            # path used to match rules: repo path, or after site-packages/
-    in_app: bool
-
-
-@dataclass(frozen=True)
-class Route:
-    """Where one report goes: dropped, or a blamed frame (or none) and its identity."""
-
-    frames: tuple[RoutedFrame, ...]
-    dropped_reason: Optional[str]       # set when whitelisted or ignored: the report is dropped
-    blamed_index: Optional[int]         # index into frames of the blamed frame; None = unblamable
-    key: ErrorKey
-    known_error: Optional[KnownError]
-    explanation: tuple[str, ...]        # human-readable, one line per decision taken
-
-    @property
-    def blamed(self) -> Optional[RoutedFrame]:
-        """The blamed frame, or None when nothing in the repository is to blame."""
-        return None if self.blamed_index is None else self.frames[self.blamed_index]
-
-
-@dataclass(frozen=True)
-class RoutingSettings:
-    """The options of flawless.cfg that routing needs."""
-
-    runtime_dirs: tuple[str, ...] = PACKAGE_DIRS
-    only_blame_patterns: tuple[str, ...] = ()  # regexes, re.search on the repository path
-
-
-def fold_whitespace(text: str) -> str:
-    """``text`` with every run of whitespace turned into one space and both ends stripped."""
-    return " ".join(text.split())
 
 
 def path_components(filename: str) -> Optional[list[str]]:

@@ -3,65 +3,11 @@
 from __future__ import annotations
 
 import datetime
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
-if TYPE_CHECKING:  # rules imports this module for is_valid_address
-    from flawless.server.routing import Route
-    from flawless.server.rules import KnownError, Rules
-
-_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_DOMAIN_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_TOP_LEVEL = re.compile(r"[A-Za-z]{2,63}|xn--[A-Za-z0-9-]{1,59}")
-MAX_ADDRESS_CHARS = 254
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """One address that gets the alert, and the rule that put it there."""
-
-    email: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The outcome for one processed occurrence of an error.
-
-    ``recipients`` is who gets the alert, or would get it when ``alert`` is false (shown on the
-    dashboard). ``rejected`` is only filled when alerting: the caller tells the default contact.
-    """
-
-    alert: bool
-    reason: str                                  # why it alerts or does not
-    recipients: tuple[Recipient, ...] = ()
-    rejected: tuple[tuple[str, str], ...] = ()   # (address, why it was dropped)
-    email_header: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class AlertSettings:
-    """The options of flawless.cfg that alerting needs."""
-
-    report_error_threshold: int = 3
-    report_only_after_minimum_date: Optional[datetime.date] = None
-    email_domain_name: str = ""
-    ignore_vcs_email_domain: bool = False
-    default_contact: str = ""
-
-
-def is_valid_address(text: str) -> bool:
-    """Whether ``text`` is a plain deliverable address ``local@domain.tld`` (no display name,
-    no spaces or line breaks, a dotted domain; long new top-level domains are fine)."""
-    if len(text) > MAX_ADDRESS_CHARS or text.count("@") != 1:
-        return False
-    local, domain = text.split("@")
-    labels = domain.split(".")
-    return (len(local) <= 64 and _LOCAL_PART.fullmatch(local) is not None
-            and len(labels) >= 2
-            and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
-            and _TOP_LEVEL.fullmatch(labels[-1]) is not None)
+from flawless.server.core.model import (AlertSettings, Decision, KnownError, Recipient, Route,
+                                        Rules)
+from flawless.server.core.text import is_valid_address
 
 
 def author_address(email: str, settings: AlertSettings) -> str:

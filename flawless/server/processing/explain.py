@@ -8,10 +8,11 @@ from typing import Optional
 
 from flawless.config import Config
 from flawless.report import Report
-from flawless.server import alerting, routing
-from flawless.server.blame import Blame, BlameFailed, Repository, RepositoryUnavailable
-from flawless.server.routing import RepoIndex
-from flawless.server.rules import load_rules
+from flawless.server.core import alerting, routing
+from flawless.server.core.model import Blame
+from flawless.server.core.routing import RepoIndex
+from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
+from flawless.server.rules.loading import load_rules
 from flawless.server.settings import alert_settings, routing_settings
 
 

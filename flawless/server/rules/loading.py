@@ -1,27 +1,24 @@
-"""Rule files (YAML in config_dir_path): load, validate, hot reload.
-
-CONTRACT: the dataclasses below are used by routing, alerting, store, mail and web.
+"""Rule files (YAML in config_dir_path): read and validate into :class:`Rules`.
 
 Every problem of every file is collected before anything is refused, and each one names
 its place as ``path:LINE: reason``; line numbers come from the YAML node tree, so every
 parsed entry also knows where it was written (its ``source``, ``"file.yaml:LINE"``).
+Reloading lives in :mod:`reloading`, editing from the dashboard in :mod:`editing`.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Union
 
 import yaml
-from twisted.internet import task
-from twisted.logger import Logger
 
-from flawless.server.alerting import is_valid_address
+from flawless.server.core.model import Disownership, KnownError, LineRule, Rules, Watch
+from flawless.server.core.text import is_valid_address
 
-log = Logger()
-
+# kind (the attribute of Rules) -> file name: the one table of the rule files
 RULE_FILES: Mapping[str, str] = {
     "building_blocks": "building_blocks.yaml",
     "third_party_whitelist": "third_party_whitelist.yaml",
@@ -31,65 +28,6 @@ RULE_FILES: Mapping[str, str] = {
     "email_remapping": "email_remapping.yaml",
     "disownership": "disownership.yaml",
 }
-
-
-@dataclass(frozen=True)
-class LineRule:
-    """An entry of building_blocks / third_party_whitelist: which lines it matches."""
-
-    filename: str
-    function_name: Optional[str] = None
-    code_fragment: Optional[str] = None
-    source: str = ""  # "known_errors.yaml:12": where the entry was written, for explanations
-
-
-@dataclass(frozen=True)
-class KnownError(LineRule):
-    """An entry of known_errors.yaml."""
-
-    min_alert_threshold: Optional[int] = None
-    max_alert_threshold: Optional[int] = None
-    alert_every_n_occurrences: Optional[int] = None
-    email_recipients: tuple[str, ...] = ()
-    email_header: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class Watch:
-    """An entry of watched_files.yaml."""
-
-    email: str
-    filepath: str
-    watch_all_errors: bool
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class Disownership:
-    """An entry of disownership.yaml."""
-
-    email: str
-    filepath: str
-    designated_email: str
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class Rules:
-    """Every rule file, parsed. The empty Rules() means no rule files."""
-
-    building_blocks: tuple[LineRule, ...] = ()
-    third_party_whitelist: tuple[LineRule, ...] = ()
-    known_errors: tuple[KnownError, ...] = ()
-    ignored_exceptions: tuple[str, ...] = ()
-    watched_files: tuple[Watch, ...] = ()
-    email_remapping: Mapping[str, str] = field(default_factory=dict, hash=False)
-    disownership: tuple[Disownership, ...] = ()
-    # where each ignored exception / remapping was written ("file.yaml:LINE"), for explanations
-    ignored_exception_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
-                                                         compare=False)
-    email_remapping_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
-                                                       compare=False)
 
 
 class RulesError(ValueError):
@@ -106,21 +44,43 @@ class RulesError(ValueError):
 Contents = Mapping[str, Union[bytes, str, None]]
 
 
-def _read_all(config_dir: str) -> dict[str, Union[bytes, str, None]]:
+_TRANSIENT_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EINTR})
+
+
+def legacy_name(name: str) -> str:
+    """The name the original Flawless gave a rule file: no extension (``known_errors``)."""
+    return name[:-len(".yaml")]
+
+
+def read_rule_files(config_dir: str) -> dict[str, Union[bytes, str, None]]:
+    """The content of every rule file, read whole; a file of the original Flawless (named
+    without ``.yaml``) is read where the ``.yaml`` file is missing."""
     contents: dict[str, Union[bytes, str, None]] = {}
     for name in RULE_FILES.values():
-        try:
-            with open(os.path.join(config_dir, name), "rb") as handle:
-                contents[name] = handle.read()
-        except FileNotFoundError:
-            contents[name] = None
-        except OSError as error:
-            # an unreadable file must not pass for a missing (empty) one
-            contents[name] = error.strerror or type(error).__name__
+        for candidate in (name, legacy_name(name)):
+            contents[candidate] = _read(os.path.join(config_dir, candidate))
+            if contents[candidate] is not None:
+                break
     return contents
 
 
-def _fingerprint(contents: Contents) -> str:
+def _read(path: str) -> Union[bytes, str, None]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        return "it is a directory"
+    except OSError as error:
+        if error.errno in _TRANSIENT_ERRORS:
+            raise  # the process is short of descriptors or memory: the file is not broken
+        # an unreadable file must not pass for a missing (empty) one
+        return error.strerror or type(error).__name__
+
+
+def fingerprint(contents: Contents) -> str:
+    """A hash of the content of every rule file: it changes when any of them changes."""
     digest = hashlib.sha256()
     for name in sorted(contents):
         data = contents[name]
@@ -129,11 +89,6 @@ def _fingerprint(contents: Contents) -> str:
         digest.update(name.encode() + (b"-" if data is None else b"+%d:" % len(data)))
         digest.update(data or b"")
     return digest.hexdigest()
-
-
-def rules_fingerprint(config_dir: str) -> str:
-    """A hash of the content of every rule file: it changes when any of them changes."""
-    return _fingerprint(_read_all(config_dir))
 
 
 # -- validating ------------------------------------------------------------------------------
@@ -146,6 +101,9 @@ class _File:
         self.name = name
         self._loader = loader
         self.problems: list[str] = []
+        # The original Flawless wrote its rule files as JSON lists whose plain strings are
+        # comments; such a file (named without .yaml) keeps working.
+        self.legacy = not name.endswith(".yaml")
 
     def fail(self, node: yaml.Node, reason: str) -> None:
         self.problems.append(f"{self.path}:{node.start_mark.line + 1}: {reason}")
@@ -163,7 +121,9 @@ class _File:
         if not isinstance(root, yaml.SequenceNode):
             self.fail(root, f"expected a list of {what} at the top level")
             return []
-        return list(root.value)
+        return [node for node in root.value
+                if not (self.legacy and isinstance(node, yaml.ScalarNode)
+                        and isinstance(self.value(node), str))]
 
     def mapping(self, node: yaml.Node,
                 what: str) -> Optional[dict[str, tuple[yaml.Node, yaml.Node, Any]]]:
@@ -267,6 +227,8 @@ WATCH_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
 DISOWNERSHIP_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
                                        "designated_email": _check_email}
 # The files that list mappings: (their keys and checks, the required keys, the dataclass)
+# keys as the original Flawless spelt them -> ours
+LEGACY_KEYS: Mapping[str, str] = {"alert_every_n_occurences": "alert_every_n_occurrences"}
 ENTRY_SCHEMAS: Mapping[str, tuple[Mapping[str, Check], tuple[str, ...], type]] = {
     "building_blocks": (LINE_KEYS, ("filename",), LineRule),
     "third_party_whitelist": (LINE_KEYS, ("filename",), LineRule),
@@ -286,7 +248,10 @@ def _parse_entries(file: _File, root: Optional[yaml.Node], attribute: str) -> tu
         before = len(file.problems)
         values: dict[str, Any] = {}
         for key, (key_node, value_node, value) in items.items():
-            if key not in keys:
+            key = LEGACY_KEYS.get(key, key)
+            if key in values:
+                file.fail(key_node, f"{key!r} is given twice (once in the original's spelling)")
+            elif key not in keys:
                 file.fail(key_node, f"unknown key {key!r} (expected {', '.join(keys)})")
             elif value is not None or key in required:
                 values[key] = keys[key](file, value_node, key, value)
@@ -296,8 +261,10 @@ def _parse_entries(file: _File, root: Optional[yaml.Node], attribute: str) -> tu
         if len(file.problems) == before and attribute == "known_errors":
             _check_known_thresholds(file, node, values)
         if len(file.problems) == before:
-            if values.get("code_fragment") is not None and not values["code_fragment"].strip():
-                values["code_fragment"] = None  # a blank fragment is a wildcard: as if missing
+            for wildcard in ("function_name", "code_fragment"):
+                # Blank, or the original Flawless's literal None: a wildcard, as if missing.
+                if values.get(wildcard) is not None and values[wildcard].strip() in ("", "None"):
+                    values[wildcard] = None
             entries.append(entry_type(**values, source=file.source(node)))
     return tuple(entries)
 
@@ -330,10 +297,15 @@ def _parse_remapping(file: _File, root: Optional[yaml.Node]) -> tuple[dict, dict
     sources: dict[str, str] = {}
     if root is None:
         return remapping, sources
-    if not isinstance(root, yaml.MappingNode):
-        file.fail(root, "expected a mapping from an address or a local part to an address")
+    if isinstance(root, yaml.SequenceNode) and _is_remap_list(file, root):
+        pairs = _remap_pairs(file, root)
+    elif isinstance(root, yaml.MappingNode):
+        pairs = list(root.value)
+    else:
+        file.fail(root, "expected a mapping from an address or a local part to an address "
+                        "(or the original Flawless's list of {remap: FROM, to: TO})")
         return remapping, sources
-    for key_node, value_node in root.value:
+    for key_node, value_node in pairs:
         key = file.value(key_node)
         if not isinstance(key, str) or not key.strip() or any(c.isspace() for c in key.strip()) \
                 or ("@" in key and not is_valid_address(key.strip())):
@@ -347,6 +319,31 @@ def _parse_remapping(file: _File, root: Optional[yaml.Node]) -> tuple[dict, dict
             remapping[key] = address
             sources[key] = file.source(key_node)
     return remapping, sources
+
+
+def _is_remap_list(file: _File, root: yaml.SequenceNode) -> bool:
+    """Whether ``root`` is the original Flawless's list of ``{remap, to}`` mappings."""
+    return all(isinstance(node, yaml.MappingNode)
+               and {file.value(key) for key, _ in node.value} <= {"remap", "to"}
+               for node in file.entries(root, "entries"))
+
+
+def _remap_pairs(file: _File, root: yaml.SequenceNode) -> list[tuple[yaml.Node, yaml.Node]]:
+    """(from, to) nodes of the original Flawless's list of ``{remap: FROM, to: TO}``."""
+    pairs = []
+    for node in file.entries(root, "{remap, to} entries"):
+        items = file.mapping(node, "remap, to")
+        if items is None:
+            continue
+        unknown = [key for key in items if key not in ("remap", "to")]
+        for key in unknown:
+            file.fail(items[key][0], f"unknown key {key!r} (expected remap, to)")
+        missing = [key for key in ("remap", "to") if key not in items]
+        for key in missing:
+            file.fail(node, f"missing required key {key!r}")
+        if not unknown and not missing:
+            pairs.append((items["remap"][1], items["to"][1]))
+    return pairs
 
 
 def _parse_file(path: str, name: str, attribute: str,
@@ -383,24 +380,26 @@ def _parse_file(path: str, name: str, attribute: str,
         loader.dispose()
 
 
-def _parse_all(config_dir: str, contents: Contents) -> tuple[Rules, list[str]]:
+def parse_rule_files(config_dir: str, contents: Contents) -> tuple[Rules, list[str]]:
+    """The rules in ``contents`` (as :func:`read_rule_files` gives them) and every problem."""
     fields: dict[str, Any] = {}
     problems: list[str] = []
     for attribute, name in RULE_FILES.items():
-        data = contents.get(name)
-        if data is None:
-            continue
-        file_fields, file_problems = _parse_file(os.path.join(config_dir, name), name,
-                                                 attribute, data)
-        fields.update(file_fields)
-        problems.extend(file_problems)
+        for candidate in (name, legacy_name(name)):
+            data = contents.get(candidate)
+            if data is not None:
+                file_fields, file_problems = _parse_file(os.path.join(config_dir, candidate),
+                                                         candidate, attribute, data)
+                fields.update(file_fields)
+                problems.extend(file_problems)
+                break
     return Rules(**fields), problems
 
 
 def load_rules(config_dir: str) -> Rules:
     """Every rule file of ``config_dir`` (a missing file is empty); raises :class:`RulesError`
     listing every problem of every file when any is broken."""
-    rules, problems = _parse_all(config_dir, _read_all(config_dir))
+    rules, problems = parse_rule_files(config_dir, read_rule_files(config_dir))
     if problems:
         raise RulesError(problems)
     return rules
@@ -416,64 +415,4 @@ def check_rule_text(file_name: str, text: str) -> list[str]:
 
 def check_rules(config_dir: str) -> list[str]:
     """Every problem of the rule files of ``config_dir`` as ``path:LINE: reason``."""
-    return _parse_all(config_dir, _read_all(config_dir))[1]
-
-
-# -- hot reload ------------------------------------------------------------------------------
-
-class RulesReloader:
-    """Polls the rule files and swaps in new rules when they change and are valid.
-
-    A broken edit keeps the rules in force and is reported once per broken version (not once
-    per poll). Files are read whole once per poll: the fingerprint and the parsed rules always
-    describe the same bytes, even while an editor writes.
-    """
-
-    def __init__(self, config_dir: str, on_reload: Callable[[Rules], None],
-                 on_broken: Callable[[list[str], str], None], interval: float = 2.0,
-                 clock: Any = None):
-        self._config_dir = config_dir
-        self._on_reload = on_reload
-        self._on_broken = on_broken
-        self._interval = interval
-        self._call = task.LoopingCall(self.poll)
-        if clock is not None:
-            self._call.clock = clock
-        contents = _read_all(config_dir)
-        rules, problems = _parse_all(config_dir, contents)
-        self.current: Rules = Rules() if problems else rules
-        # a broken start leaves no fingerprint, so that the first poll reports the problems
-        self._fingerprint: Optional[str] = None if problems else _fingerprint(contents)
-
-    def start(self) -> None:
-        """Poll every ``interval`` seconds from now on."""
-        if not self._call.running:
-            self._call.start(self._interval, now=False)
-
-    def stop(self) -> None:
-        """Stop polling."""
-        if self._call.running:
-            self._call.stop()
-
-    def poll(self) -> None:
-        """Look at the files once; reload or report when their content changed."""
-        try:
-            self._poll()
-        except Exception:  # noqa: BLE001 - a failing poll must not end the LoopingCall
-            log.failure("reloading the rule files failed")
-
-    def _poll(self) -> None:
-        contents = _read_all(self._config_dir)
-        fingerprint = _fingerprint(contents)
-        if fingerprint == self._fingerprint:
-            return
-        self._fingerprint = fingerprint
-        rules, problems = _parse_all(self._config_dir, contents)
-        if problems:
-            log.warn("rule files are broken, the previous rules stay in force:\n{problems}",
-                     problems="\n".join(problems))
-            self._on_broken(problems, fingerprint)
-            return
-        self.current = rules
-        log.info("rule files reloaded from {dir}", dir=self._config_dir)
-        self._on_reload(rules)
+    return parse_rule_files(config_dir, read_rule_files(config_dir))[1]

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Union
 
 import yaml
 
-from flawless.server.rules import check_rule_text
+from flawless.server.atomic import write_atomically
+from flawless.server.rules.loading import RULE_FILES as FILE_NAMES, check_rule_text, legacy_name
 
 MAX_FIELD_CHARS = 1000
 _EMAIL = re.compile(r"^[^@\s,<>]+@[^@\s,<>]+$")
@@ -45,11 +45,15 @@ class RuleFile:
     """One rule file: its name, what an entry looks like and the form that makes one."""
 
     kind: str
-    filename: str
     title: str
     description: str
     shape: str               # "list" or "mapping"
     fields: tuple[Field, ...]
+
+    @property
+    def filename(self) -> str:
+        """The rule file's name in config_dir_path."""
+        return FILE_NAMES[self.kind]
 
 
 _LINE_FIELDS = (
@@ -60,7 +64,7 @@ _LINE_FIELDS = (
 )
 
 RULE_FILES: Mapping[str, RuleFile] = {rule.kind: rule for rule in (
-    RuleFile("known_errors", "known_errors.yaml", "Known error",
+    RuleFile("known_errors", "Known error",
              "Errors the team knows about: silenced, or alerted on their own terms.", "list",
              _LINE_FIELDS + (
                  Field("min_alert_threshold", "Alert from occurrence", "int"),
@@ -71,26 +75,26 @@ RULE_FILES: Mapping[str, RuleFile] = {rule.kind: rule for rule in (
                        help="Comma-separated addresses"),
                  Field("email_header", "Note in the email"),
              )),
-    RuleFile("building_blocks", "building_blocks.yaml", "Building block",
+    RuleFile("building_blocks", "Building block",
              "Shared code whose errors are blamed on the caller.", "list", _LINE_FIELDS),
-    RuleFile("third_party_whitelist", "third_party_whitelist.yaml", "Third-party whitelist",
+    RuleFile("third_party_whitelist", "Third-party whitelist",
              "A report passing through such a line is dropped.", "list", _LINE_FIELDS),
-    RuleFile("ignored_exceptions", "ignored_exceptions.yaml", "Ignored exception",
+    RuleFile("ignored_exceptions", "Ignored exception",
              "Exception types that are never reported.", "list",
              (Field("exception_type", "Exception type", "exception", True,
                     "Module-qualified, e.g. requests.exceptions.ConnectionError"),)),
-    RuleFile("watched_files", "watched_files.yaml", "Watch",
+    RuleFile("watched_files", "Watch",
              "Someone who wants mail about errors in a file or directory.", "list",
              (Field("email", "Email", "email", True),
               Field("filepath", "Path", required=True, help="A directory covers all below it"),
               Field("watch_all_errors", "Every error, not only those blamed on others",
                     "bool"))),
-    RuleFile("email_remapping", "email_remapping.yaml", "Remap",
+    RuleFile("email_remapping", "Remap",
              "Mail for one address (or bare local part) goes to another address.", "mapping",
              (Field("from_address", "From", "address", True,
                     help="An address, or a bare local part such as alice"),
               Field("to_address", "To", "email", True))),
-    RuleFile("disownership", "disownership.yaml", "Disown",
+    RuleFile("disownership", "Disown",
              "Someone hands the errors blamed on them in a path to someone else.", "list",
              (Field("email", "Email", "email", True),
               Field("filepath", "Path", required=True, help="A directory covers all below it"),
@@ -254,6 +258,10 @@ def add_entry(config_dir: str, kind: str, entry: Entry) -> str:
     """
     rule = RULE_FILES[kind]
     path = os.path.realpath(rule_file_path(config_dir, kind))
+    legacy = os.path.join(config_dir, legacy_name(rule.filename))
+    if not os.path.exists(path) and os.path.exists(legacy):
+        raise RuleFileError(f"the {rule.title.lower()} rules come from {legacy}, a file of the "
+                            f"original Flawless; rename it to {rule.filename} to edit it here")
     with _write_lock:
         try:
             with open(path, encoding="utf-8") as handle:
@@ -271,35 +279,8 @@ def add_entry(config_dir: str, kind: str, entry: Entry) -> str:
         problems = check_rule_text(rule.filename, new_text)
         if problems:
             raise RuleFileError("; ".join(problems))
-        _replace_file(path, new_text)
+        write_atomically(path, new_text.encode("utf-8"))
     return path
-
-
-def _replace_file(path: str, text: str) -> None:
-    directory = os.path.dirname(path)
-    mode: Optional[int]
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        mode = None
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".flawless-",
-                                             suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode if mode is not None else 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    directory_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_fd)
-    finally:
-        os.close(directory_fd)
 
 
 def entry_text(kind: str, entry: Entry) -> str:

@@ -1,0 +1,88 @@
+"""PURE: one error's counts and alert decisions while a batch of its occurrences is applied.
+
+The processor reads an error's stored state, adds each occurrence of the batch in order
+(each one decided by :func:`alerting.decide` against the count it brings the error to) and
+writes the result back in the same transaction, so counting and deciding stay exact however
+the reports were batched.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from flawless.server.core import alerting
+from flawless.server.core.calendar import day_of
+from flawless.server.core.model import (AlertSettings, Decision, ErrorRecord, ErrorState,
+                                        Occurrence, Rules)
+
+
+class ErrorTally:
+    """One error's stored state plus the occurrences of the batch being applied."""
+
+    def __init__(self, state: Optional[ErrorState], when: float):
+        self.error_id = state.error_id if state else 0
+        self.count = state.count if state else 0
+        self.first_seen = state.first_seen if state else when
+        self.last_seen = state.last_seen if state else when
+        self.alerted_at = state.alerted_at if state else None
+        self.recipients: tuple[str, ...] = state.recipients if state else ()
+        self.days: dict[str, list[float]] = {}       # day -> [first time seen, occurrences]
+        self.alerts: list[tuple[Occurrence, Decision, int]] = []  # (what, decision, count)
+        self.rejected: list[tuple[str, str]] = []    # recipients dropped: (address, why)
+        self.latest: Optional[Occurrence] = None
+        self.decision: Optional[Decision] = None
+
+    def add(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
+            settings: AlertSettings) -> Decision:
+        """Count one occurrence received at ``when``, decide whether it alerts; return the
+        decision."""
+        report, route, blame = occurrence.report, occurrence.route, occurrence.blame
+        count_before = self.count
+        self.count += report.error_count
+        decision = alerting.decide(
+            route, blame.author_email if blame else None,
+            blame.commit_timestamp if blame else None, count_before, self.count,
+            self.alerted_at is not None, report.error_threshold, rules, settings)
+        self.latest = occurrence
+        self.decision = decision
+        self.first_seen = min(self.first_seen, when)
+        self.last_seen = max(self.last_seen, when)
+        day = self.days.setdefault(day_of(when), [when, 0])
+        day[1] += report.error_count
+        if decision.alert and decision.recipients:
+            self.alerted_at = now
+            self.recipients = tuple(recipient.email for recipient in decision.recipients)
+            self.alerts.append((occurrence, decision, self.count))
+        self.rejected.extend(decision.rejected)
+        return decision
+
+    def record(self) -> ErrorRecord:
+        """The error as it is to be stored, from its latest occurrence."""
+        assert self.latest is not None and self.decision is not None
+        report, route, blame = self.latest.report, self.latest.route, self.latest.blame
+        blamed = route.blamed
+        frame = blamed.frame if blamed else report.traceback[-1]
+        explanation = route.explanation + (self.decision.reason,) + tuple(
+            f"{recipient.email}: {recipient.reason}" for recipient in self.decision.recipients)
+        return ErrorRecord(
+            error_id=self.error_id,
+            key=route.key,
+            line_number=frame.line_number,
+            exception_type=report.exception_type,
+            blamed=blame is not None,
+            author_name=blame.author_name if blame else None,
+            author_email=blame.author_email if blame else None,
+            commit_sha=blame.commit_sha if blame else None,
+            commit_summary=blame.commit_summary if blame else None,
+            commit_timestamp=blame.commit_timestamp if blame else None,
+            blame_revision=blame.revision if blame else None,
+            blame_at_requested=blame.at_requested_revision if blame else None,
+            count=self.count,
+            first_seen=self.first_seen,
+            last_seen=self.last_seen,
+            last_report=report,
+            known=route.known_error is not None,
+            alerted_at=self.alerted_at,
+            recipients=self.recipients,
+            explanation=explanation,
+        )

@@ -1,0 +1,1 @@
+"""Ways out: alerts rendered, kept in the outbox and delivered through their channels."""

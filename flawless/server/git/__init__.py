@@ -1,0 +1,1 @@
+"""git: what its output means (porcelain) and running it on the repository (repository)."""

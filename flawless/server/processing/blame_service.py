@@ -1,0 +1,177 @@
+"""The repository for the processor: blames, file lists and fetches off the reactor thread.
+
+Answers are cached (a cached one fires at once on the reactor thread), identical requests in
+flight share one git call, and git runs in the bounded ``git`` pool; a fetch runs in a pool
+of its own so that a slow one leaves every blame slot free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Optional, Union
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from flawless.server.coalesce import Coalescer
+from flawless.server.core.lru import Lru
+from flawless.server.core.model import Blame
+from flawless.server.core.routing import RepoIndex
+from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
+from flawless.server.threads import Runner
+
+log = Logger()
+
+TIP_TRUSTED_SECONDS = 2.0       # how long a lookup of HEAD (or the branch) is reused
+MAX_CACHED_INDEXES = 16
+
+_Key = tuple[str, str, int, str]
+
+
+class BlameService(service.Service):
+    """Blames lines, resolves revisions and indexes trees of one repository."""
+
+    name = "blame"
+
+    def __init__(self, repository: Repository, git: Runner, fetcher: Runner, clock: Any,
+                 cache_size: int = 10000, fetch_interval: Optional[float] = None):
+        self.repository = repository
+        self._git = git
+        self._fetcher = fetcher
+        self._clock = clock
+        self._fetch_interval = fetch_interval
+        self._results: Lru[_Key, Union[Blame, BlameFailed]] = Lru(cache_size)
+        self._resolved: Lru[str, str] = Lru(1024)
+        # Revisions that fell back to the tip: (when looked up, tip sha), briefly trusted.
+        self._fallbacks: Lru[Optional[str], tuple[float, str]] = Lru(1024)
+        self._indexes: Lru[str, RepoIndex] = Lru(MAX_CACHED_INDEXES)
+        self._blaming = Coalescer()
+        self._indexing = Coalescer()
+        self._fetch_loop: Optional[task.LoopingCall] = None
+        self.last_fetch: Optional[float] = None
+        self._fetch_error: Optional[str] = None
+        self._access_error: Optional[str] = None
+
+    @property
+    def last_error(self) -> Optional[str]:
+        """The current repository problem for the health page: a failed fetch, or else the
+        failure of the latest git call; None when all is well."""
+        return self._fetch_error or self._access_error
+
+    def startService(self) -> None:  # noqa: N802 - Twisted API
+        """Fetch repo_url now and periodically, when it is set."""
+        super().startService()
+        if self.repository.repo_url and self._fetch_interval:
+            self._fetch_loop = task.LoopingCall(self.fetch_now)
+            self._fetch_loop.clock = self._clock
+            self._fetch_loop.start(self._fetch_interval, now=True)
+
+    def stopService(self) -> Any:  # noqa: N802 - Twisted API
+        """Stop fetching and end the git commands under way (their callers see the repository
+        unavailable, so reports stay in the inbox)."""
+        super().stopService()
+        if self._fetch_loop is not None and self._fetch_loop.running:
+            self._fetch_loop.stop()
+        self.repository.close()
+
+    def _note(self, outcome: Any) -> Any:
+        """Keep the latest repository problem for the health page; pass ``outcome`` on."""
+        if not isinstance(outcome, Failure):
+            self._access_error = None
+        elif outcome.check(RepositoryUnavailable):
+            self._access_error = outcome.getErrorMessage()
+        return outcome
+
+    def _in_git(self, function: Any, *args: Any) -> defer.Deferred:
+        return self._git.run(function, *args).addBoth(self._note)
+
+    # -- revisions and trees --
+
+    def resolve(self, revision: Optional[str]) -> defer.Deferred:
+        """Deferred (sha, at_requested_revision): see `Repository.resolve_revision`."""
+        known = self._resolved.get(revision) if revision else None
+        if known is not None:
+            return defer.succeed((known, True))
+        fallback = self._fallbacks.get(revision)
+        if fallback is not None and self._clock.seconds() - fallback[0] < TIP_TRUSTED_SECONDS:
+            return defer.succeed((fallback[1], False))
+        resolving = self._in_git(self.repository.resolve_revision, revision)
+        return resolving.addCallback(self._remember, revision)
+
+    def _remember(self, resolved: tuple[str, bool], revision: Optional[str]) -> tuple[str, bool]:
+        sha, exact = resolved
+        if exact and revision:
+            self._resolved.put(revision, sha)  # a sha names the same commit forever
+        else:
+            # HEAD moves (a deploy, a fetch): its answer is trusted for a moment only, so a
+            # burst of reports without a known revision costs one git call, not one each.
+            self._fallbacks.put(revision, (self._clock.seconds(), sha))
+        return resolved
+
+    def index_at(self, sha: str) -> defer.Deferred:
+        """Deferred :class:`RepoIndex` of the files of commit ``sha``, built once however
+        many ask."""
+        index = self._indexes.get(sha)
+        if index is not None:
+            return defer.succeed(index)
+        return self._indexing.run(sha, lambda: self._in_git(self._build_index, sha))
+
+    def _build_index(self, sha: str) -> RepoIndex:
+        index = RepoIndex.from_paths(self.repository.paths_at(sha))
+        self._indexes.put(sha, index)
+        return index
+
+    # -- blame --
+
+    def blame(self, path: str, line_number: int, revision: Optional[str],
+              expected_text: str = "") -> defer.Deferred:
+        """Deferred `Blame` of one line at the report's ``revision`` (HEAD when unknown).
+
+        Fails with BlameFailed for a line that cannot be blamed and RepositoryUnavailable
+        when the repository cannot be used right now.
+        """
+        blaming = self.resolve(revision)
+        return blaming.addCallback(self._blame_at, path, line_number, expected_text)
+
+    def _blame_at(self, resolved: tuple[str, bool], path: str, line_number: int,
+                  expected_text: str) -> Any:
+        sha, exact = resolved
+        key = (sha, path, line_number, expected_text)
+        cached = self._results.get(key)
+        if isinstance(cached, BlameFailed):
+            return defer.fail(cached)
+        if cached is not None:
+            return replace(cached, at_requested_revision=exact)
+        blaming = self._blaming.run(key, lambda: self._in_git(
+            self.repository.blame_line, path, line_number, sha, expected_text
+        ).addBoth(self._cache, key))
+        return blaming.addCallback(lambda blame: replace(blame, at_requested_revision=exact))
+
+    def _cache(self, outcome: Any, key: _Key) -> Any:
+        if not isinstance(outcome, Failure):
+            self._results.put(key, outcome)
+        elif outcome.check(BlameFailed):
+            self._results.put(key, outcome.value)
+        return outcome
+
+    # -- fetch --
+
+    def fetch_now(self) -> defer.Deferred:
+        """Fetch repo_url once (cloning when needed); never fails, records the outcome."""
+        fetching = self._fetcher.run(self.repository.fetch)
+        return fetching.addCallbacks(self._fetched, self._fetch_failed)
+
+    def _fetched(self, _: None) -> None:
+        self._fallbacks.clear()
+        self.last_fetch = self._clock.seconds()
+        self._fetch_error = None
+
+    def _fetch_failed(self, failure: Failure) -> None:
+        message = self.repository.redact(failure.getErrorMessage())
+        self._fetch_error = f"fetch failed: {message}"
+        if failure.check(RepositoryUnavailable):
+            log.warn("fetching the repository failed: {reason}", reason=message)
+        else:
+            log.error("fetching the repository failed unexpectedly: {reason}", reason=message)

@@ -1,0 +1,1 @@
+"""Rule files: loading and validating them, keeping the ones in force, editing them."""

@@ -1,0 +1,1 @@
+"""The database: one interface, and one module per backend."""

@@ -1,0 +1,443 @@
+"""The embedded backend: one SQLite file in ``data_dir_path`` (WAL, ``synchronous=FULL``).
+
+Each thread has its own connection; the server writes from one thread only (the ``db-write``
+pool), so writers never wait on SQLite's lock, while pages read beside them. The schema is
+versioned (``PRAGMA user_version``) and brought up to date by :data:`MIGRATIONS` at open.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from flawless.server.core.calendar import day_of, week_start
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.storage.records import (InboxItem, OutboxMail,
+                                             StorageUnavailable, decode_report, encode_report,
+                                             reports_in_payload)
+
+# Each migration takes the schema from its index to the next version; never edit one that
+# has shipped, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema (IF NOT EXISTS: databases made before versions were recorded)
+    """
+    CREATE TABLE IF NOT EXISTS inbox (
+        id INTEGER PRIMARY KEY,
+        received_at REAL NOT NULL,
+        payload BLOB NOT NULL,
+        reports INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS inbox_due ON inbox (next_attempt_at, id);
+    -- Counting waiting reports must not read the payloads: SQLite would follow every one.
+    CREATE INDEX IF NOT EXISTS inbox_reports ON inbox (reports);
+    CREATE TABLE IF NOT EXISTS errors (
+        id INTEGER PRIMARY KEY,
+        filename TEXT NOT NULL,
+        function_name TEXT NOT NULL,
+        text TEXT NOT NULL,
+        line_number INTEGER NOT NULL,
+        exception_type TEXT NOT NULL,
+        blamed INTEGER NOT NULL,
+        author_name TEXT,
+        author_email TEXT,
+        commit_sha TEXT,
+        commit_summary TEXT,
+        commit_timestamp REAL,
+        blame_revision TEXT,
+        blame_at_requested INTEGER,
+        count INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        last_report TEXT NOT NULL,
+        known INTEGER NOT NULL DEFAULT 0,
+        alerted_at REAL,
+        recipients TEXT,
+        explanation TEXT NOT NULL DEFAULT '[]',
+        UNIQUE (filename, function_name, text)
+    );
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email);
+    CREATE TABLE IF NOT EXISTS error_weeks (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        week_start TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        PRIMARY KEY (week_start, error_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS error_days (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        day TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (error_id, day)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS outbox (
+        id INTEGER PRIMARY KEY,
+        error_id INTEGER,
+        created_at REAL NOT NULL,
+        message BLOB NOT NULL,
+        recipients TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0,
+        sent_at REAL,
+        last_error TEXT
+    );
+    CREATE INDEX IF NOT EXISTS outbox_due ON outbox (sent_at, next_attempt_at);
+    CREATE TABLE IF NOT EXISTS stats (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # 2: author lookups compare without case, so must the index; pruning and the pages
+    # find an error's weeks by error id.
+    """
+    DROP INDEX IF EXISTS errors_author;
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
+    CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_ERROR_COLUMNS = (
+    "id, filename, function_name, text, line_number, exception_type, blamed, author_name, "
+    "author_email, commit_sha, commit_summary, commit_timestamp, blame_revision, "
+    "blame_at_requested, count, first_seen, last_seen, last_report, known, alerted_at, "
+    "recipients, explanation"
+)
+_SAVED_COLUMNS = _ERROR_COLUMNS.split(", ", 1)[1]
+
+
+def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
+    blame_at_requested = row["blame_at_requested"]
+    return ErrorRecord(
+        error_id=row["id"],
+        key=ErrorKey(row["filename"], row["function_name"], row["text"]),
+        line_number=row["line_number"], exception_type=row["exception_type"],
+        blamed=bool(row["blamed"]), author_name=row["author_name"],
+        author_email=row["author_email"], commit_sha=row["commit_sha"],
+        commit_summary=row["commit_summary"], commit_timestamp=row["commit_timestamp"],
+        blame_revision=row["blame_revision"],
+        blame_at_requested=None if blame_at_requested is None else bool(blame_at_requested),
+        count=row["count"], first_seen=row["first_seen"], last_seen=row["last_seen"],
+        last_report=decode_report(row["last_report"]), known=bool(row["known"]),
+        alerted_at=row["alerted_at"], recipients=tuple(json.loads(row["recipients"] or "[]")),
+        explanation=tuple(json.loads(row["explanation"] or "[]")),
+    )
+
+
+def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
+    """The values of :data:`_SAVED_COLUMNS` for ``record``."""
+    return (
+        record.key.filename, record.key.function_name, record.key.text, record.line_number,
+        record.exception_type, int(record.blamed), record.author_name, record.author_email,
+        record.commit_sha, record.commit_summary, record.commit_timestamp,
+        record.blame_revision,
+        None if record.blame_at_requested is None else int(record.blame_at_requested),
+        record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
+        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
+        json.dumps(list(record.explanation)),
+    )
+
+
+class SqliteTransaction:
+    """The writes of one atomic unit, on the writing thread's connection."""
+
+    def __init__(self, connection: sqlite3.Connection):
+        self._connection = connection
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        """Run one statement of this backend inside the transaction."""
+        return self._connection.execute(sql, args)
+
+    def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
+        """Counts and alert state of the error with this identity, if seen before."""
+        row = self._connection.execute(
+            "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
+            "WHERE filename = ? AND function_name = ? AND text = ?",
+            (key.filename, key.function_name, key.text)).fetchone()
+        if row is None:
+            return None
+        return ErrorState(row["id"], row["count"], row["first_seen"], row["last_seen"],
+                          row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+
+    def save_error(self, record: ErrorRecord) -> int:
+        """Insert or update an error; return its id."""
+        values = _saved_values(record)
+        if record.error_id:
+            assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
+            self._connection.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
+                                     values + (record.error_id,))
+            return record.error_id
+        cursor = self._connection.execute(
+            f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
+            values)
+        return int(cursor.lastrowid or 0)
+
+    def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
+        """Add occurrences to the error's week and day counters."""
+        self._connection.execute(
+            "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
+            "count = count + excluded.count, last_seen = excluded.last_seen",
+            (error_id, week_start(when), occurrences, when, when))
+        self._connection.execute(
+            "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
+            (error_id, day_of(when), occurrences))
+
+    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
+                   recipients: Sequence[str]) -> int:
+        """Store a rendered mail for delivery; return its id."""
+        cursor = self._connection.execute(
+            "INSERT INTO outbox (error_id, created_at, message, recipients) VALUES (?, ?, ?, ?)",
+            (error_id, now, message, json.dumps(list(recipients))))
+        return int(cursor.lastrowid or 0)
+
+    def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
+                 error: str) -> None:
+        """Leave a request's reports in the inbox for a later attempt."""
+        self._connection.execute(
+            "UPDATE inbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?",
+            (attempts, next_attempt_at, error[:1000], inbox_id))
+
+    def remove_from_inbox(self, inbox_id: int) -> None:
+        """Mark a request's reports processed (they live on in their errors' counts)."""
+        self._connection.execute("DELETE FROM inbox WHERE id = ?", (inbox_id,))
+
+    def bump_stat(self, name: str, by: int = 1) -> None:
+        """Add to a named counter."""
+        self._connection.execute(
+            "INSERT INTO stats (name, value) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value", (name, by))
+
+
+@dataclass(frozen=True)
+class SqliteClaim:
+    """Inbox requests taken for processing. One server owns a SQLite file, and its one
+    processor takes one batch at a time, so taking them needs no lock."""
+
+    items: tuple[InboxItem, ...]
+
+
+class SqliteStorage:
+    """The SQLite database of one flawless server (see :class:`~.interface.Storage`)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._local = threading.local()
+        self._migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
+                                     check_same_thread=False)
+        connection.row_factory = sqlite3.Row
+        connection.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed report survives power loss too, and group commit keeps it cheap.
+        connection.execute("PRAGMA synchronous=FULL")
+        connection.execute("PRAGMA foreign_keys=ON")
+        return connection
+
+    def _migrate(self) -> None:
+        try:
+            with self.transaction() as transaction:
+                version = transaction.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise StorageUnavailable(
+                        f"{self.path} has schema version {version}, newer than this flawless "
+                        f"knows ({SCHEMA_VERSION}): upgrade flawless")
+                for number in range(version, SCHEMA_VERSION):
+                    for statement in MIGRATIONS[number].split(";"):  # no ";" inside one
+                        if statement.strip():
+                            transaction.execute(statement)
+                transaction.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.Error as error:
+            raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
+
+    @property
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (one per thread)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def _query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
+        return self._connection.execute(sql, args).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it."""
+        connection = self._connection
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StorageUnavailable(str(error)) from error
+        try:
+            yield SqliteTransaction(connection)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise StorageUnavailable(str(error)) from error
+
+    # -- ingest --
+
+    def add_to_inbox(self, payloads: Sequence[tuple[bytes, int]], received_at: float
+                     ) -> list[int]:
+        """Store accepted requests durably in one transaction; return their inbox ids.
+
+        Each payload is a JSON-RPC body whose valid ``record_error`` calls are to be
+        processed, with the number of reports it holds.
+        """
+        try:
+            with self.transaction() as transaction:
+                return [int(transaction.execute(
+                    "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
+                    received_at, payload, reports).lastrowid or 0)
+                    for payload, reports in payloads]
+        except sqlite3.Error as error:
+            raise StorageUnavailable(str(error)) from error
+
+    # -- processing --
+
+    def claim_inbox(self, now: float, limit: int) -> SqliteClaim:
+        """Requests whose next attempt is due, oldest first, holding about ``limit`` reports
+        (at least one request)."""
+        chosen, total = [], 0
+        # Each request holds at least one report: ``limit`` rows are always enough.
+        for row in self._query("SELECT id, reports FROM inbox WHERE next_attempt_at <= ? "
+                               "ORDER BY id LIMIT ?", now, max(1, limit)):
+            chosen.append(row["id"])
+            total += row["reports"]
+            if total >= limit:
+                break
+        if not chosen:
+            return SqliteClaim(())
+        rows = self._query("SELECT id, received_at, payload, attempts FROM inbox WHERE id IN "
+                           f"({', '.join('?' * len(chosen))}) ORDER BY id", *chosen)
+        return SqliteClaim(tuple(InboxItem(row["id"], row["received_at"],
+                                           reports_in_payload(row["payload"]), row["attempts"])
+                                 for row in rows))
+
+    def apply(self, claim: SqliteClaim, work: Callable[[SqliteTransaction], Any]) -> Any:
+        """Run ``work(transaction)`` atomically; return its result."""
+        with self.transaction() as transaction:
+            return work(transaction)
+
+    def release(self, claim: SqliteClaim) -> None:
+        """Nothing to give back: a SQLite claim holds no lock."""
+
+    # -- delivery --
+
+    def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
+        """Undelivered mail whose next attempt is due, oldest first."""
+        return [OutboxMail(row["id"], bytes(row["message"]), tuple(json.loads(row["recipients"])),
+                           row["attempts"])
+                for row in self._query(
+                    "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
+                    "AND next_attempt_at <= ? ORDER BY id LIMIT ?", now, limit)]
+
+    def mark_sent(self, mail_id: int, now: float) -> None:
+        """Record a successful delivery so the mail is never sent again.
+
+        The delivered message itself is dropped (the row keeps when and to whom): nothing
+        reads it again, and a flood of alerts must not keep its mail on disk for weeks."""
+        with self.transaction() as transaction:
+            transaction.execute(
+                "UPDATE outbox SET sent_at = ?, last_error = NULL, message = X'' WHERE id = ?",
+                now, mail_id)
+
+    def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
+                    error: str) -> None:
+        """Record a failed delivery and when to try again."""
+        with self.transaction() as transaction:
+            transaction.execute(
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
+                "WHERE id = ?", attempts, next_attempt_at, error[:1000], mail_id)
+
+    # -- retention and health --
+
+    def prune(self, before: float) -> int:
+        """Forget counts, errors and delivered mail older than ``before``; return errors
+        removed."""
+        week, day = week_start(before), day_of(before)
+        with self.transaction() as transaction:
+            transaction.execute("DELETE FROM error_weeks WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM error_days WHERE day < ?", day)
+            transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
+                                before)
+            transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
+                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
+                                       before).rowcount
+
+    def inbox_depth(self) -> int:
+        """How many accepted reports are not processed yet."""
+        return int(self._query("SELECT COALESCE(SUM(reports), 0) FROM inbox")[0][0])
+
+    def outbox_depth(self) -> int:
+        """How many mails wait for delivery."""
+        return int(self._query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")[0][0])
+
+    def stats(self) -> dict[str, int]:
+        """Every named counter."""
+        return {row["name"]: int(row["value"])
+                for row in self._query("SELECT name, value FROM stats")}
+
+    # -- the dashboard --
+
+    def find_error(self, key: ErrorKey) -> Optional[ErrorRecord]:
+        """The error with this identity, if seen before."""
+        rows = self._query(f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND "
+                           "function_name = ? AND text = ?",
+                           key.filename, key.function_name, key.text)
+        return _error_from_row(rows[0]) if rows else None
+
+    def errors_at_line(self, filename: str, function_name: str,
+                       line_number: int) -> list[ErrorRecord]:
+        """Errors at one file, function and line number, most recently seen first (finds an
+        error whose source line changed since a link to it was made)."""
+        return [_error_from_row(row) for row in self._query(
+            f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND function_name = ? "
+            "AND line_number = ? ORDER BY last_seen DESC", filename, function_name,
+            line_number)]
+
+    def week_errors(self, week: str, include_known: bool = True
+                    ) -> list[tuple[ErrorRecord, int]]:
+        """The errors seen in the week starting ``week``, with their count in that week."""
+        columns = ", ".join("e." + column for column in _ERROR_COLUMNS.split(", "))
+        rows = self._query(
+            f"SELECT {columns}, w.count AS week_count FROM error_weeks w "
+            "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
+            + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC", week)
+        return [(_error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
+        """(day, count) of one error since a day, oldest first."""
+        return [(row["day"], int(row["count"])) for row in self._query(
+            "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
+            error_id, since_day)]
+
+    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
+        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+        return [_error_from_row(row) for row in self._query(
+            f"SELECT {_ERROR_COLUMNS} FROM errors WHERE author_email = ? COLLATE NOCASE "
+            "ORDER BY last_seen DESC LIMIT ?", email, limit)]
+
+    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
+        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
+        return [(row[0], int(row[1])) for row in self._query(
+            "SELECT w.week_start, SUM(w.count) FROM error_weeks w JOIN errors e "
+            "ON e.id = w.error_id WHERE e.author_email = ? COLLATE NOCASE "
+            "GROUP BY w.week_start ORDER BY w.week_start DESC", email)]

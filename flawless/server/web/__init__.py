@@ -1,0 +1,1 @@
+"""The dashboard: pages, the JSON API, admin forms and the health check."""

@@ -1,0 +1,232 @@
+"""What only the admin may do: log in and out, and add entries to the rule files.
+
+Every state-changing request needs a live session and its CSRF token; without
+``admin_password`` all of it is refused. Entries are appended to the rule files
+(:mod:`flawless.server.rules.editing`) and applied at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+from twisted.logger import Logger
+from twisted.web import server
+
+from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.rules import editing
+from flawless.server.storage.interface import Storage
+from flawless.server.threads import Runner
+from flawless.server.web.http import (Answer, HttpError, Params, cookie, redirect, safe_next)
+from flawless.server.web.pages import error_key, find_error
+from flawless.server.web.render import Renderer, Visitor
+from flawless.server.web.sessions import (LOGIN_COOKIE, SESSION_COOKIE, SESSION_SECONDS,
+                                          AdminGate, Session, TooManyAttempts, new_token,
+                                          tokens_match)
+from flawless.server.web.views import link
+
+log = Logger()
+
+
+class TooManyLogins(HttpError):
+    """A login refused by the rate limit."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(429, f"Too many failed logins. Try again in {retry_after} seconds.")
+        self.retry_after = retry_after
+
+
+class AdminPages:
+    """Login, logout and the rule forms."""
+
+    def __init__(self, gate: AdminGate, storage: Storage, reader: Runner, renderer: Renderer,
+                 config_dir: str, config_path: str, reload_rules: Callable[[], None]):
+        self._gate = gate
+        self._storage = storage
+        self._reader = reader
+        self._renderer = renderer
+        self._config_dir = config_dir
+        self._config_path = config_path
+        self._reload_rules = reload_rules
+
+    def _session(self, request: server.Request) -> Optional[Session]:
+        value = request.getCookie(SESSION_COOKIE.encode())
+        return self._gate.session(value.decode("latin-1") if value else None)
+
+    def visitor(self, request: server.Request) -> Visitor:
+        """Who sent this request."""
+        session = self._session(request)
+        return Visitor(True, session.csrf_token) if session else Visitor(False)
+
+    def _admin(self, request: server.Request, params: Params) -> Session:
+        """The session of a state-changing request, whose CSRF token must match."""
+        if not self._gate.enabled:
+            raise HttpError(403, "Changes from the dashboard are off: set admin_password in "
+                                 "flawless.cfg and restart the server to turn them on.")
+        session = self._session(request)
+        if session is None:
+            raise HttpError(401, "Log in first (your session may have expired).")
+        if not tokens_match(session.csrf_token, params.text("csrf_token")):
+            raise HttpError(403, "This form has expired. Reload the page and try again.")
+        return session
+
+    def _disabled(self, visitor: Visitor) -> Answer:
+        return self._renderer.render("page_disabled.html", visitor, 403,
+                                     config_path=self._config_path or "flawless.cfg")
+
+    def _login_first(self, request: server.Request) -> Answer:
+        return redirect(link("/login", next=request.uri.decode("utf-8", "replace")))
+
+    # -- login --
+
+    async def login_form(self, request: server.Request, problem: str = "",
+                         status: int = 200) -> Answer:
+        """``/login``: the password form (its token doubles as a login-CSRF cookie)."""
+        visitor = self.visitor(request)
+        if not self._gate.enabled:
+            return self._disabled(visitor)
+        token = new_token()
+        answer = self._renderer.render(
+            "page_login.html", visitor, status, login_token=token, problem=problem,
+            next=safe_next(Params(request.args).text("next", default="/")))
+        return Answer(answer.status, answer.body, answer.content_type, (
+            ("set-cookie", cookie(LOGIN_COOKIE, token, 3600, request.isSecure())),))
+
+    async def login(self, request: server.Request) -> Answer:
+        """POST ``/login``: check the password, open a session, go back where one came from."""
+        params = Params(request.args)
+        if not self._gate.enabled:
+            return self._disabled(Visitor(False))
+        sent_cookie = request.getCookie(LOGIN_COOKIE.encode())
+        if not tokens_match(sent_cookie.decode("latin-1") if sent_cookie else None,
+                            params.text("login_token")):
+            return await self.login_form(request, "The login form expired; try again.", 403)
+        try:
+            session = self._gate.login(request.getClientAddress().host or "",
+                                       params.text("password"))
+        except TooManyAttempts as refused:
+            raise TooManyLogins(refused.retry_after) from None
+        if session is None:
+            return await self.login_form(request, "Wrong password.", 401)
+        secure = request.isSecure()
+        return redirect(safe_next(params.text("next", default="/")),
+                        cookie(SESSION_COOKIE, session.session_id, SESSION_SECONDS, secure),
+                        cookie(LOGIN_COOKIE, "", 0, secure))
+
+    async def logout(self, request: server.Request) -> Answer:
+        """POST ``/logout``."""
+        session = self._admin(request, Params(request.args))
+        self._gate.logout(session.session_id)
+        return redirect("/", cookie(SESSION_COOKIE, "", 0, request.isSecure()))
+
+    # -- the known-error form --
+
+    def _known_error_page(self, visitor: Visitor, key: ErrorKey, line_number: Optional[int],
+                          values: Optional[Mapping[str, str]] = None,
+                          errors: Optional[Mapping[str, str]] = None,
+                          status: int = 200) -> Answer:
+        """The known-error form, prefilled with the error a link names."""
+        try:
+            record: Optional[ErrorRecord] = find_error(self._storage, key, line_number) \
+                if key.filename else None
+        except HttpError:
+            record = None
+        prefill = {"filename": key.filename, "function_name": key.function_name,
+                   "code_fragment": key.text}
+        return self._renderer.render(
+            "page_known_error.html", visitor, status, record=record,
+            rule=editing.RULE_FILES["known_errors"],
+            values=values if values is not None else prefill, errors=errors or {},
+            line_number=line_number)
+
+    async def known_error_form(self, request: server.Request) -> Answer:
+        """``/add_known_error``: the form prefilled from the email's link."""
+        visitor = self.visitor(request)
+        if not self._gate.enabled:
+            return self._disabled(visitor)
+        if not visitor.admin:
+            return self._login_first(request)
+        key, line_number = error_key(Params(request.args), required=False)
+        return await self._reader.run(self._known_error_page, visitor, key, line_number)
+
+    async def add_known_error(self, request: server.Request) -> Answer:
+        """POST ``/add_known_error``."""
+        params = Params(request.args)
+        self._admin(request, params)
+        visitor = self.visitor(request)
+        form = params.form()
+        line_number = params.positive_int("line_number")
+        try:
+            entry = editing.entry_from_form("known_errors", form)
+        except editing.FormInvalid as invalid:
+            key = ErrorKey(form.get("filename", ""), form.get("function_name", ""),
+                           form.get("code_fragment", ""))
+            return await self._reader.run(self._known_error_page, visitor, key, line_number,
+                                          form, invalid.errors, 400)
+        await self._save("known_errors", entry)
+        back = link("/view_traceback", filename=form.get("filename"),
+                    function_name=form.get("function_name", ""), text=form.get("code_fragment"),
+                    line_number=line_number) if form.get("function_name") else "/"
+        return self._saved_page(visitor, "known_errors", entry, back)
+
+    # -- every rule file --
+
+    def _rules_page(self, visitor: Visitor, forms: Mapping[str, Mapping[str, str]],
+                    errors: Mapping[str, Mapping[str, str]], status: int = 200) -> Answer:
+        """Every rule file: its entries and a form to add one."""
+        files = []
+        for kind, rule in editing.RULE_FILES.items():
+            entries: Any
+            try:
+                entries, problem = editing.read_entries(self._config_dir, kind), ""
+            except editing.RuleFileError as error:
+                entries, problem = [], str(error)
+            if isinstance(entries, Mapping):
+                entries = [f"{source} → {target}" for source, target in entries.items()]
+            files.append({"rule": rule, "entries": entries, "problem": problem,
+                          "form_values": forms.get(kind, {}),
+                          "form_errors": errors.get(kind, {})})
+        return self._renderer.render("page_rules.html", visitor, status, files=files,
+                                     config_dir=self._config_dir)
+
+    async def rules(self, request: server.Request) -> Answer:
+        """``/rules``: every rule file with a form to add an entry."""
+        visitor = self.visitor(request)
+        if not self._gate.enabled:
+            return self._disabled(visitor)
+        if not visitor.admin:
+            return self._login_first(request)
+        return await self._reader.run(self._rules_page, visitor, {}, {})
+
+    async def add_rule(self, request: server.Request) -> Answer:
+        """POST ``/rules``: add one entry to the rule file the form names."""
+        params = Params(request.args)
+        self._admin(request, params)
+        visitor = self.visitor(request)
+        kind = params.text("kind", required=True)
+        if kind not in editing.RULE_FILES:
+            raise HttpError(400, f"There is no rule file of kind '{kind}'.")
+        form = params.form()
+        try:
+            entry = editing.entry_from_form(kind, form)
+        except editing.FormInvalid as invalid:
+            return await self._reader.run(self._rules_page, visitor, {kind: form},
+                                          {kind: invalid.errors}, 400)
+        await self._save(kind, entry)
+        return self._saved_page(visitor, kind, entry, "/rules")
+
+    def _saved_page(self, visitor: Visitor, kind: str, entry: editing.Entry,
+                    back: str) -> Answer:
+        return self._renderer.render("page_saved.html", visitor,
+                                     rule=editing.RULE_FILES[kind],
+                                     entry_text=editing.entry_text(kind, entry), back=back)
+
+    async def _save(self, kind: str, entry: editing.Entry) -> None:
+        try:
+            path = await self._reader.run(editing.add_entry, self._config_dir, kind, entry)
+        except editing.DuplicateEntry as duplicate:
+            raise HttpError(409, f"Nothing changed: {duplicate}.") from None
+        except editing.RuleFileError as problem:
+            raise HttpError(409, f"Nothing changed: {problem}") from None
+        log.info("dashboard added an entry to {path}", path=path)
+        # Apply it now rather than at the next poll, so that the very next report follows it.
+        self._reload_rules()

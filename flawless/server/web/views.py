@@ -1,0 +1,178 @@
+"""PURE: what the pages show, computed from stored errors (no I/O, no Twisted)."""
+
+from __future__ import annotations
+
+import datetime
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Iterable, Optional, Sequence
+
+from flawless.server.core.model import ErrorRecord
+
+CHART_DAYS = 56
+
+
+@dataclass(frozen=True)
+class DeveloperGroup:
+    """The errors of one week blamed on one developer (email None: blamed on nobody)."""
+
+    email: Optional[str]
+    name: str
+    total: int
+    errors: tuple[tuple[ErrorRecord, int], ...]
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One day of the occurrence chart, in SVG coordinates."""
+
+    day: str
+    count: int
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Occurrences per day as bars, with axis labels."""
+
+    width: int
+    height: int
+    baseline: float
+    bars: tuple[Bar, ...]
+    peak: int
+    ticks: tuple[tuple[float, str], ...]   # (x, label) at each week start
+
+
+def format_time(timestamp: Optional[float]) -> str:
+    """A UTC time for people: 2026-11-02 10:00 UTC."""
+    if timestamp is None:
+        return "–"
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_date(timestamp: Optional[float]) -> str:
+    """A UTC date for people: 2026-11-02."""
+    if timestamp is None:
+        return "–"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).date().isoformat()
+
+
+def format_long_date(timestamp: float) -> str:
+    """A UTC date spelt out: Monday, 16 November 2026."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    return f"{moment:%A}, {moment.day} {moment:%B %Y}"
+
+
+def format_age(timestamp: Optional[float], now: float) -> str:
+    """How long ago: 'just now', '5 min ago', '3 h ago', '12 days ago'."""
+    if timestamp is None:
+        return ""
+    seconds = max(0.0, now - timestamp)
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    days = int(seconds // 86400)
+    return "1 day ago" if days == 1 else f"{days} days ago"
+
+
+def link(path: str, **params: Any) -> str:
+    """A dashboard URL with its query string (parameters that are None are left out)."""
+    query = urllib.parse.urlencode({name: value for name, value in params.items()
+                                    if value is not None})
+    return f"{path}?{query}" if query else path
+
+
+def error_params(record: ErrorRecord, timestamp: Optional[float] = None) -> dict[str, Any]:
+    """The parameters naming one error in links, as the emails put them."""
+    return {"filename": record.key.filename, "function_name": record.key.function_name,
+            "line_number": record.line_number, "text": record.key.text,
+            "timestamp": int(timestamp if timestamp is not None else record.last_seen)}
+
+
+def _matches(record: ErrorRecord, query: str) -> bool:
+    needle = query.casefold()
+    return any(needle in (value or "").casefold() for value in (
+        record.key.filename, record.key.function_name, record.key.text, record.exception_type,
+        record.author_name, record.author_email, record.last_report.exception_message))
+
+
+def leaderboard(rows: Iterable[tuple[ErrorRecord, int]], query: str = ""
+                ) -> list[DeveloperGroup]:
+    """A week's errors grouped by blamed developer, most occurrences first."""
+    groups: dict[Optional[str], list[tuple[ErrorRecord, int]]] = {}
+    for record, count in rows:
+        if query and not _matches(record, query):
+            continue
+        email = record.author_email.lower() if record.author_email else None
+        groups.setdefault(email, []).append((record, count))
+    result = []
+    for email, errors in groups.items():
+        errors.sort(key=lambda pair: (-pair[1], -pair[0].last_seen))
+        name = next((record.author_name for record, _ in errors if record.author_name),
+                    email or "Blamed on nobody")
+        result.append(DeveloperGroup(email, name, sum(count for _, count in errors),
+                                     tuple(errors)))
+    result.sort(key=lambda group: (-group.total, group.email is None, group.email or ""))
+    return result
+
+
+def daily_chart(counts: Sequence[tuple[str, int]], last_day: str, days: int = CHART_DAYS,
+                width: int = 720, height: int = 170) -> Chart:
+    """Bars for occurrences per day over ``days`` days ending on ``last_day``."""
+    end = datetime.date.fromisoformat(last_day)
+    by_day = dict(counts)
+    left, right, top, bottom = 36.0, 8.0, 10.0, 24.0
+    baseline = height - bottom
+    slot = (width - left - right) / days
+    peak = max([by_day.get((end - datetime.timedelta(days=n)).isoformat(), 0)
+                for n in range(days)] + [1])
+    bars, ticks = [], []
+    for index in range(days):
+        day = end - datetime.timedelta(days=days - 1 - index)
+        count = by_day.get(day.isoformat(), 0)
+        bar_height = (baseline - top) * count / peak
+        x = left + index * slot
+        bars.append(Bar(day.isoformat(), count, round(x + slot * 0.12, 2),
+                        round(baseline - bar_height, 2), round(slot * 0.76, 2),
+                        round(bar_height, 2)))
+        if day.weekday() == 0:
+            ticks.append((round(x, 2), day.strftime("%b %-d")))
+    return Chart(width, height, baseline, tuple(bars), peak, tuple(ticks))
+
+
+def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[str, Any]:
+    """One error as plain JSON data for the API."""
+    data: dict[str, Any] = {
+        "id": record.error_id, "filename": record.key.filename,
+        "function_name": record.key.function_name, "text": record.key.text,
+        "line_number": record.line_number, "exception_type": record.exception_type,
+        "exception_message": record.last_report.exception_message,
+        "count": record.count, "first_seen": record.first_seen, "last_seen": record.last_seen,
+        "blamed": record.blamed, "author_name": record.author_name,
+        "author_email": record.author_email, "commit_sha": record.commit_sha,
+        "commit_summary": record.commit_summary, "commit_timestamp": record.commit_timestamp,
+        "known": record.known, "alerted_at": record.alerted_at,
+        "recipients": list(record.recipients),
+        "url": link("/view_traceback", **error_params(record)),
+    }
+    if week_count is not None:
+        data["week_count"] = week_count
+    return data
+
+
+def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
+    """Which frame of the latest report is the blamed one, if it can be told."""
+    for index in range(len(record.last_report.traceback) - 1, -1, -1):
+        frame = record.last_report.traceback[index]
+        if (frame.function_name == record.key.function_name
+                and frame.line_number == record.line_number
+                and frame.filename.replace("\\", "/").endswith(record.key.filename)):
+            return index
+    return None

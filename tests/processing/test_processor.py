@@ -1,0 +1,146 @@
+"""The processor in-process: a real repository and SQLite file, every blocking call run at
+once in the test's thread, and a task.Clock for its timers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from twisted.internet.task import Clock
+
+from flawless.server.core.model import AlertSettings, KnownError, Rules, RoutingSettings
+from flawless.server.git.repository import Repository
+from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.processor import Processor
+from flawless.server.storage.records import StorageUnavailable
+from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.threads import InlineRunner
+from support.gitrepo import average_report
+
+NOW = 1_763_700_000.0
+
+
+class World:
+    """A processor over a real repository and database, and what it queued for mail."""
+
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
+        runner = InlineRunner()
+        self.repository = Repository(str(repo_dir))
+        self.blamer = BlameService(self.repository, runner, runner, self.clock)
+        self.rules = rules
+        self.woken = 0
+        self.processor = Processor(
+            self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
+            AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
+            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
+            clock=self.clock)
+
+    def wake_outbox(self) -> None:
+        self.woken += 1
+
+    def send(self, *reports: dict) -> None:
+        calls = [{"jsonrpc": "2.0", "id": n, "method": "record_error",
+                  "params": {"report": report}} for n, report in enumerate(reports)]
+        self.storage.add_to_inbox([(json.dumps(calls).encode(), len(calls))], self.clock.seconds())
+
+    def counts(self) -> dict[str, int]:
+        return {row["function_name"]: row["count"] for row in self.storage._query(
+            "SELECT function_name, count FROM errors")}
+
+    def mails(self) -> list[list[str]]:
+        return [json.loads(row["recipients"]) for row in self.storage._query(
+            "SELECT recipients FROM outbox ORDER BY id")]
+
+
+@pytest.fixture
+def world(tmp_path, shop) -> World:
+    world = World(tmp_path, shop.path)
+    world.processor.startService()
+    yield world
+    world.processor.stopService()
+
+
+def test_reports_are_counted_blamed_and_alerted_once(world: World) -> None:
+    world.send(average_report(), average_report())
+    world.processor.wake()
+    assert world.counts() == {"average": 2} and world.storage.inbox_depth() == 0
+    assert world.mails() == [["bob@example.org"]] and world.woken == 1
+    world.send(average_report())
+    world.clock.advance(1.0)  # the idle poll
+    assert world.counts() == {"average": 3} and world.mails() == [["bob@example.org"]]
+    assert world.processor.processed == 3
+    [(record, week_count)] = world.storage.week_errors("2025-11-17")
+    assert (record.author_email, record.commit_summary, week_count) == (
+        "bob@example.org", "Add Cart.average", 3)
+
+
+def test_an_error_alerts_when_its_count_crosses_the_threshold_within_one_batch(world) -> None:
+    world.send(*[average_report()] * 5)
+    world.processor.wake()
+    assert world.counts() == {"average": 5} and world.mails() == [["bob@example.org"]]
+
+
+def test_a_missing_repository_keeps_reports_for_later_with_backoff(world, shop, tmp_path):
+    moved = tmp_path / "moved-away"
+    shop.path.rename(moved)
+    world.send(average_report())
+    world.processor.wake()
+    [row] = world.storage._query("SELECT attempts, next_attempt_at, last_error FROM inbox")
+    assert row["attempts"] == 1 and "does not exist" in row["last_error"]
+    assert NOW + 1.0 <= row["next_attempt_at"] <= NOW + 2.0
+    assert world.counts() == {} and "repository unavailable" in world.processor.last_error
+    moved.rename(shop.path)
+    world.clock.advance(3.0)
+    assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0
+
+
+def test_dropped_reports_are_counted_in_the_statistics(tmp_path, shop) -> None:
+    world = World(tmp_path, shop.path,
+                  rules=Rules(ignored_exceptions=("ZeroDivisionError",)))
+    world.processor.startService()
+    world.send(average_report())
+    world.processor.wake()
+    assert world.counts() == {} and world.storage.inbox_depth() == 0
+    assert world.storage.stats() == {"dropped: ignored exception": 1}
+    world.processor.stopService()
+
+
+def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
+    known = KnownError("shop/cart.py", "average", alert_every_n_occurrences=2,
+                       email_recipients=("team@example.com",), source="known_errors.yaml:1")
+    world = World(tmp_path, shop.path, rules=Rules(known_errors=(known,)), threshold=100)
+    world.processor.startService()
+    world.send(*[average_report()] * 4)
+    world.processor.wake()
+    assert world.mails() == [["bob@example.org", "team@example.com"]] * 2
+    world.processor.stopService()
+
+
+def test_a_failed_transaction_counts_nothing_and_is_retried(world, monkeypatch) -> None:
+    world.send(average_report(), average_report())
+    real_apply = world.storage.apply
+    failures = [StorageUnavailable("database or disk is full")]
+
+    def flaky_apply(claim: Any, work: Any) -> Any:
+        if failures:
+            raise failures.pop()
+        return real_apply(claim, work)
+
+    monkeypatch.setattr(world.storage, "apply", flaky_apply)
+    world.processor.wake()
+    assert world.counts() == {} and world.storage.inbox_depth() == 2
+    assert "disk is full" in world.processor.last_error
+    world.clock.advance(1.0)
+    assert world.counts() == {"average": 2} and world.mails() == [["bob@example.org"]]
+
+
+def test_stopping_ends_the_polling(world: World) -> None:
+    world.processor.stopService()
+    world.send(average_report())
+    world.clock.advance(10.0)
+    assert world.counts() == {} and world.clock.getDelayedCalls() == []
+    world.processor.startService()
