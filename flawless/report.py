@@ -431,7 +431,8 @@ def _plain_frame(frame: Any) -> bool:
     if frame_locals is None:
         return True
     return (type(frame_locals) is dict and len(frame_locals) <= MAX_LOCALS_PER_FRAME
-            and all(len(name) <= 128 and _plain_string(value, MAX_LOCAL_REPR_CHARS)
+            and all(_plain_string(name, MAX_NAME_CHARS)
+                    and _plain_string(value, MAX_LOCAL_REPR_CHARS)
                     for name, value in frame_locals.items()))
 
 
@@ -481,7 +482,7 @@ def _plain_context(context: Any) -> bool:
     if context is None:
         return True
     return (type(context) is dict and len(context) <= MAX_CONTEXT_ITEMS
-            and all(type(name) is str and len(name) <= 128
+            and all(_plain_string(name, MAX_NAME_CHARS)
                     and (_plain_string(value, MAX_STRING_CHARS)
                          or type(value) in (bool, int)
                          or (type(value) is float and math.isfinite(value)))

@@ -405,3 +405,11 @@ def test_a_long_notebook_path_is_trimmed():
     frame = {**NOTEBOOK_FRAME, "cell": {"line": 1, "notebook": "n/" * 5000}}
     cell = parse_report(valid(traceback=[frame])).traceback[0].cell
     assert len(cell.notebook) == MAX_STRING_CHARS
+
+
+def test_names_that_need_cleaning_take_the_general_path():
+    frame = {"filename": "/srv/app/a.py", "line_number": 1, "function_name": "f",
+             "frame_locals": {"\ud800": "x"}}
+    kept = stored_form(valid(traceback=[frame], context={"a\ud800": 1}))
+    assert kept["traceback"][0]["frame_locals"] == {"\ufffd": "x"}
+    assert kept["context"] == {"a\ufffd": 1}
