@@ -121,16 +121,16 @@ def test_a_known_error_alerts_by_its_own_entry(open_store, shop) -> None:
 
 def test_a_failed_transaction_counts_nothing_and_is_retried(world, monkeypatch) -> None:
     world.send(average_report(), average_report())
-    real_apply = world.storage.apply
+    real_apply_plan = world.storage.apply_plan
     failures = [StorageUnavailable("database or disk is full")]
 
-    def flaky_apply(claim: Any, work: Any) -> Any:
+    def flaky_apply_plan(claim: Any, plan: Any) -> Any:
         if failures:
             world.storage.release(claim)   # a failed apply keeps nothing, holds nothing
             raise failures.pop()
-        return real_apply(claim, work)
+        return real_apply_plan(claim, plan)
 
-    monkeypatch.setattr(world.storage, "apply", flaky_apply)
+    monkeypatch.setattr(world.storage, "apply_plan", flaky_apply_plan)
     world.processor.wake()
     assert world.counts() == {} and world.storage.inbox_depth() == 2
     assert "disk is full" in world.processor.last_error
@@ -144,3 +144,23 @@ def test_stopping_ends_the_polling(world: World) -> None:
     world.clock.advance(10.0)
     assert world.counts() == {} and world.clock.getDelayedCalls() == []
     world.processor.startService()
+
+
+def test_an_error_changed_while_its_batch_was_planned_is_counted_exactly(world, monkeypatch):
+    world.send(average_report())
+    world.processor.wake()
+    real_read = world.storage.error_states
+
+    def read_then_changed(keys: Any) -> Any:
+        states = real_read(keys)  # what the plan is worked out from...
+        with world.storage.transaction() as transaction:  # ...goes stale before it is written
+            for key, state in states.items():
+                transaction.execute("UPDATE errors SET count = count + 10 WHERE id = ?",
+                                    state.error_id)
+        return states
+
+    monkeypatch.setattr(world.storage, "error_states", read_then_changed)
+    world.send(average_report(), average_report())
+    world.processor.wake()
+    # The plan was written against a count of 1; the error stood at 11: it was redone.
+    assert world.counts() == {"average": 13} and world.storage.inbox_depth() == 0

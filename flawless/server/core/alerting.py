@@ -135,6 +135,30 @@ def _recipients(route: Route, author_email: Optional[str], rules: Rules,
     return kept, rejected
 
 
+class RecipientsMemo:
+    """Remembers whom the errors of a route go to: the repeats of an error share one route
+    object (the processor reuses routes), so they are answered without working it out again.
+    Bounded; answers only for the very route, rules and settings objects it saw."""
+
+    def __init__(self, size: int = 10000):
+        self._size = size
+        self._known: dict[tuple[int, Optional[str]], tuple] = {}
+
+    def recipients(self, route: Route, author_email: Optional[str], rules: Rules,
+                   settings: AlertSettings) -> tuple[list[Recipient], list[tuple[str, str]]]:
+        """What :func:`_recipients` answers."""
+        key = (id(route), author_email)
+        known = self._known.get(key)
+        if known is not None and known[0] is route and known[1] is rules \
+                and known[2] is settings:
+            return known[3]
+        if len(self._known) >= self._size:
+            self._known.clear()
+        answer = _recipients(route, author_email, rules, settings)
+        self._known[key] = (route, rules, settings, answer)
+        return answer
+
+
 def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Optional[str]:
     minimum = settings.report_only_after_minimum_date
     if minimum is None or commit_timestamp is None:
@@ -146,21 +170,31 @@ def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Opti
             f"report_only_after_minimum_date {minimum.isoformat()}")
 
 
+def counts_alert(route: Route, count_before: int, count_after: int, already_alerted: bool,
+                 report_threshold: Optional[int], settings: AlertSettings) -> tuple[bool, str]:
+    """Whether the counts alone make these occurrences alert, and why: the first question of
+    :func:`decide`, and a cheap one (no recipients, no blame date)."""
+    threshold = report_threshold or settings.report_error_threshold
+    return should_alert(count_before, count_after, threshold, route.known_error,
+                        already_alerted)
+
+
 def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional[float],
            count_before: int, count_after: int, already_alerted: bool,
-           report_threshold: Optional[int], rules: Rules, settings: AlertSettings) -> Decision:
+           report_threshold: Optional[int], rules: Rules, settings: AlertSettings,
+           memo: Optional[RecipientsMemo] = None) -> Decision:
     """Whether the occurrences taking an error's count from ``count_before`` to
     ``count_after`` alert, whom, and why. ``author_email`` and ``commit_timestamp`` come from
     git blame of the blamed line (None when there is none)."""
     if route.dropped_reason is not None:
         return Decision(False, "the report is dropped by a rule")
-    threshold = report_threshold or settings.report_error_threshold
-    alert, reason = should_alert(count_before, count_after, threshold, route.known_error,
-                                 already_alerted)
+    alert, reason = counts_alert(route, count_before, count_after, already_alerted,
+                                 report_threshold, settings)
     too_old = _too_old(commit_timestamp, settings)
     if alert and too_old is not None:
         alert, reason = False, too_old
-    recipients, rejected = _recipients(route, author_email, rules, settings)
+    recipients, rejected = _recipients(route, author_email, rules, settings) \
+        if memo is None else memo.recipients(route, author_email, rules, settings)
     header = route.known_error.email_header if route.known_error is not None else None
     return Decision(alert, reason, tuple(recipients), tuple(rejected) if alert else (), header)
 

@@ -99,7 +99,11 @@ class RoutedFrame:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one report goes: dropped, or a blamed frame (or none) and its identity."""
+    """Where one report goes: dropped, or a blamed frame (or none) and its identity.
+
+    A route is shared by every report with the same routing inputs (the repeats of an
+    error): the frames in it are those of the first, so take a report's own frames (its
+    locals) from the report, never from its route."""
 
     frames: tuple[RoutedFrame, ...]
     dropped_reason: Optional[str]       # set when whitelisted or ignored: the report is dropped

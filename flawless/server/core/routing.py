@@ -277,3 +277,12 @@ def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSetti
     if known is not None:
         explanation.append(f"known error ({known.source})")
     return Route(routed, None, blamed_index, _key(key_frame), known, tuple(explanation))
+
+
+def route_inputs(report: Report) -> tuple:
+    """Everything :func:`route` reads of a report, its frames' locals aside: two reports with
+    equal inputs are routed alike (for one index, rules and settings), so a route can be
+    reused for every repeat of an error. Keep it in step with :func:`route`."""
+    return (report.exception_type,
+            tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
+                   frame.cell) for frame in report.traceback))

@@ -128,7 +128,9 @@ def _utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(route: Route) -> tuple[FrameView, ...]:
+def _frame_views(report: Report, route: Route) -> tuple[FrameView, ...]:
+    """The report's own frames (a route may be shared by the repeats of an error, whose
+    locals differ), marked as the route decided."""
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -139,7 +141,7 @@ def _frame_views(route: Route) -> tuple[FrameView, ...]:
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == route.blamed_index,
         )
-        for index, frame in enumerate(item.frame for item in route.frames))
+        for index, frame in enumerate(report.traceback))
 
 
 def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
@@ -203,7 +205,7 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.route),
+        "frames": _frame_views(alert.report, alert.route),
         "blame": _blame_view(alert.blame, report),
         "count": alert.count,
         "first_seen": _utc(alert.first_seen),

@@ -89,14 +89,21 @@ class BlameService(service.Service):
 
     # -- revisions and trees --
 
-    def resolve(self, revision: Optional[str]) -> defer.Deferred:
-        """Deferred (sha, at_requested_revision): see `Repository.resolve_revision`."""
+    def resolved_now(self, revision: Optional[str]) -> Optional[tuple[str, bool]]:
+        """(sha, at_requested_revision) when it is known without asking git, else None."""
         known = self._resolved.get(revision) if revision else None
         if known is not None:
-            return defer.succeed((known, True))
+            return known, True
         fallback = self._fallbacks.get(revision)
         if fallback is not None and self._clock.seconds() - fallback[0] < TIP_TRUSTED_SECONDS:
-            return defer.succeed((fallback[1], False))
+            return fallback[1], False
+        return None
+
+    def resolve(self, revision: Optional[str]) -> defer.Deferred:
+        """Deferred (sha, at_requested_revision): see `Repository.resolve_revision`."""
+        known = self.resolved_now(revision)
+        if known is not None:
+            return defer.succeed(known)
         resolving = self._in_git(self.repository.resolve_revision, revision)
         return resolving.addCallback(self._remember, revision)
 
@@ -109,6 +116,10 @@ class BlameService(service.Service):
             # burst of reports without a known revision costs one git call, not one each.
             self._fallbacks.put(revision, (self._clock.seconds(), sha))
         return resolved
+
+    def index_now(self, sha: str) -> Optional[RepoIndex]:
+        """The index of commit ``sha`` when it is built already, else None."""
+        return self._indexes.get(sha)
 
     def index_at(self, sha: str) -> defer.Deferred:
         """Deferred :class:`RepoIndex` of the files of commit ``sha``, built once however
@@ -134,6 +145,16 @@ class BlameService(service.Service):
         """
         blaming = self.resolve(revision)
         return blaming.addCallback(self._blame_at, path, line_number, expected_text)
+
+    def blame_now(self, path: str, line_number: int, expected_text: str,
+                  resolved: tuple[str, bool]) -> Union[Blame, BlameFailed, None]:
+        """The cached outcome of a blame at a resolved revision: a Blame, the BlameFailed
+        it ended with, or None when git must be asked."""
+        sha, exact = resolved
+        cached = self._results.get((sha, path, line_number, expected_text))
+        if cached is None or isinstance(cached, BlameFailed):
+            return cached
+        return replace(cached, at_requested_revision=exact)
 
     def _blame_at(self, resolved: tuple[str, bool], path: str, line_number: int,
                   expected_text: str) -> Any:

@@ -12,7 +12,7 @@ delivering it. ``tests/storage/`` runs every method against every backend.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ContextManager, Iterable, Optional, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Optional, Protocol, Sequence
 
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
 from flawless.server.storage.records import InboxItem, OutboxMail, ServerInfo
@@ -21,7 +21,7 @@ from flawless.server.storage.records import InboxItem, OutboxMail, ServerInfo
 class Transaction(Protocol):
     """The writes of one atomic unit of processing: all of them are kept, or none."""
 
-    def error_states(self, keys: Iterable[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
         """Counts and alert state of the errors with these identities that were seen
         before; where servers share the database, no other transaction changes them until
         this one ends (ask for all of a transaction's errors at once, before writing)."""
@@ -29,8 +29,14 @@ class Transaction(Protocol):
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
 
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -86,7 +92,18 @@ class Storage(Protocol):
         """Run ``work(transaction)`` and commit it with the end of ``claim``; return what
         ``work`` returned. On any failure nothing of it is kept and the claim is released.
         ``work`` may run more than once (when a concurrent server's commit forces a retry):
-        it must do nothing but read and write through its transaction."""
+        it must do nothing but read and write through its transaction. The commit survives
+        a crash of the process, and a power loss once a durable write follows it (leasing
+        mail in :meth:`due_mail` is one, so nothing it queued leaves the server before)."""
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction:
+        what a plan is worked out from (see plan.py)."""
+
+    def apply_plan(self, claim: Claim, plan: Any) -> Any:
+        """Write a plan worked out from ``claim`` as :meth:`apply` would have, and end the
+        claim; raise plan.PlanConflict, writing nothing and keeping the claim (for
+        :meth:`apply`), when an error it read changed meanwhile."""
 
     def release(self, claim: Claim) -> None:
         """Give the claimed requests back untouched."""
@@ -98,7 +115,8 @@ class Storage(Protocol):
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
         """Undelivered mail whose next attempt is due, oldest first, leased to this server
-        for ``sql.LEASE_SECONDS`` (entries under another server's lease are left alone)."""
+        for ``sql.LEASE_SECONDS`` (entries under another server's lease are left alone).
+        Leasing is a durable write: every commit before it survives a power loss."""
 
     def extend_leases(self, now: float) -> int:
         """Keep this server's leases for another ``sql.LEASE_SECONDS``; return how many."""

@@ -7,6 +7,7 @@ from typing import Optional
 
 from flawless.config import Config
 from flawless.server.storage.interface import Storage
+from flawless.server.storage.records import StorageUnavailable
 
 DATABASE_FILE = "flawless.sqlite3"
 
@@ -16,8 +17,11 @@ def open_storage(config: Config, server_id: Optional[str] = None,
     """The storage of ``config`` (migrated to this flawless's schema); ``connections``
     bounds a PostgreSQL server's connections. Raises StorageUnavailable with the reason."""
     if config.storage == "postgresql":
-        from flawless.server.storage.postgresql import PostgresStorage
-
+        try:
+            from flawless.server.storage.postgresql import PostgresStorage
+        except ImportError as error:
+            raise StorageUnavailable(f"storage = postgresql needs psycopg 3 ({error}): "
+                                     "pip install 'flawless[postgresql]'") from None
         return PostgresStorage(config.database_url, server_id, pool_size=connections)
     from flawless.server.storage.sqlite import SqliteStorage
 

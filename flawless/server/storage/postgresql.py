@@ -25,20 +25,18 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
+import psycopg
+import psycopg_pool
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
 from flawless.server.storage.sql import SqlStorage, SqlTransaction, migrate
 from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION
-
-try:
-    import psycopg
-    import psycopg_pool
-    from psycopg import errors as pg_errors
-    from psycopg.conninfo import conninfo_to_dict
-    from psycopg.rows import dict_row
-except ImportError:  # pragma: no cover - reported when this backend is chosen
-    psycopg = None  # type: ignore[assignment]
 
 # pg_advisory_xact_lock key of the schema migration ("flawless" in ASCII)
 MIGRATION_LOCK = 0x666C61776C657373
@@ -99,16 +97,25 @@ class PostgresTransaction(SqlTransaction):
     """The writes of one atomic unit on one connection; the notices it collects are sent
     with its commit (``NOTIFY`` is transactional: nobody hears of a rolled-back one)."""
 
-    LOCK_ROWS = " FOR UPDATE"
+    LOCK_ERRORS = " FOR UPDATE OF e"
+    DUPLICATE_KEY = (pg_errors.UniqueViolation,)
 
-    def __init__(self, connection: "psycopg.Connection", server_id: str):
+    def __init__(self, connection: psycopg.Connection, server_id: str):
         self._connection = connection
         self._server_id = server_id
         self._notices: set[str] = set()
 
-    def execute(self, sql: str, *args: Any) -> "psycopg.Cursor":
+    def execute(self, sql: str, *args: Any) -> psycopg.Cursor:
         """Run one statement of :mod:`.sql` inside the transaction."""
         return self._connection.execute(postgresql_statement(sql), args)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement once per row of values (pipelined); return the rows changed."""
+        if not rows:
+            return 0
+        cursor = self._connection.cursor()
+        cursor.executemany(postgresql_statement(sql), rows)
+        return cursor.rowcount
 
     def insert(self, sql: str, *args: Any) -> int:
         """Run one INSERT; return the new row's id."""
@@ -133,7 +140,7 @@ class PostgresClaim:
     applied or released)."""
 
     items: tuple[InboxItem, ...]
-    connection: Optional["psycopg.Connection"] = field(default=None, repr=False)
+    connection: Optional[psycopg.Connection] = field(default=None, repr=False)
 
 
 class PostgresWakeups:
@@ -161,7 +168,7 @@ class PostgresWakeups:
             return []
         return sorted(notices)
 
-    def _listening(self) -> "psycopg.Connection":
+    def _listening(self) -> psycopg.Connection:
         with self._lock:
             if self._connection is None:
                 self._connection = psycopg.connect(self._url, autocommit=True,
@@ -186,9 +193,6 @@ class PostgresStorage(SqlStorage):
     writer_threads = 2   # an inbox commit need not wait for a batch's
 
     def __init__(self, url: str, server_id: Optional[str] = None, pool_size: int = 6):
-        if psycopg is None:
-            raise StorageUnavailable("storage = postgresql needs psycopg 3: "
-                                     "pip install 'flawless[postgresql]'")
         super().__init__(server_id)
         self.url = url
         self._migrate()
@@ -205,7 +209,7 @@ class PostgresStorage(SqlStorage):
             raise _unavailable(error) from error
 
     @staticmethod
-    def _configure(connection: "psycopg.Connection") -> None:
+    def _configure(connection: psycopg.Connection) -> None:
         connection.execute("SET idle_in_transaction_session_timeout = "
                            f"'{IDLE_IN_TRANSACTION_TIMEOUT}'")
 
@@ -233,10 +237,11 @@ class PostgresStorage(SqlStorage):
         """Close every connection of the pool."""
         self._pool.close()
 
-    def _query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+    @contextmanager
+    def _reading(self) -> Iterator[PostgresTransaction]:
         try:
             with self._pool.connection() as connection:
-                return connection.execute(postgresql_statement(sql), args).fetchall()
+                yield PostgresTransaction(connection, self.server_id)
         except (psycopg.Error, psycopg_pool.PoolTimeout) as error:
             raise _unavailable(error) from error
 
@@ -286,7 +291,7 @@ class PostgresStorage(SqlStorage):
                                              reports_in_payload(row["payload"]),
                                              row["attempts"]) for row in rows), connection)
 
-    def _lock_requests(self, connection: "psycopg.Connection", now: float,
+    def _lock_requests(self, connection: psycopg.Connection, now: float,
                        limit: int) -> list[int]:
         """Lock due requests holding about ``limit`` reports; return their ids."""
         # Each request holds at least one report, so ``limit`` rows are always enough; the
@@ -306,22 +311,54 @@ class PostgresStorage(SqlStorage):
             "SELECT id FROM inbox WHERE id = ANY(%s) ORDER BY id" + self.LOCK_ROWS_SKIP_LOCKED,
             (chosen,))]
 
+    def apply_plan(self, claim: PostgresClaim, plan: Plan) -> Any:
+        """Write ``plan`` (worked out from ``claim``) in the claim's transaction and commit
+        both; raise PlanConflict, writing nothing and keeping the claim, when an error
+        changed since the plan read it (or a concurrent server holds it)."""
+        return self._commit_claim(claim, self._replay_or_conflict, plan)
+
     def apply(self, claim: PostgresClaim,
               work: Callable[[PostgresTransaction], Any]) -> Any:
         """Run ``work(transaction)`` in the claim's transaction and commit both; run it again
         (from a savepoint) when a concurrent server's commit made it fail."""
-        connection, claim.connection = claim.connection, None
+        return self._commit_claim(claim, self._work_with_retries, work)
+
+    def _commit_claim(self, claim: PostgresClaim, write: Callable[..., Any],
+                      argument: Any) -> Any:
+        """``write(connection, argument)`` in the claim's transaction, then its commit; on
+        PlanConflict the claim stays open, on any other failure it is rolled back."""
+        connection = claim.connection
         assert connection is not None, "a claim is applied or released once"
         try:
-            result = self._work_with_retries(connection, work)
+            # Not flushed at once: a crash of this process cannot undo it, and the lease of
+            # the mail it queues (a durable write) flushes it before that mail leaves.
+            connection.execute("SET LOCAL synchronous_commit = off")
+            result = write(connection, argument)
             connection.execute("COMMIT")
+        except PlanConflict:
+            raise
         except BaseException as error:
+            claim.connection = None
             self._give_back(connection)
             raise _unavailable(error) if isinstance(error, psycopg.Error) else error
+        claim.connection = None
         self._pool.putconn(connection)
         return result
 
-    def _work_with_retries(self, connection: "psycopg.Connection",
+    def _replay_or_conflict(self, connection: psycopg.Connection, plan: Plan) -> Any:
+        connection.execute("SAVEPOINT plan")
+        transaction = PostgresTransaction(connection, self.server_id)
+        try:
+            result = replay(plan, transaction, transaction.save_checked)
+        except (PlanConflict, psycopg.Error) as error:
+            if isinstance(error, psycopg.Error) and not _retryable(error):
+                raise
+            connection.execute("ROLLBACK TO SAVEPOINT plan")
+            raise PlanConflict(str(error)) from None
+        transaction.send_notices()
+        return result
+
+    def _work_with_retries(self, connection: psycopg.Connection,
                            work: Callable[[PostgresTransaction], Any]) -> Any:
         attempt = 1
         while True:
@@ -344,7 +381,7 @@ class PostgresStorage(SqlStorage):
         if connection is not None:
             self._give_back(connection)
 
-    def _give_back(self, connection: "psycopg.Connection") -> None:
+    def _give_back(self, connection: psycopg.Connection) -> None:
         """Roll back the connection's open transaction and return it to the pool (which
         discards a broken one)."""
         try:

@@ -3,9 +3,10 @@
 The statements are written once, in the SQL that SQLite and PostgreSQL both speak, with
 ``?`` placeholders and named columns (a row is read by column name only). A backend
 subclasses :class:`SqlTransaction` and :class:`SqlStorage` and supplies what differs: how a
-statement runs (:meth:`SqlTransaction.execute`, :meth:`SqlStorage._query`, which may
-rewrite it for its dialect), how an inserted row's id comes back, and the row locks
-(``LOCK_ROWS``, ``LOCK_ROWS_SKIP_LOCKED``) that let several servers share one database.
+statement runs (:meth:`SqlTransaction.execute` and ``execute_many``, which may rewrite it
+for its dialect), how an inserted row's id comes back, the error a duplicate key raises,
+and the row locks (``LOCK_ERRORS``, ``LOCK_ROWS_SKIP_LOCKED``) that let several servers
+share one database.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ import os
 import socket
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
+
+import msgspec
 
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.storage.plan import Plan, PlanConflict
 from flawless.server.storage.records import (OutboxMail, ServerInfo, StorageUnavailable,
                                              decode_report, encode_report)
 
@@ -30,6 +34,7 @@ LEASE_SECONDS = 30.0
 ALIVE_SECONDS = 30.0
 FORGET_SERVERS_SECONDS = 86400.0
 MAX_ERROR_TEXT = 1000
+STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
 
 ERROR_COLUMNS = (
     "id", "filename", "function_name", "text", "line_number", "exception_type", "blamed",
@@ -39,6 +44,11 @@ ERROR_COLUMNS = (
 )
 SAVED_COLUMNS = ERROR_COLUMNS[1:]
 _SELECT_ERRORS = f"SELECT {', '.join(ERROR_COLUMNS)} FROM errors"
+_UPDATE_ERROR = f"UPDATE errors SET {', '.join(f'{column} = ?' for column in SAVED_COLUMNS)} " \
+                "WHERE id = ?"
+_INSERT_ERROR = f"INSERT INTO errors ({', '.join(SAVED_COLUMNS)}) " \
+                f"VALUES ({', '.join('?' * len(SAVED_COLUMNS))})"
+_JSON = msgspec.json.Encoder()
 
 
 def new_server_id() -> str:
@@ -74,8 +84,8 @@ def saved_values(record: ErrorRecord) -> tuple[Any, ...]:
         record.blame_revision,
         None if record.blame_at_requested is None else int(record.blame_at_requested),
         record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
-        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
-        json.dumps(list(record.explanation)),
+        int(record.known), record.alerted_at, _JSON.encode(record.recipients).decode(),
+        _JSON.encode(record.explanation).decode(),
     )
 
 
@@ -100,10 +110,15 @@ def placeholders(count: int) -> str:
 class SqlTransaction:
     """The writes of one atomic unit (see :class:`~.interface.Transaction`)."""
 
-    LOCK_ROWS = ""   # appended to a SELECT whose rows the transaction will update
+    LOCK_ERRORS = ""   # appended to the SELECT of errors (``e``) a transaction will update
+    DUPLICATE_KEY: tuple[type[Exception], ...] = ()   # what inserting a stored key raises
 
     def execute(self, sql: str, *args: Any) -> Any:
         """Run one statement inside the transaction; return its cursor."""
+        raise NotImplementedError
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement once per row of values; return the rows it changed."""
         raise NotImplementedError
 
     def insert(self, sql: str, *args: Any) -> int:
@@ -114,44 +129,93 @@ class SqlTransaction:
         """Tell the other servers sharing the database, once this commits, that there is
         work (``inbox`` or ``outbox``); nobody to tell by default."""
 
-    def error_states(self, keys: Iterable[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
         """Counts and alert state of the errors with these identities that were seen
         before; where servers share the database, they stay locked to this transaction."""
-        found = {}
-        # One order for every server, so that two batches never wait on each other's rows.
-        for key in sorted(set(keys)):
-            row = self.execute(
-                "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
-                "WHERE filename = ? AND function_name = ? AND text = ?" + self.LOCK_ROWS,
-                key.filename, key.function_name, key.text).fetchone()
-            if row is not None:
-                found[key] = ErrorState(int(row["id"]), row["count"], row["first_seen"],
-                                        row["last_seen"], row["alerted_at"],
-                                        tuple(json.loads(row["recipients"] or "[]")))
-        return found
+        return self.read_error_states(keys, self.LOCK_ERRORS)
+
+    def read_error_states(self, keys: Sequence[ErrorKey], lock: str = ""
+                          ) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_states`, the rows locked by ``lock`` (none by default). Rows are
+        locked in the order of their ids, the order every server updates them in."""
+        ordered = sorted(set(keys))
+        states = {}
+        for start in range(0, len(ordered), STATES_PER_QUERY):
+            chunk = ordered[start:start + STATES_PER_QUERY]
+            # A join, not a row-value IN: SQLite would scan every error for that.
+            rows = self.execute(
+                "SELECT e.id, e.filename, e.function_name, e.text, e.count, e.first_seen, "
+                "e.last_seen, e.alerted_at, e.recipients FROM "
+                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS k JOIN errors e "
+                "ON e.filename = k.column1 AND e.function_name = k.column2 "
+                "AND e.text = k.column3 ORDER BY e.id" + lock,
+                *(part for key in chunk
+                  for part in (key.filename, key.function_name, key.text))).fetchall()
+            for row in rows:
+                states[ErrorKey(row["filename"], row["function_name"], row["text"])] = \
+                    ErrorState(int(row["id"]), row["count"], row["first_seen"],
+                               row["last_seen"], row["alerted_at"],
+                               tuple(json.loads(row["recipients"] or "[]")))
+        return states
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
-        values = saved_values(record)
-        if record.error_id:
-            assignments = ", ".join(f"{column} = ?" for column in SAVED_COLUMNS)
-            self.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
-                         *values, record.error_id)
-            return record.error_id
-        return self.insert(f"INSERT INTO errors ({', '.join(SAVED_COLUMNS)}) "
-                           f"VALUES ({placeholders(len(values))})", *values)
+        return self.save_errors([record])[0]
+
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+        self._update_errors([record for record in records if record.error_id], None)
+        return self._with_inserted(records)
+
+    def save_checked(self, records: Sequence[ErrorRecord], plan: Plan) -> list[int]:
+        """:meth:`save_errors` of a plan: each stored error must still have the count the
+        plan read, and a new one must still be new; else PlanConflict."""
+        self._update_errors([record for record in records if record.error_id], plan)
+        try:
+            return self._with_inserted(records)
+        except self.DUPLICATE_KEY as error:
+            raise PlanConflict(f"an error was stored meanwhile: {error}") from None
+
+    def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
+        """Rewrite stored errors, in the order of their ids; with a plan, only those still
+        at the count it read."""
+        records = sorted(records, key=lambda record: record.error_id)
+        if plan is None:
+            self.execute_many(_UPDATE_ERROR, [saved_values(record) + (record.error_id,)
+                                              for record in records])
+            return
+        changed = self.execute_many(
+            _UPDATE_ERROR + " AND count = ?",
+            [saved_values(record) + (record.error_id, plan.read[record.key].count)
+             for record in records])
+        if changed != len(records):
+            raise PlanConflict(f"{len(records) - changed} errors changed meanwhile")
+
+    def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """The ids of ``records``, inserting those that have none (in the order of their
+        keys, the order every server inserts them in)."""
+        inserted = {record.key: self.insert(_INSERT_ERROR, *saved_values(record))
+                    for record in sorted((record for record in records
+                                          if not record.error_id),
+                                         key=lambda record: record.key)}
+        return [record.error_id or inserted[record.key] for record in records]
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
-        self.execute(
+        self.count_many_occurrences([(error_id, when, occurrences)])
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        self.execute_many(
             "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
             "count = error_weeks.count + excluded.count, last_seen = excluded.last_seen",
-            error_id, week_start(when), occurrences, when, when)
-        self.execute(
+            [(error_id, week_start(when), occurrences, when, when)
+             for error_id, when, occurrences in counts])
+        self.execute_many(
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = error_days.count + excluded.count",
-            error_id, day_of(when), occurrences)
+            [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -192,9 +256,14 @@ class SqlStorage:
     def __init__(self, server_id: Optional[str] = None):
         self.server_id = server_id or new_server_id()
 
+    def _reading(self) -> AbstractContextManager[SqlTransaction]:
+        """Statements outside any transaction (each one commits by itself)."""
+        raise NotImplementedError
+
     def _query(self, sql: str, *args: Any) -> list[Any]:
         """Run one read outside any transaction; return its rows."""
-        raise NotImplementedError
+        with self._reading() as reader:
+            return reader.execute(sql, *args).fetchall()
 
     def transaction(self) -> AbstractContextManager[SqlTransaction]:
         """One atomic write; raises StorageUnavailable when the database refuses it."""
@@ -237,6 +306,14 @@ class SqlStorage:
             if total >= limit:
                 break
         return chosen
+
+    # -- processing --
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction:
+        what a plan is worked out from (see plan.py)."""
+        with self._reading() as reader:
+            return reader.read_error_states(keys)
 
     # -- delivery --
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Sequence
 
+from flawless.server.storage.plan import Plan, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
 from flawless.server.storage.sql import SqlStorage, SqlTransaction, migrate
 
@@ -99,7 +100,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
-    # 3: several servers may share a database (PostgreSQL): an outbox entry is leased to
+    # 3: claiming a batch reads ids and report counts in id order from this index alone:
+    # in the table they lie after each request's payload, whose overflow pages SQLite
+    # would otherwise walk for every row.
+    """
+    CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
+    """,
+    # 4: several servers may share a database (PostgreSQL): an outbox entry is leased to
     # the server delivering it, each server keeps a heartbeat row; authors are compared
     # through lower(), which both SQL dialects index alike.
     """
@@ -123,12 +130,18 @@ SCHEMA_VERSION = len(MIGRATIONS)
 class SqliteTransaction(SqlTransaction):
     """The writes of one atomic unit, on the writing thread's connection."""
 
+    DUPLICATE_KEY = (sqlite3.IntegrityError,)
+
     def __init__(self, connection: sqlite3.Connection):
         self._connection = connection
 
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
         """Run one statement inside the transaction."""
         return self._connection.execute(sql, args)
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement once per row of values; return the rows it changed."""
+        return self._connection.executemany(sql, rows).rowcount if rows else 0
 
     def insert(self, sql: str, *args: Any) -> int:
         """Run one INSERT; return the new row's id."""
@@ -183,14 +196,22 @@ class SqliteStorage(SqlStorage):
             self._local.connection = connection
         return connection
 
-    def _query(self, sql: str, *args: Any) -> list[sqlite3.Row]:
-        return self._connection.execute(sql, args).fetchall()
+    def _reading(self) -> nullcontext[SqliteTransaction]:
+        return nullcontext(SqliteTransaction(self._connection))
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
-        """One atomic write; raises StorageUnavailable when the database refuses it."""
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it.
+
+        A durable one is on disk when it returns (synchronous=FULL: it survives power loss);
+        any other one survives the process being killed, and is made durable by the next
+        durable one (they share the write-ahead log, which that one syncs)."""
         connection = self._connection
         try:
+            level = "FULL" if durable else "NORMAL"
+            if getattr(self._local, "synchronous", "FULL") != level:
+                connection.execute(f"PRAGMA synchronous={level}")
+                self._local.synchronous = level
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise StorageUnavailable(str(error)) from error
@@ -215,8 +236,8 @@ class SqliteStorage(SqlStorage):
         (at least one request)."""
         # Each request holds at least one report: ``limit`` rows are always enough.
         chosen = self._enough_requests(self._query(
-            "SELECT id, reports FROM inbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
-            now, max(1, limit)), limit)
+            "SELECT id, reports FROM inbox INDEXED BY inbox_claim WHERE next_attempt_at <= ? "
+            "ORDER BY id LIMIT ?", now, max(1, limit)), limit)
         if not chosen:
             return SqliteClaim(())
         rows = self._query("SELECT id, received_at, payload, attempts FROM inbox WHERE id IN "
@@ -225,9 +246,18 @@ class SqliteStorage(SqlStorage):
                                            reports_in_payload(row["payload"]), row["attempts"])
                                  for row in rows))
 
+    def apply_plan(self, claim: SqliteClaim, plan: Plan) -> Any:
+        """Write ``plan`` (worked out from ``claim``) as :meth:`apply` would have; raises
+        PlanConflict, writing nothing, when an error changed since the plan read it."""
+        with self.transaction(durable=False) as transaction:
+            return replay(plan, transaction, transaction.save_checked)
+
     def apply(self, claim: SqliteClaim, work: Callable[[SqliteTransaction], Any]) -> Any:
-        """Run ``work(transaction)`` atomically; return its result."""
-        with self.transaction() as transaction:
+        """Run ``work(transaction)`` atomically; return its result. It is not synced to disk
+        at once: a crash of the process cannot undo it, and what it queues is delivered only
+        after a durable write (the outbox's lease), so a power loss cannot undo it after its
+        effect left."""
+        with self.transaction(durable=False) as transaction:
             return work(transaction)
 
     def release(self, claim: SqliteClaim) -> None:
