@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from collections import defaultdict
 from typing import Any, Mapping, Optional
 
 from support.server import FlawlessProcess
+from support.smtp import SmtpSink
 
 # Lines of the shop repository (tests/support/gitrepo.py): Alice wrote Cart.total,
 # Bob wrote Cart.average.
@@ -131,7 +135,8 @@ LOADER = textwrap.dedent('''
 
 
 def start_loaders(server: FlawlessProcess, count: int, seconds: float,
-                  functions: list[str], revision: str) -> list[subprocess.Popen]:
+                  functions: list[str], revision: str, first_seed: int = 0
+                  ) -> list[subprocess.Popen]:
     """Start ``count`` loader processes sending Alice's line under ``functions`` names, from
     a client running ``revision`` (as clients that set FLAWLESS_REVISION do)."""
     port_file = server.data_dir / "listening.json"
@@ -139,7 +144,7 @@ def start_loaders(server: FlawlessProcess, count: int, seconds: float,
                               json.dumps(functions), str(seed), json.dumps(ALICE_LINE),
                               revision],
                              stdout=subprocess.PIPE, text=True)
-            for seed in range(count)]
+            for seed in range(first_seed, first_seed + count)]
 
 
 def loader_results(loaders: list[subprocess.Popen], timeout: float = 120.0
@@ -165,3 +170,47 @@ def summed(results: list[dict[str, Any]], field: str) -> dict[str, int]:
 def sqlite_path(server: FlawlessProcess) -> Path:
     """The server's database file."""
     return server.data_dir / "flawless.sqlite3"
+
+
+FUNCTION_IN_MAIL = re.compile(r", in (load_\d\d)\b")
+
+
+def counts_by_function(server: FlawlessProcess) -> dict[str, int]:
+    """The stored count of each error, by its function's name."""
+    return dict(server.query("SELECT function_name, count FROM errors"))
+
+
+def alerts_by_function(sink: SmtpSink) -> dict[str, list[str]]:
+    """Message-IDs of the alerts received, by the function they are about."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for _, message in sink.messages:
+        match = FUNCTION_IN_MAIL.search(message.get_body(("plain",)).get_content())
+        if match:
+            found[match.group(1)].append(message["Message-ID"])
+    return found
+
+
+def assert_nothing_lost_or_doubled(server: FlawlessProcess, results: list[dict[str, Any]],
+                                   sink: SmtpSink, functions: list[str],
+                                   threshold: int) -> None:
+    """Once the inbox and the outbox are empty: every acknowledged occurrence is counted
+    (an unanswered one may be), and every error past ``threshold`` alerted exactly once."""
+    assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=90), "inbox stuck"
+    acked, uncertain = summed(results, "acked"), summed(results, "uncertain")
+    stored = counts_by_function(server)
+    assert sum(acked.values()) > 0
+    for name in functions:
+        # Acknowledged means stored; unanswered sends may or may not have been.
+        assert acked.get(name, 0) <= stored.get(name, 0) <= \
+            acked.get(name, 0) + uncertain.get(name, 0), (name, acked, uncertain, stored)
+    assert server.wait_until(lambda: server.query(
+        "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)], timeout=90), \
+        "outbox stuck"
+    due = {name for name, count in stored.items() if count >= threshold}
+    time.sleep(1.0)  # a duplicate would be a bug: give it the chance to show
+    alerts = alerts_by_function(sink)
+    assert set(alerts) == due
+    for name, message_ids in alerts.items():
+        # One alert per error. The only repeat SMTP allows is a re-delivery of the same
+        # message when the server dies between the SMTP server's "250" and recording it.
+        assert len(set(message_ids)) == 1, (name, message_ids)

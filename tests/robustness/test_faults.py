@@ -4,12 +4,10 @@ database locked. Every acknowledged occurrence is counted and every alert sent o
 from __future__ import annotations
 
 import random
-import re
 import shutil
 import sqlite3
 import subprocess
 import time
-from collections import defaultdict
 
 import pytest
 
@@ -17,35 +15,20 @@ from support.gitrepo import shop_repo
 from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
 
-from .common import (BOB_LINE, loader_results, record_body, report, start_loaders,
-                     stored_total, summed)
+from .common import (BOB_LINE, alerts_by_function, assert_nothing_lost_or_doubled,
+                     loader_results, record_body, report, start_loaders, stored_total)
 
 THRESHOLD = 5
 FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
-FUNCTION_IN_MAIL = re.compile(r", in (load_\d\d)\b")
-
-
-def counts_by_function(server: FlawlessProcess) -> dict[str, int]:
-    return dict(server.query("SELECT function_name, count FROM errors"))
-
-
-def alerts_by_function(sink: SmtpSink) -> dict[str, list[str]]:
-    """Message-IDs of the alerts received, by the function they are about."""
-    found: dict[str, list[str]] = defaultdict(list)
-    for _, message in sink.messages:
-        match = FUNCTION_IN_MAIL.search(message.get_body(("plain",)).get_content())
-        if match:
-            found[match.group(1)].append(message["Message-ID"])
-    return found
 
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, shop, smtp_sink,
-                                                                      soak):
+                                                                      soak, backend_options):
     rounds = 30 if soak else 5
     rng = random.Random(20261102)
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=THRESHOLD,
-                          rate_limit_per_key=0, rate_limit_per_address=0)
+                          rate_limit_per_key=0, rate_limit_per_address=0, **backend_options)
     seconds = rounds * 1.6 + 2
     loaders = start_loaders(server, 3, seconds, FUNCTIONS, shop.head())
     deadline = time.monotonic() + seconds - 1.5
@@ -56,25 +39,8 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, 
             time.sleep(rng.uniform(0.2, 1.0))
             server.kill()
             server = FlawlessProcess(server.config_path, server.data_dir).start()
-        results = loader_results(loaders)
-        assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=90)
-        acked, uncertain = summed(results, "acked"), summed(results, "uncertain")
-        stored = counts_by_function(server)
-        assert sum(acked.values()) > 0
-        for name in FUNCTIONS:
-            # Acknowledged means stored; unanswered sends may or may not have been.
-            assert acked.get(name, 0) <= stored.get(name, 0) <= \
-                acked.get(name, 0) + uncertain.get(name, 0), (name, acked, uncertain, stored)
-        assert server.wait_until(lambda: server.query(
-            "SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)], timeout=90)
-        due = {name for name, count in stored.items() if count >= THRESHOLD}
-        time.sleep(1.0)  # a duplicate would be a bug: give it the chance to show
-        alerts = alerts_by_function(smtp_sink)
-        assert set(alerts) == due
-        for name, message_ids in alerts.items():
-            # One alert per error. The only repeat SMTP allows is a re-delivery of the same
-            # message when the server dies between the SMTP server's "250" and recording it.
-            assert len(set(message_ids)) == 1, (name, message_ids)
+        assert_nothing_lost_or_doubled(server, loader_results(loaders), smtp_sink, FUNCTIONS,
+                                       THRESHOLD)
     finally:
         for loader in loaders:
             if loader.poll() is None:
@@ -82,12 +48,13 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, 
         server.stop()
 
 
-def test_smtp_down_then_back_delivers_every_alert_once(tmp_path, shop):
+def test_smtp_down_then_back_delivers_every_alert_once(tmp_path, shop, backend_options):
     refusing = SmtpSink()
     refusing.refuse(True)
     refusing.start()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
-                          smtp_hostport=refusing.hostport, report_error_threshold=1)
+                          smtp_hostport=refusing.hostport, report_error_threshold=1,
+                          **backend_options)
     back = SmtpSink(refusing.port)  # a fresh sink: aiosmtpd cannot restart a controller
     try:
         reports = [report(dict(BOB_LINE, function_name=name)) for name in FUNCTIONS[:4]]

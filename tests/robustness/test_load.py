@@ -15,10 +15,10 @@ FUNCTIONS = [f"load_{index:02d}" for index in range(20)]
 SLOWEST_PAGE_SECONDS = 3.0
 
 
-def test_ten_clients_at_full_speed(tmp_path, shop, soak):
+def test_ten_clients_at_full_speed(tmp_path, shop, soak, backend_options):
     seconds = 60 if soak else 15
     server = start_server(tmp_path / "server", repo_dir=shop.path, report_error_threshold=10**6,
-                          rate_limit_per_key=0, rate_limit_per_address=0)
+                          rate_limit_per_key=0, rate_limit_per_address=0, **backend_options)
     loaders = start_loaders(server, CLIENTS, seconds, FUNCTIONS, shop.head())
     try:
         slowest = 0.0

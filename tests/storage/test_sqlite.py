@@ -9,7 +9,7 @@ import pytest
 from flawless.server.storage.records import StorageUnavailable
 from flawless.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
 
-from .test_conformance import REPORT, payload, record
+from .test_conformance import REPORT, payload, queue, record
 
 
 def test_a_locked_database_is_storage_unavailable(tmp_path):
@@ -56,3 +56,12 @@ def test_a_database_newer_than_this_flawless_is_refused(tmp_path):
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageUnavailable, match="newer than this flawless knows"):
         SqliteStorage(path)
+
+
+def test_a_reopened_file_forgets_the_leases_of_the_server_before(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    before = SqliteStorage(path, "killed-while-delivering")
+    [mail_id] = queue(before, "a@example.com")
+    assert [mail.mail_id for mail in before.due_mail(now=2.0, limit=10)] == [mail_id]
+    after = SqliteStorage(path, "restarted")   # no waiting for the dead server's lease
+    assert [mail.mail_id for mail in after.due_mail(now=3.0, limit=10)] == [mail_id]

@@ -43,6 +43,7 @@ class PostgresCluster:
         self.data = self.directory / "data"
         self._as_postgres = os.geteuid() == 0
         self._created = 0
+        self._options = ""
 
     def _run(self, *command: str) -> None:
         prefix = ["runuser", "-u", "postgres", "--"] if self._as_postgres else []
@@ -60,12 +61,21 @@ class PostgresCluster:
             os.chown(self.directory, user.pw_uid, user.pw_gid)
         self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-A", "trust",
                   "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
-        options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
-                   f"-c full_page_writes=off -c max_connections={max_connections} "
-                   "-c shared_buffers=64MB")
-        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", options,
-                  "-l", str(self.directory / "server.log"), "-w", "-t", "60", "start")
+        self._options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
+                         f"-c full_page_writes=off -c max_connections={max_connections} "
+                         "-c shared_buffers=64MB")
+        self.resume()
         return self
+
+    def pause(self) -> None:
+        """Stop the server (as an operator would, ending every session); keep its data."""
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w",
+                  "stop")
+
+    def resume(self) -> None:
+        """Start the server (again)."""
+        self._run(str(self.binaries / "pg_ctl"), "-D", str(self.data), "-o", self._options,
+                  "-l", str(self.directory / "server.log"), "-w", "-t", "60", "start")
 
     def url(self, database: str, schema: str = "") -> str:
         """The database_url of ``database`` in this cluster (its tables in ``schema``)."""

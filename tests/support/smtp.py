@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -23,13 +24,20 @@ def free_port() -> int:
 class _Keeper:
     def __init__(self) -> None:
         self.messages: list[tuple[list[str], EmailMessage]] = []
+        self.held: list[tuple[list[str], EmailMessage]] = []
         self.lock = threading.Lock()
         self.refuse = False
+        self.hold_next = False
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd hook name
         if self.refuse:
             return "451 Try again later"
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        if self.hold_next:  # read, never answered: the sender cannot know it arrived
+            self.hold_next = False
+            with self.lock:
+                self.held.append((list(envelope.rcpt_tos), message))
+            await asyncio.sleep(3600)
         with self.lock:
             self.messages.append((list(envelope.rcpt_tos), message))
         return "250 Message accepted for delivery"
@@ -60,6 +68,17 @@ class SmtpSink:
     def refuse(self, refusing: bool) -> None:
         """Answer every message with a temporary failure while ``refusing`` is True."""
         self._keeper.refuse = refusing
+
+    def hold_next(self) -> None:
+        """Take in the next message but never answer it (kept in :attr:`held`, not in
+        :attr:`messages`): its sender waits until it gives up or dies."""
+        self._keeper.hold_next = True
+
+    @property
+    def held(self) -> list[tuple[list[str], EmailMessage]]:
+        """The messages taken in and never answered."""
+        with self._keeper.lock:
+            return list(self._keeper.held)
 
     @property
     def messages(self) -> list[tuple[list[str], EmailMessage]]:

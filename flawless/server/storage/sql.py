@@ -343,12 +343,14 @@ class SqlStorage:
                 "UPDATE outbox SET locked_until = ? WHERE locked_by = ? AND sent_at IS NULL",
                 now + LEASE_SECONDS, self.server_id).rowcount
 
-    def release_leases(self) -> None:
-        """Give back every entry this server holds, so others need not wait for its leases
-        to run out (when it stops)."""
+    def release_leases(self, of_anyone: bool = False) -> None:
+        """Give back every entry this server holds (or, ``of_anyone``, every entry held),
+        so others need not wait for the leases to run out."""
         with self.transaction() as transaction:
             transaction.execute("UPDATE outbox SET locked_by = NULL, locked_until = NULL "
-                                "WHERE locked_by = ? AND sent_at IS NULL", self.server_id)
+                                "WHERE sent_at IS NULL AND locked_by IS NOT NULL"
+                                + ("" if of_anyone else " AND locked_by = ?"),
+                                *(() if of_anyone else (self.server_id,)))
 
     def mark_sent(self, mail_id: int, now: float) -> bool:
         """Record a successful delivery so the mail is never sent again; only the lease

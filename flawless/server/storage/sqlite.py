@@ -167,6 +167,10 @@ class SqliteStorage(SqlStorage):
         self.path = path
         self._local = threading.local()
         self._migrate()
+        # One server owns a SQLite file: whoever held a lease before this opening is gone,
+        # and its entries are due again at once (a server sharing a database waits for a
+        # dead holder's leases to run out).
+        self.release_leases(of_anyone=True)
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=5.0, isolation_level=None,
