@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import re
 import subprocess
 import sys
@@ -214,3 +215,18 @@ def assert_nothing_lost_or_doubled(server: FlawlessProcess, results: list[dict[s
         # One alert per error. The only repeat SMTP allows is a re-delivery of the same
         # message when the server dies between the SMTP server's "250" and recording it.
         assert len(set(message_ids)) == 1, (name, message_ids)
+
+
+def kill_at_random_moments(servers: list[FlawlessProcess], rounds: int, seconds: float,
+                           rng: random.Random) -> None:
+    """For ``rounds`` rounds (ending ``seconds`` from now at the latest), wait a moment,
+    SIGKILL one of ``servers`` and start it again (replaced in the list)."""
+    deadline = time.monotonic() + seconds
+    for _ in range(rounds):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(rng.uniform(0.2, 1.0))
+        victim = rng.randrange(len(servers))
+        servers[victim].kill()
+        servers[victim] = FlawlessProcess(servers[victim].config_path,
+                                          servers[victim].data_dir).start()

@@ -16,7 +16,8 @@ from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
 
 from .common import (BOB_LINE, alerts_by_function, assert_nothing_lost_or_doubled,
-                     loader_results, record_body, report, start_loaders, stored_total)
+                     kill_at_random_moments, loader_results, record_body, report,
+                     start_loaders, stored_total)
 
 THRESHOLD = 5
 FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
@@ -31,21 +32,16 @@ def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, 
                           rate_limit_per_key=0, rate_limit_per_address=0, **backend_options)
     seconds = rounds * 1.6 + 2
     loaders = start_loaders(server, 3, seconds, FUNCTIONS, shop.head())
-    deadline = time.monotonic() + seconds - 1.5
+    servers = [server]
     try:
-        for _ in range(rounds):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(rng.uniform(0.2, 1.0))
-            server.kill()
-            server = FlawlessProcess(server.config_path, server.data_dir).start()
-        assert_nothing_lost_or_doubled(server, loader_results(loaders), smtp_sink, FUNCTIONS,
-                                       THRESHOLD)
+        kill_at_random_moments(servers, rounds, seconds - 1.5, rng)
+        assert_nothing_lost_or_doubled(servers[0], loader_results(loaders), smtp_sink,
+                                       FUNCTIONS, THRESHOLD)
     finally:
         for loader in loaders:
             if loader.poll() is None:
                 loader.kill()
-        server.stop()
+        servers[0].stop()
 
 
 def test_smtp_down_then_back_delivers_every_alert_once(tmp_path, shop, backend_options):

@@ -14,11 +14,11 @@ import random
 import time
 
 from support.pgcluster import PostgresCluster
-from support.server import FlawlessProcess, start_server
+from support.server import start_server
 from support.smtp import SmtpSink
 
-from .common import (assert_nothing_lost_or_doubled, get_page, loader_results, record_body,
-                     report, start_loaders, stored_total)
+from .common import (assert_nothing_lost_or_doubled, get_page, kill_at_random_moments,
+                     loader_results, record_body, report, start_loaders, stored_total)
 
 THRESHOLD = 5
 FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
@@ -42,16 +42,8 @@ def test_three_servers_one_killed_at_random_moments_lose_nothing_and_double_no_a
     loaders = [loader for number, server in enumerate(servers)
                for loader in start_loaders(server, LOADERS_PER_SERVER, seconds, FUNCTIONS,
                                            shop.head(), first_seed=number * LOADERS_PER_SERVER)]
-    deadline = time.monotonic() + seconds - 1.5
     try:
-        for _ in range(rounds):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(rng.uniform(0.2, 1.0))
-            victim = rng.randrange(SERVERS)
-            servers[victim].kill()
-            servers[victim] = FlawlessProcess(servers[victim].config_path,
-                                              servers[victim].data_dir).start()
+        kill_at_random_moments(servers, rounds, seconds - 1.5, rng)
         assert_nothing_lost_or_doubled(servers[0], loader_results(loaders), smtp_sink,
                                        FUNCTIONS, THRESHOLD)
         status, text = get_page(servers[-1].web_url + "/check_health")
