@@ -1,4 +1,4 @@
-"""The ``flawless`` command: configure, start, stop, options, check, run."""
+"""The ``flawless`` command: configure, start, stop, options, check, run, migrate."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conf(check, required=True)
     check.add_argument("--explain", metavar="REPORT.json",
                        help="print how a report would be routed, without sending anything")
+    migrate = commands.add_parser(
+        "migrate", help="copy a single server's SQLite data into the PostgreSQL database "
+                        "of the config (storage = postgresql)")
+    _add_conf(migrate, required=True)
+    migrate.add_argument("--from", dest="source", required=True, type=_sqlite_source,
+                         metavar="sqlite:PATH", help="the SQLite file (flawless.sqlite3 in "
+                                                     "the old data_dir_path)")
     run = commands.add_parser("run", help="run a program, reporting its uncaught exceptions")
     run.add_argument("-conf", "--conf", dest="conf", default=None, metavar="PATH",
                      help="the server's flawless.cfg (default: FLAWLESS_* variables)")
@@ -63,6 +70,13 @@ def _port(text: str) -> int:
         return int(OPTIONS_BY_NAME["port"].parse(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _sqlite_source(text: str) -> str:
+    scheme, _, path = text.partition(":")
+    if scheme != "sqlite" or not path:
+        raise argparse.ArgumentTypeError(f"{text!r} must be sqlite:PATH")
+    return os.path.abspath(os.path.expanduser(path))
 
 
 def _load(path: str, out: TextIO, **overrides: Optional[int]) -> Optional[Config]:
@@ -117,6 +131,35 @@ def _explain(config: Config, report_path: str) -> int:
         print(f"{report_path}: {detail}", file=sys.stderr)
         return EXIT_FAILURE
     print(explain_report(config, report))
+    return EXIT_OK
+
+
+# -- migrate ------------------------------------------------------------------------------
+
+def command_migrate(args: argparse.Namespace) -> int:
+    """Copy a SQLite database into the empty PostgreSQL database the config names."""
+    config = _load(args.conf, sys.stderr)
+    if config is None:
+        return EXIT_FAILURE
+    if config.storage != "postgresql":
+        print(f"{config.path}: storage is {config.storage}: flawless migrate copies into the "
+              "database of storage = postgresql (set it and database_url first)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    if not os.path.isfile(args.source):
+        print(f"{args.source}: no such file", file=sys.stderr)
+        return EXIT_FAILURE
+    from flawless.server.storage.records import StorageUnavailable
+    from flawless.server.storage.transfer import copy_sqlite_to_postgresql
+
+    try:
+        copied = copy_sqlite_to_postgresql(args.source, config.database_url)
+    except StorageUnavailable as error:
+        print(f"flawless migrate: nothing copied: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    for table, rows in copied.items():
+        print(f"{table}: {rows} rows")
+    print(f"copied {args.source} into PostgreSQL; start the servers with {config.path}")
     return EXIT_OK
 
 
@@ -285,6 +328,7 @@ COMMANDS = {
     "stop": command_stop,
     "options": command_options,
     "check": command_check,
+    "migrate": command_migrate,
 }
 
 

@@ -25,7 +25,7 @@ import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import psycopg
 import psycopg_pool
@@ -35,7 +35,7 @@ from psycopg.rows import dict_row
 
 from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
-from flawless.server.storage.sql import SqlStorage, SqlTransaction, migrate
+from flawless.server.storage.sql import SqlStorage, SqlTransaction, TableRows, migrate
 from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 # pg_advisory_xact_lock key of the schema migration ("flawless" in ASCII)
@@ -390,3 +390,36 @@ class PostgresStorage(SqlStorage):
         except psycopg.Error:
             pass  # the connection is broken: the server rolled the transaction back
         self._pool.putconn(connection)
+
+    # -- moving from another database --
+
+    def load(self, tables: Iterable[TableRows]) -> dict[str, int]:
+        """Copy ``tables`` (each after those it refers to) into this database, all or
+        nothing, keeping their ids; return the rows copied per table. The database must
+        hold no data yet."""
+        copied: dict[str, int] = {}
+        try:
+            with self._pool.connection() as connection, connection.transaction():
+                for table in tables:
+                    if connection.execute(f"SELECT 1 FROM {table.table} LIMIT 1").fetchone():
+                        raise StorageUnavailable(
+                            f"the database already holds {table.table}: copy into an empty "
+                            "one (a new database, or its tables dropped)")
+                    copied[table.table] = self._copy_rows(connection, table)
+        except psycopg.Error as error:
+            raise _unavailable(error) from error
+        return copied
+
+    @staticmethod
+    def _copy_rows(connection: psycopg.Connection, table: TableRows) -> int:
+        count = 0
+        cursor = connection.cursor()
+        with cursor.copy(f"COPY {table.table} ({', '.join(table.columns)}) FROM STDIN") as copy:
+            for row in table.rows:
+                copy.write_row(row)
+                count += 1
+        if "id" in table.columns:   # new rows are numbered after the copied ones
+            cursor.execute(f"SELECT setval(pg_get_serial_sequence(%s, 'id'), "
+                           f"COALESCE(MAX(id), 0) + 1, false) FROM {table.table}",
+                           (table.table,))
+        return count

@@ -16,7 +16,8 @@ import os
 import socket
 import uuid
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import msgspec
 
@@ -49,6 +50,15 @@ _UPDATE_ERROR = f"UPDATE errors SET {', '.join(f'{column} = ?' for column in SAV
 _INSERT_ERROR = f"INSERT INTO errors ({', '.join(SAVED_COLUMNS)}) " \
                 f"VALUES ({', '.join('?' * len(SAVED_COLUMNS))})"
 _JSON = msgspec.json.Encoder()
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """The rows of one table, moving from one database to another."""
+
+    table: str
+    columns: tuple[str, ...]
+    rows: Iterable[tuple[Any, ...]]
 
 
 def new_server_id() -> str:

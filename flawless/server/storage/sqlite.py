@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from flawless.server.storage.plan import Plan, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
-from flawless.server.storage.sql import SqlStorage, SqlTransaction, migrate
+from flawless.server.storage.sql import SqlStorage, SqlTransaction, TableRows, migrate
 
 # Each migration takes the schema from its index to the next version; never edit one that
 # has shipped, append a new one.
@@ -266,3 +266,36 @@ class SqliteStorage(SqlStorage):
 
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
+
+    # -- moving to another database --
+
+    def tables(self) -> Iterator[TableRows]:
+        """Every table's rows (but the heartbeats), each after the tables it refers to, all
+        read in one snapshot."""
+        connection = self._connection
+        names = [row["name"] for row in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "AND name <> 'servers' ORDER BY name")]
+        refers = {name: {row["table"] for row in connection.execute(
+            f"PRAGMA foreign_key_list({name})")} - {name} for name in names}
+        connection.execute("BEGIN")
+        try:
+            for name in _referred_first(refers):
+                columns = tuple(row["name"] for row in connection.execute(
+                    f"PRAGMA table_info({name})"))
+                yield TableRows(name, columns, (tuple(row) for row in connection.execute(
+                    f"SELECT {', '.join(columns)} FROM {name}")))
+        finally:
+            connection.execute("ROLLBACK")
+
+
+def _referred_first(refers: dict[str, set[str]]) -> list[str]:
+    """The tables ordered so that each comes after those it refers to."""
+    ordered: list[str] = []
+    while len(ordered) < len(refers):
+        ready = sorted(name for name, others in refers.items()
+                       if name not in ordered and others <= set(ordered))
+        if not ready:
+            raise StorageUnavailable(f"tables refer to each other in a cycle: {refers}")
+        ordered += ready
+    return ordered
