@@ -68,13 +68,14 @@ def _remap(address: str, rules: Rules) -> tuple[str, Optional[str]]:
     return address, None
 
 
-def _author(route: Route, author_email: str, rules: Rules,
-            settings: AlertSettings) -> Recipient:
+def _author(route: Route, author_email: str, rules: Rules, settings: AlertSettings,
+            author_reason: Optional[str]) -> Recipient:
     """The blamed author, or whom the author handed the file to (disownership)."""
     blamed = route.blamed
     assert blamed is not None and blamed.repo_path is not None
     address = author_address(author_email, settings)
-    reason = f"last changed {blamed.repo_path}:{blamed.frame.line_number} (git blame)"
+    reason = author_reason or \
+        f"last changed {blamed.repo_path}:{blamed.frame.line_number} (git blame)"
     names = {address.lower(), _remap(address, rules)[0].lower()}
     for entry in rules.disownership:
         if entry.email.lower() in names and _covers(entry.filepath, blamed.repo_path):
@@ -96,10 +97,10 @@ def _watchers(route: Route, rules: Rules) -> list[Recipient]:
 
 
 def _candidates(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings) -> list[Recipient]:
+                settings: AlertSettings, author_reason: Optional[str]) -> list[Recipient]:
     found: list[Recipient] = []
     if route.blamed is not None and author_email:
-        found.append(_author(route, author_email, rules, settings))
+        found.append(_author(route, author_email, rules, settings, author_reason))
     found.extend(_watchers(route, rules))
     known = route.known_error
     if known is not None:
@@ -115,12 +116,13 @@ def _candidates(route: Route, author_email: Optional[str], rules: Rules,
 
 
 def _recipients(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings) -> tuple[list[Recipient], list[tuple[str, str]]]:
+                settings: AlertSettings, author_reason: Optional[str] = None
+                ) -> tuple[list[Recipient], list[tuple[str, str]]]:
     """Valid, de-duplicated recipients (the first reason kept) and rejected addresses."""
     kept: list[Recipient] = []
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for recipient in _candidates(route, author_email, rules, settings):
+    for recipient in _candidates(route, author_email, rules, settings, author_reason):
         if recipient.email.lower() in seen:
             continue
         seen.add(recipient.email.lower())
@@ -148,10 +150,12 @@ def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Opti
 
 def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional[float],
            count_before: int, count_after: int, already_alerted: bool,
-           report_threshold: Optional[int], rules: Rules, settings: AlertSettings) -> Decision:
+           report_threshold: Optional[int], rules: Rules, settings: AlertSettings,
+           author_reason: Optional[str] = None) -> Decision:
     """Whether the occurrences taking an error's count from ``count_before`` to
     ``count_after`` alert, whom, and why. ``author_email`` and ``commit_timestamp`` come from
-    git blame of the blamed line (None when there is none)."""
+    git blame of the blamed line (None when there is none); ``author_reason`` says what the
+    blame named when it is more than a line of a file (a notebook's cell)."""
     if route.dropped_reason is not None:
         return Decision(False, "the report is dropped by a rule")
     threshold = report_threshold or settings.report_error_threshold
@@ -160,7 +164,7 @@ def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional
     too_old = _too_old(commit_timestamp, settings)
     if alert and too_old is not None:
         alert, reason = False, too_old
-    recipients, rejected = _recipients(route, author_email, rules, settings)
+    recipients, rejected = _recipients(route, author_email, rules, settings, author_reason)
     header = route.known_error.email_header if route.known_error is not None else None
     return Decision(alert, reason, tuple(recipients), tuple(rejected) if alert else (), header)
 
