@@ -20,7 +20,8 @@ from twisted.logger import Logger
 from flawless.backoff import backoff_delay
 from flawless.report import Report
 from flawless.server.core import routing
-from flawless.server.core.model import (AlertSettings, ErrorKey, Occurrence, Rules,
+from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
+from flawless.server.core.model import (AlertSettings, ErrorKey, Occurrence, Route, Rules,
                                         RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
@@ -181,29 +182,37 @@ class Processor(service.Service):
             route = routing.route(report, index, rules, self._routing_settings)
             if route.dropped_reason is not None:
                 return Dropped(route.dropped_reason)
-            blamed = route.blamed
-            if blamed is None or self._blamer is None or blamed.repo_path is None:
-                return Occurrence(report, route, None)
-            try:
-                blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                 report.revision, blamed.frame.text)
-            except BlameFailed as failure:
-                log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
-                         line=blamed.frame.line_number, reason=str(failure))
-                route = replace(route, explanation=route.explanation + (
-                    f"git blame failed ({failure}); sent to the default contact",))
-                return Occurrence(report, route, None)
-            if not route.key.text and blame.line_text.strip():
-                # The client could not read its source line: the repository's text of the
-                # blamed line keeps errors on different lines of one function apart.
-                route = replace(route, key=replace(route.key,
-                                                   text=fold_whitespace(blame.line_text)))
-            return Occurrence(report, route, blame)
+            return await self._blamed(report, route)
         except RepositoryUnavailable as unavailable:
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))
             return Postponed(str(unavailable))
+
+    async def _blamed(self, report: Report, route: Route) -> Occurrence:
+        """The occurrence, with the blame of its blamed line when git can tell it."""
+        blamed = route.blamed
+        if blamed is None or self._blamer is None or blamed.repo_path is None:
+            return Occurrence(report, route, None)
+        cell = notebook_cell(blamed.frame)
+        try:
+            if cell is not None:
+                blame = await self._blamer.blame_cell(blamed.repo_path, cell, report.revision)
+            else:
+                blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                 report.revision, blamed.frame.text)
+        except BlameFailed as failure:
+            log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
+                     line=frame_line(blamed.frame), reason=str(failure))
+            return Occurrence(report, replace(route, explanation=route.explanation + (
+                f"git blame failed ({failure}); sent to the default contact",)), None)
+        if cell is not None:
+            route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
+        elif not route.key.text and blame.line_text.strip():
+            # The client could not read its source line: the repository's text of the
+            # blamed line keeps errors on different lines of one function apart.
+            route = replace(route, key=replace(route.key, text=fold_whitespace(blame.line_text)))
+        return Occurrence(report, route, blame)
 
     # -- the database transaction (runs in the database writer's thread) --
 
