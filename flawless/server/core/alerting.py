@@ -116,7 +116,7 @@ def _candidates(route: Route, author_email: Optional[str], rules: Rules,
 
 
 def _recipients(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings, author_reason: Optional[str] = None
+                settings: AlertSettings, author_reason: Optional[str]
                 ) -> tuple[list[Recipient], list[tuple[str, str]]]:
     """Valid, de-duplicated recipients (the first reason kept) and rejected addresses."""
     kept: list[Recipient] = []

@@ -272,10 +272,9 @@ def _route_frame(frame: Frame, index: RepoIndex, runtime_dirs: Sequence[str]) ->
     line of that notebook, in the repository when the notebook is one of its ``.ipynb``
     files; any other frame is a line of its file."""
     cell = notebook_cell(frame)
-    notebook = cell.notebook if cell is not None else None
-    path = notebook or frame.filename
+    path = cell.notebook if cell is not None and cell.notebook else frame.filename
     repo_path = index.resolve(path, runtime_dirs)
-    if notebook and repo_path is not None and not is_notebook_path(repo_path):
+    if cell is not None and repo_path is not None and not is_notebook_path(repo_path):
         repo_path = None  # a cell is never a line of a .py file, whatever the client says
     return RoutedFrame(frame, repo_path, rule_path(path, repo_path, runtime_dirs),
                        in_app=repo_path is not None)
