@@ -21,9 +21,10 @@ from twisted.logger import Logger
 from flawless.backoff import backoff_delay
 from flawless.report import Report
 from flawless.server.core import alerting, routing
+from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
 from flawless.server.core.lru import Lru
 from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Route,
-                                        Rules, RoutingSettings)
+                                        RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
@@ -203,10 +204,14 @@ class Processor(service.Service):
         if resolved is None or index is None:
             return None
         route = self._route(report, index, resolved[0], rules)
-        target = _blame_target(route)
-        if target is None:
+        blamed = _to_blame(route)
+        if blamed is None:
             return self._outcome(report, route, None)
-        blame = self._blamer.blame_now(*target, resolved)
+        cell = notebook_cell(blamed.frame)
+        assert blamed.repo_path is not None
+        blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
+                                       blamed.frame.text, resolved) if cell is None \
+            else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
         return None if blame is None else self._outcome(report, route, blame)
 
     async def _prepare(self, report: Report, rules: Rules) -> Prepared:
@@ -215,12 +220,17 @@ class Processor(service.Service):
         try:
             sha, _ = await self._blamer.resolve(report.revision)
             route = self._route(report, await self._blamer.index_at(sha), sha, rules)
-            target = _blame_target(route)
+            blamed = _to_blame(route)
             blame: Union[Blame, BlameFailed, None] = None
-            if target is not None:
-                path, line_number, text = target
+            if blamed is not None:
+                assert blamed.repo_path is not None
+                cell = notebook_cell(blamed.frame)
                 try:
-                    blame = await self._blamer.blame(path, line_number, report.revision, text)
+                    blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                      report.revision, blamed.frame.text)
+                                   if cell is None else
+                                   self._blamer.blame_cell(blamed.repo_path, cell,
+                                                           report.revision))
                 except BlameFailed as failure:
                     blame = failure
             return self._outcome(report, route, blame)
@@ -235,14 +245,17 @@ class Processor(service.Service):
                  blame: Union[Blame, BlameFailed, None]) -> Prepared:
         if route.dropped_reason is not None:
             return Dropped(route.dropped_reason)
+        blamed = route.blamed
         if isinstance(blame, BlameFailed):
-            blamed = route.blamed
             assert blamed is not None
             log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
-                     line=blamed.frame.line_number, reason=str(blame))
+                     line=frame_line(blamed.frame), reason=str(blame))
             return Occurrence(report, replace(route, explanation=route.explanation + (
                 f"git blame failed ({blame}); sent to the default contact",)), None)
-        if blame is not None and not route.key.text and blame.line_text.strip():
+        cell = notebook_cell(blamed.frame) if blamed is not None else None
+        if blame is not None and cell is not None:
+            route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
+        elif blame is not None and not route.key.text and blame.line_text.strip():
             # The client could not read its source line: the repository's text of the
             # blamed line keeps errors on different lines of one function apart.
             route = replace(route, key=replace(route.key, text=fold_whitespace(blame.line_text)))
@@ -334,9 +347,9 @@ class Processor(service.Service):
                                    [contact], self._sender)]
 
 
-def _blame_target(route: Route) -> Optional[tuple[str, int, str]]:
-    """(repository path, line, text) of the line ``route`` needs blamed, if any."""
+def _to_blame(route: Route) -> Optional[RoutedFrame]:
+    """The frame of the repository ``route`` needs blamed, if any."""
     blamed = route.blamed
     if route.dropped_reason is not None or blamed is None or blamed.repo_path is None:
         return None
-    return blamed.repo_path, blamed.frame.line_number, blamed.frame.text
+    return blamed
