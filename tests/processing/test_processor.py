@@ -20,6 +20,7 @@ from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
 from support.alerts import parts
 from support.gitrepo import average_report
+from support.runners import ManualRunner
 from support.notebooks import (CALLS_MEAN, CALLS_RATIO, CANARY, EDITED_SCALED, NOTEBOOK, RATIO,
                                SCALED, CellLine, cell_frame, cell_report, team_notebook_repo)
 
@@ -29,13 +30,14 @@ NOW = 1_763_700_000.0
 class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
+                 git: Any = None):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
         runner = InlineRunner()
         self.repository = Repository(str(repo_dir))
-        self.blamer = BlameService(self.repository, runner, runner, self.clock)
+        self.blamer = BlameService(self.repository, git or runner, runner, self.clock)
         self.rules = rules
         self.woken = 0
         self.processor = Processor(
@@ -170,6 +172,33 @@ def test_an_error_changed_while_its_batch_was_planned_is_counted_exactly(world, 
     # The plan was written against a count of 1; the error stood at 11: it was redone.
     assert world.counts() == {"average": 13} and world.storage.inbox_depth() == 0
 
+
+
+def test_a_new_error_waiting_for_git_never_holds_up_the_repeats(tmp_path, shop) -> None:
+    git = ManualRunner()
+    world = World(tmp_path, shop.path, git=git)
+    world.processor.startService()
+    git.run_all()  # HEAD and the tree
+    world.send(average_report())
+    world.processor.wake()
+    git.run_all()  # the first blame of Cart.average
+    assert world.counts() == {"average": 1}
+    new_error = {"exception_type": "builtins.ValueError", "exception_message": "bad",
+                 "traceback": [{"filename": "/srv/app/shop/pricing.py", "line_number": 12,
+                                "function_name": "parse_price", "text": "return int(text)"}]}
+    world.send(new_error)  # needs git, which does not answer yet
+    world.send(average_report(), average_report())  # a repeat: everything it needs is known
+    world.processor.wake()
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3}  # counted without waiting for the new error
+    [(attempts, last_error)] = [(row["attempts"], row["last_error"]) for row in
+                                world.storage._query("SELECT attempts, last_error FROM inbox")]
+    assert (attempts, last_error) == (0, "waiting for git")  # not a failure: no backoff
+    git.run_all()  # git answers
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3, "parse_price": 1}
+    assert world.storage.inbox_depth() == 0 and ["bob@example.org"] in world.mails()
+    world.processor.stopService()
 
 # -- notebooks ----------------------------------------------------------------------------------
 

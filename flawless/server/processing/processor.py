@@ -44,6 +44,7 @@ FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
 ROUTES_CACHED = 10000
+WAIT_FOR_GIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,13 @@ class Postponed:
     reason: str
 
 
-Prepared = Union[Occurrence, Dropped, Postponed]
+@dataclass(frozen=True)
+class Waiting:
+    """A report whose blame git has not answered yet: its request is looked at again soon."""
+
+
+WAITING = Waiting()
+Prepared = Union[Occurrence, Dropped, Postponed, Waiting]
 
 
 class Processor(service.Service):
@@ -153,22 +160,22 @@ class Processor(service.Service):
         self._batch_size = min(MAX_BATCH_SIZE, self._batch_size * 2) if full else BATCH_SIZE
         rules = self._rules()
         try:
-            # Repeats of known errors are settled from the caches at once; only what needs
-            # git waits for it.
-            entries = [[self._prepare_now(report, rules) for report in item.reports]
-                       for item in claim.items]
-            waiting = [(entry_list, column, defer.ensureDeferred(self._prepare(report, rules)))
-                       for item, entry_list in zip(claim.items, entries)
-                       for column, (report, entry) in enumerate(zip(item.reports, entry_list))
-                       if entry is None]
-            outcomes = await defer.gatherResults([deferred for *_, deferred in waiting],
-                                                 consumeErrors=True)
+            # Repeats of known errors are settled from the caches at once; what needs git
+            # is waited for a moment, and a request still waiting then is looked at again a
+            # moment later, so that new errors never hold up the batch.
+            entries: list[list[Optional[Prepared]]] = [
+                [self._prepare_now(report, rules) for report in item.reports]
+                for item in claim.items]
+            await self._settle([(entry_list, column, report)
+                                for item, entry_list in zip(claim.items, entries)
+                                for column, (report, entry)
+                                in enumerate(zip(item.reports, entry_list)) if entry is None],
+                               rules)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
-        for (entry_list, column, _), outcome in zip(waiting, outcomes):
-            entry_list[column] = outcome
-        batch = list(zip(claim.items, entries))
+        batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
+                 for item, entry_list in zip(claim.items, entries)]
         queued = await self._write(claim, batch, rules)
         done = sum(isinstance(entry, (Occurrence, Dropped))
                    for _, prepared in batch for entry in prepared)
@@ -177,7 +184,34 @@ class Processor(service.Service):
                   requests=len(batch))
         if queued:
             self._on_mail_queued()
+        if any(WAITING in prepared for _, prepared in batch):
+            self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
+
+    async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
+                      rules: Rules) -> None:
+        """Fill in each pending entry with what becomes of its report, as far as git
+        answers within WAIT_FOR_GIT_SECONDS (the rest stay None; git goes on, its answers
+        cached); raise what preparing one of them raised."""
+        if not pending:
+            return
+        done: list[tuple[list[Optional[Prepared]], int, Prepared]] = []
+        preparing = defer.gatherResults([
+            defer.ensureDeferred(self._prepare(report, rules)).addCallback(
+                lambda outcome, entries=entries, column=column: done.append(
+                    (entries, column, outcome)))
+            for entries, column, report in pending], consumeErrors=True)
+        deadline: defer.Deferred = defer.Deferred()
+        timer = self._clock.callLater(WAIT_FOR_GIT_SECONDS, deadline.callback, None)
+        try:
+            await defer.DeferredList([preparing, deadline], fireOnOneCallback=True,
+                                     fireOnOneErrback=True, consumeErrors=True)
+        finally:
+            if timer.active():
+                timer.cancel()
+        preparing.addErrback(self._log_failure)  # a late failure: the request waits
+        for entries, column, outcome in list(done):
+            entries[column] = outcome
 
     async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
                      rules: Rules) -> int:
@@ -282,6 +316,10 @@ class Processor(service.Service):
         counted: list[tuple[Occurrence, float]] = []
         dropped: Counter[str] = Counter()
         for item, prepared in batch:
+            if WAITING in prepared:  # all of a request's reports are processed together
+                transaction.postpone(item.inbox_id, item.attempts,
+                                     now + WAIT_FOR_GIT_SECONDS, "waiting for git")
+                continue
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
                 attempts = item.attempts + 1
