@@ -225,6 +225,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("retention_weeks", "52", "non-negative int",
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("max_backlog_seconds", "300", "seconds",
+            "/check_health says degraded while a report waits longer than this to be "
+            "processed."),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",

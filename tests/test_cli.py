@@ -175,14 +175,19 @@ def test_a_failing_daemon_says_why_and_leaves_no_process(tmp_path):
     assert stray.stdout.strip() == ""
 
 
-def test_health_is_degraded_while_the_repository_is_missing(tmp_path):
-    server = start_server(tmp_path / "server", repo_dir=tmp_path / "gone")
+def test_health_is_degraded_while_the_repository_is_missing_and_reports_wait(tmp_path):
+    server = start_server(tmp_path / "server", repo_dir=tmp_path / "gone",
+                          max_backlog_seconds=1)
     try:
         server.record(average_report())
         with_reason = server.wait_until(lambda: health(server)["status"] == "degraded")
         status = health(server)
         assert with_reason and any("repository" in problem for problem in status["problems"])
         assert status["configuration"]["repo_dir"] == str(tmp_path / "gone")
+        assert server.wait_until(lambda: any(
+            problem.startswith("backlog: the oldest report has waited")
+            for problem in health(server)["problems"]))
+        assert health(server)["backlog_age_seconds"] > 1
     finally:
         server.stop()
 
