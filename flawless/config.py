@@ -239,6 +239,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("database_url", "", "text",
             "With storage = postgresql: postgresql://user:password@host:port/database "
             "(or any libpq connection string).", parse=_parse_database_url, secret=True),
+    _option("max_backlog_seconds", "300", "seconds",
+            "/check_health says degraded while a report waits longer than this to be "
+            "processed."),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",

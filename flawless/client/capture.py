@@ -21,7 +21,7 @@ import types
 from collections import deque
 from dataclasses import dataclass, replace
 from itertools import islice
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_CHAINED_FRAMES, MAX_FRAMES,
                              MAX_MESSAGE_CHARS, MAX_STRING_CHARS, ChainedException, Frame,

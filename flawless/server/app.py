@@ -277,6 +277,11 @@ class FlawlessServer(service.MultiService):
         page). ``degraded`` names each reason; no error data is shown."""
         now = self.reactor.seconds()
         problems = []
+        oldest = self.storage.oldest_waiting()
+        backlog_age = max(0.0, self.reactor.seconds() - oldest) if oldest is not None else 0.0
+        if backlog_age > self.config.max_backlog_seconds:
+            problems.append(f"backlog: the oldest report has waited {backlog_age:.0f} s "
+                            f"(max_backlog_seconds is {self.config.max_backlog_seconds:g})")
         repository_error = self.blamer.last_error if self.blamer is not None else None
         if repository_error:
             problems.append(f"repository: {repository_error}")
@@ -288,6 +293,7 @@ class FlawlessServer(service.MultiService):
             "version": __version__,
             "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
             "inbox_depth": self.storage.inbox_depth(),
+            "backlog_age_seconds": round(backlog_age, 3),
             "outbox_depth": self.storage.outbox_depth(),
             "processed": self.processor.processed,
             "database": self.storage.describe(),

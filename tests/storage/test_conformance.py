@@ -96,6 +96,13 @@ def test_inbox_round_trip_and_removal(store):
     store.release(later)
 
 
+def test_the_oldest_waiting_report_is_known(store):
+    assert store.oldest_waiting() is None
+    store.add_to_inbox([(payload(REPORT), 1)], received_at=5.0)
+    store.add_to_inbox([(payload(REPORT), 1)], received_at=7.0)
+    assert store.oldest_waiting() == 5.0
+
+
 def test_a_claim_holds_about_the_limit_of_reports(store):
     store.add_to_inbox([(payload(REPORT, REPORT), 2)] * 5, received_at=1.0)
     for limit, requests in ((3, 2), (1, 1), (4, 2), (100, 5)):

@@ -12,6 +12,7 @@ from typing import Optional
 
 from flawless.server.core import alerting
 from flawless.server.core.calendar import day_of
+from flawless.server.core.cell_frames import blame_reason, frame_line
 from flawless.server.core.model import (AlertSettings, Decision, ErrorRecord, ErrorState,
                                         Occurrence, Rules)
 
@@ -71,7 +72,8 @@ class ErrorTally:
             self._decision = alerting.decide(
                 route, blame.author_email if blame else None,
                 blame.commit_timestamp if blame else None, count_before, count_after,
-                already_alerted, report.error_threshold, rules, settings, memo)
+                already_alerted, report.error_threshold, rules, settings, blame_reason(blame),
+                memo)
         return self._decision
 
     def record(self) -> ErrorRecord:
@@ -85,7 +87,7 @@ class ErrorTally:
         return ErrorRecord(
             error_id=self.error_id,
             key=route.key,
-            line_number=frame.line_number,
+            line_number=frame_line(frame),
             exception_type=report.exception_type,
             blamed=blame is not None,
             author_name=blame.author_name if blame else None,

@@ -21,9 +21,10 @@ from twisted.logger import Logger
 from flawless.backoff import backoff_delay
 from flawless.report import Report
 from flawless.server.core import alerting, routing
+from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
 from flawless.server.core.lru import Lru
 from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Route,
-                                        Rules, RoutingSettings)
+                                        RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
@@ -43,6 +44,7 @@ FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
 ROUTES_CACHED = 10000
+WAIT_FOR_GIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,13 @@ class Postponed:
     reason: str
 
 
-Prepared = Union[Occurrence, Dropped, Postponed]
+@dataclass(frozen=True)
+class Waiting:
+    """A report whose blame git has not answered yet: its request is looked at again soon."""
+
+
+WAITING = Waiting()
+Prepared = Union[Occurrence, Dropped, Postponed, Waiting]
 
 
 class Processor(service.Service):
@@ -152,22 +160,22 @@ class Processor(service.Service):
         self._batch_size = min(MAX_BATCH_SIZE, self._batch_size * 2) if full else BATCH_SIZE
         rules = self._rules()
         try:
-            # Repeats of known errors are settled from the caches at once; only what needs
-            # git waits for it.
-            entries = [[self._prepare_now(report, rules) for report in item.reports]
-                       for item in claim.items]
-            waiting = [(entry_list, column, defer.ensureDeferred(self._prepare(report, rules)))
-                       for item, entry_list in zip(claim.items, entries)
-                       for column, (report, entry) in enumerate(zip(item.reports, entry_list))
-                       if entry is None]
-            outcomes = await defer.gatherResults([deferred for *_, deferred in waiting],
-                                                 consumeErrors=True)
+            # Repeats of known errors are settled from the caches at once; what needs git
+            # is waited for a moment, and a request still waiting then is looked at again a
+            # moment later, so that new errors never hold up the batch.
+            entries: list[list[Optional[Prepared]]] = [
+                [self._prepare_now(report, rules) for report in item.reports]
+                for item in claim.items]
+            await self._settle([(entry_list, column, report)
+                                for item, entry_list in zip(claim.items, entries)
+                                for column, (report, entry)
+                                in enumerate(zip(item.reports, entry_list)) if entry is None],
+                               rules)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
-        for (entry_list, column, _), outcome in zip(waiting, outcomes):
-            entry_list[column] = outcome
-        batch = list(zip(claim.items, entries))
+        batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
+                 for item, entry_list in zip(claim.items, entries)]
         queued = await self._write(claim, batch, rules)
         done = sum(isinstance(entry, (Occurrence, Dropped))
                    for _, prepared in batch for entry in prepared)
@@ -176,7 +184,34 @@ class Processor(service.Service):
                   requests=len(batch))
         if queued:
             self._on_mail_queued()
+        if any(WAITING in prepared for _, prepared in batch):
+            self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
+
+    async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
+                      rules: Rules) -> None:
+        """Fill in each pending entry with what becomes of its report, as far as git
+        answers within WAIT_FOR_GIT_SECONDS (the rest stay None; git goes on, its answers
+        cached); raise what preparing one of them raised."""
+        if not pending:
+            return
+        done: list[tuple[list[Optional[Prepared]], int, Prepared]] = []
+        preparing = defer.gatherResults([
+            defer.ensureDeferred(self._prepare(report, rules)).addCallback(
+                lambda outcome, entries=entries, column=column: done.append(
+                    (entries, column, outcome)))
+            for entries, column, report in pending], consumeErrors=True)
+        deadline: defer.Deferred = defer.Deferred()
+        timer = self._clock.callLater(WAIT_FOR_GIT_SECONDS, deadline.callback, None)
+        try:
+            await defer.DeferredList([preparing, deadline], fireOnOneCallback=True,
+                                     fireOnOneErrback=True, consumeErrors=True)
+        finally:
+            if timer.active():
+                timer.cancel()
+        preparing.addErrback(self._log_failure)  # a late failure: the request waits
+        for entries, column, outcome in list(done):
+            entries[column] = outcome
 
     async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
                      rules: Rules) -> int:
@@ -203,10 +238,14 @@ class Processor(service.Service):
         if resolved is None or index is None:
             return None
         route = self._route(report, index, resolved[0], rules)
-        target = _blame_target(route)
-        if target is None:
+        blamed = _to_blame(route)
+        if blamed is None:
             return self._outcome(report, route, None)
-        blame = self._blamer.blame_now(*target, resolved)
+        cell = notebook_cell(blamed.frame)
+        assert blamed.repo_path is not None
+        blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
+                                       blamed.frame.text, resolved) if cell is None \
+            else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
         return None if blame is None else self._outcome(report, route, blame)
 
     async def _prepare(self, report: Report, rules: Rules) -> Prepared:
@@ -215,12 +254,17 @@ class Processor(service.Service):
         try:
             sha, _ = await self._blamer.resolve(report.revision)
             route = self._route(report, await self._blamer.index_at(sha), sha, rules)
-            target = _blame_target(route)
+            blamed = _to_blame(route)
             blame: Union[Blame, BlameFailed, None] = None
-            if target is not None:
-                path, line_number, text = target
+            if blamed is not None:
+                assert blamed.repo_path is not None
+                cell = notebook_cell(blamed.frame)
                 try:
-                    blame = await self._blamer.blame(path, line_number, report.revision, text)
+                    blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                      report.revision, blamed.frame.text)
+                                   if cell is None else
+                                   self._blamer.blame_cell(blamed.repo_path, cell,
+                                                           report.revision))
                 except BlameFailed as failure:
                     blame = failure
             return self._outcome(report, route, blame)
@@ -235,14 +279,17 @@ class Processor(service.Service):
                  blame: Union[Blame, BlameFailed, None]) -> Prepared:
         if route.dropped_reason is not None:
             return Dropped(route.dropped_reason)
+        blamed = route.blamed
         if isinstance(blame, BlameFailed):
-            blamed = route.blamed
             assert blamed is not None
             log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
-                     line=blamed.frame.line_number, reason=str(blame))
+                     line=frame_line(blamed.frame), reason=str(blame))
             return Occurrence(report, replace(route, explanation=route.explanation + (
                 f"git blame failed ({blame}); sent to the default contact",)), None)
-        if blame is not None and not route.key.text and blame.line_text.strip():
+        cell = notebook_cell(blamed.frame) if blamed is not None else None
+        if blame is not None and cell is not None:
+            route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
+        elif blame is not None and not route.key.text and blame.line_text.strip():
             # The client could not read its source line: the repository's text of the
             # blamed line keeps errors on different lines of one function apart.
             route = replace(route, key=replace(route.key, text=fold_whitespace(blame.line_text)))
@@ -269,6 +316,10 @@ class Processor(service.Service):
         counted: list[tuple[Occurrence, float]] = []
         dropped: Counter[str] = Counter()
         for item, prepared in batch:
+            if WAITING in prepared:  # all of a request's reports are processed together
+                transaction.postpone(item.inbox_id, item.attempts,
+                                     now + WAIT_FOR_GIT_SECONDS, "waiting for git")
+                continue
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
                 attempts = item.attempts + 1
@@ -334,9 +385,9 @@ class Processor(service.Service):
                                    [contact], self._sender)]
 
 
-def _blame_target(route: Route) -> Optional[tuple[str, int, str]]:
-    """(repository path, line, text) of the line ``route`` needs blamed, if any."""
+def _to_blame(route: Route) -> Optional[RoutedFrame]:
+    """The frame of the repository ``route`` needs blamed, if any."""
     blamed = route.blamed
     if route.dropped_reason is not None or blamed is None or blamed.repo_path is None:
         return None
-    return blamed.repo_path, blamed.frame.line_number, blamed.frame.text
+    return blamed

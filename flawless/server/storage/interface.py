@@ -150,6 +150,9 @@ class Storage(Protocol):
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
 
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+
     def outbox_depth(self) -> int:
         """How many mails wait for delivery."""
 

@@ -426,6 +426,11 @@ class SqlStorage:
         """How many accepted reports are not processed yet."""
         return int(self._query("SELECT COALESCE(SUM(reports), 0) AS n FROM inbox")[0]["n"])
 
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+        rows = self._query("SELECT received_at FROM inbox ORDER BY id LIMIT 1")
+        return rows[0]["received_at"] if rows else None
+
     def outbox_depth(self) -> int:
         """How many mails wait for delivery."""
         return int(self._query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL"
