@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from gitgen import FILES, generated_repo
 from harness import (BENCH_DIR, OurServer, machine_line, percentile, print_table, ratio_text)
@@ -69,13 +69,14 @@ class Run:
     """One contestant's run: clients started together, acknowledgements and processing
     watched in the same window."""
 
-    def __init__(self, target: str, port: int, reports: int, processes: int, batch: int,
-                 files: tuple[Path, Path]):
+    def __init__(self, target: str, ports: Sequence[int], reports: int, processes: int,
+                 batch: int, files: tuple[Path, Path], python: Optional[str] = None):
         self.started_at = time.time() + 2.0 + reports / 20000  # the clients encode first
         share = reports // processes
         self.workers = [subprocess.Popen(
-            [str(peer_python()), str(BENCH_DIR / "processing_worker.py"), json.dumps({
-                "target": target, "port": port, "batch": batch, "first": number * share,
+            [python or str(peer_python()), str(BENCH_DIR / "processing_worker.py"), json.dumps({
+                "target": target, "port": ports[number % len(ports)], "batch": batch,
+                "first": number * share,
                 "reports": share, "errors_file": str(files[0]), "callers_file": str(files[1]),
                 "start_at": self.started_at})],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -113,7 +114,7 @@ def watch(ours: OurServer, total: int, stop: Callable[[], bool]) -> list[tuple[f
 def measure_ours(options: dict, reports: int, processes: int, batch: int,
                  files: tuple[Path, Path]) -> dict:
     with OurServer({**UNLIMITED, **options}) as ours:
-        run = Run("ours", ours.port, reports, processes, batch, files)
+        run = Run("ours", [ours.port], reports, processes, batch, files)
         samples: list = []
         watcher = threading.Thread(target=lambda: samples.extend(watch(
             ours, run.total, lambda: time.time() > run.started_at + 1800)))
@@ -138,7 +139,7 @@ def measure_ours(options: dict, reports: int, processes: int, batch: int,
 def measure_peer(options: dict, reports: int, processes: int, batch: int,
                  files: tuple[Path, Path]) -> float:
     with PeerServer(options) as peer:
-        run = Run("peer", peer.port, reports, processes, batch, files)
+        run = Run("peer", [peer.port], reports, processes, batch, files)
         marks = run.acknowledged()
     return run.total / (marks[-1][0] - run.started_at)
 

@@ -38,7 +38,7 @@ def main() -> None:
     files[1].write_text(json.dumps(callers))
     raw = scratch / "stacks.txt"
     with OurServer({**UNLIMITED, **({"repo_dir": repo} if repo else {})}) as server:
-        run = Run("ours", server.port, args.reports, 4, 100, files)
+        run = Run("ours", [server.port], args.reports, 4, 100, files)
         spy = subprocess.Popen([str(python.parent / "py-spy"), "record", "--rate", "250",
                                 "--format", "raw", "--nonblocking", "--duration",
                                 str(int(args.seconds)), "--pid", str(server.pid),

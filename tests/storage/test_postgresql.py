@@ -152,12 +152,14 @@ def test_two_servers_counting_one_new_error_at_once_both_count(servers):
     first.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
     second.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
     claims = first.claim_inbox(now=2.0, limit=1), second.claim_inbox(now=2.0, limit=1)
-    second_has_read = threading.Event()
+    first_has_inserted, second_has_read = threading.Event(), threading.Event()
     attempts = []
 
     def count(transaction, claim, has_read=None):
         """What the processor does: read the state, then save the new count."""
         attempts.append(has_read is None)
+        if has_read is not None:
+            assert first_has_inserted.wait(10)   # (not committed yet)
         state = transaction.error_states([KEY]).get(KEY)
         if has_read is not None:
             has_read.set()   # it saw no error: it will insert one
@@ -167,6 +169,7 @@ def test_two_servers_counting_one_new_error_at_once_both_count(servers):
 
     def first_work(transaction):
         count(transaction, claims[0])
+        first_has_inserted.set()
         assert second_has_read.wait(10)   # commit only once the second server read nothing
 
     with ThreadPoolExecutor(2) as pool:

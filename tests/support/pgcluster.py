@@ -54,16 +54,17 @@ class PostgresCluster:
             raise RuntimeError(f"{' '.join(command)} failed: {result.stdout}{result.stderr}"
                                + (log.read_text() if log.exists() else ""))
 
-    def start(self, max_connections: int = 200) -> "PostgresCluster":
-        """Create the cluster and start its server; return self."""
+    def start(self, max_connections: int = 200, durable: bool = False) -> "PostgresCluster":
+        """Create the cluster and start its server; return self. A ``durable`` one syncs
+        its commits to disk as a real one does (for benchmarks); by default it does not."""
         if self._as_postgres:
             user = pwd.getpwnam("postgres")
             os.chown(self.directory, user.pw_uid, user.pw_gid)
         self._run(str(self.binaries / "initdb"), "-D", str(self.data), "-A", "trust",
                   "-U", "postgres", "-E", "UTF8", "--locale=C", "--no-sync")
-        self._options = (f"-k {self.directory} -c listen_addresses='' -c fsync=off "
-                         f"-c full_page_writes=off -c max_connections={max_connections} "
-                         "-c shared_buffers=64MB")
+        self._options = (f"-k {self.directory} -c listen_addresses='' "
+                         f"-c max_connections={max_connections} -c shared_buffers=64MB"
+                         + ("" if durable else " -c fsync=off -c full_page_writes=off"))
         self.resume()
         return self
 

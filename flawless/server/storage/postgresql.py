@@ -117,10 +117,16 @@ class PostgresTransaction(SqlTransaction):
         cursor.executemany(postgresql_statement(sql), rows)
         return cursor.rowcount
 
-    def insert(self, sql: str, *args: Any) -> int:
-        """Run one INSERT; return the new row's id."""
-        row = self.execute(sql + " RETURNING id", *args).fetchone()
-        return int(row["id"])
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Run one INSERT per row of values, pipelined; return the new rows' ids."""
+        if not rows:
+            return []
+        cursor = self._connection.cursor()
+        cursor.executemany(postgresql_statement(sql + " RETURNING id"), rows, returning=True)
+        ids = [int(cursor.fetchone()["id"])]
+        while cursor.nextset():
+            ids.append(int(cursor.fetchone()["id"]))
+        return ids
 
     def announce(self, what: str) -> None:
         """Wake the other servers once this commits (``inbox`` or ``outbox``)."""
@@ -294,15 +300,18 @@ class PostgresStorage(SqlStorage):
     def _lock_requests(self, connection: psycopg.Connection, now: float,
                        limit: int) -> list[int]:
         """Lock due requests holding about ``limit`` reports; return their ids."""
-        # Each request holds at least one report, so ``limit`` rows are always enough; the
-        # rows locked beyond the reports wanted are given back by rolling back to the
-        # savepoint, and the wanted ones locked again (any that another server took
-        # meanwhile are skipped).
+        # How many requests make ``limit`` reports is read first, without locking (each
+        # holds at least one report, so ``limit`` rows are always enough); that many are
+        # then locked, skipping those other servers hold. Should the ones locked hold many
+        # more reports than those read, the surplus is given back through the savepoint.
+        due = "SELECT id, reports FROM inbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?"
+        wanted = len(self._enough_requests(connection.execute(
+            postgresql_statement(due), (now, max(1, limit))).fetchall(), limit))
+        if not wanted:
+            return []
         connection.execute("SAVEPOINT claim")
-        due = postgresql_statement(
-            "SELECT id, reports FROM inbox WHERE next_attempt_at <= ? ORDER BY id LIMIT ?"
-            + self.LOCK_ROWS_SKIP_LOCKED)
-        rows = connection.execute(due, (now, max(1, limit))).fetchall()
+        rows = connection.execute(postgresql_statement(due + self.LOCK_ROWS_SKIP_LOCKED),
+                                  (now, wanted)).fetchall()
         chosen = self._enough_requests(rows, limit)
         if len(chosen) == len(rows):
             return chosen

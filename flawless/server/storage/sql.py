@@ -133,6 +133,11 @@ class SqlTransaction:
 
     def insert(self, sql: str, *args: Any) -> int:
         """Run one INSERT into a table with an ``id`` column; return the new row's id."""
+        return self.insert_many(sql, [args])[0]
+
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Run one INSERT into a table with an ``id`` column once per row of values;
+        return the new rows' ids in the same order."""
         raise NotImplementedError
 
     def announce(self, what: str) -> None:
@@ -204,10 +209,10 @@ class SqlTransaction:
     def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
         """The ids of ``records``, inserting those that have none (in the order of their
         keys, the order every server inserts them in)."""
-        inserted = {record.key: self.insert(_INSERT_ERROR, *saved_values(record))
-                    for record in sorted((record for record in records
-                                          if not record.error_id),
-                                         key=lambda record: record.key)}
+        new = sorted((record for record in records if not record.error_id),
+                     key=lambda record: record.key)
+        inserted = dict(zip((record.key for record in new), self.insert_many(
+            _INSERT_ERROR, [saved_values(record) for record in new])))
         return [record.error_id or inserted[record.key] for record in records]
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
@@ -301,9 +306,9 @@ class SqlStorage:
         """
         with self.transaction() as transaction:
             transaction.announce("inbox")
-            return [transaction.insert(
+            return transaction.insert_many(
                 "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
-                received_at, payload, reports) for payload, reports in payloads]
+                [(received_at, payload, reports) for payload, reports in payloads])
 
     @staticmethod
     def _enough_requests(rows: Sequence[Any], limit: int) -> list[int]:

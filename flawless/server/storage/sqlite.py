@@ -143,9 +143,9 @@ class SqliteTransaction(SqlTransaction):
         """Run one statement once per row of values; return the rows it changed."""
         return self._connection.executemany(sql, rows).rowcount if rows else 0
 
-    def insert(self, sql: str, *args: Any) -> int:
-        """Run one INSERT; return the new row's id."""
-        return int(self._connection.execute(sql, args).lastrowid or 0)
+    def insert_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[int]:
+        """Run one INSERT per row of values; return the new rows' ids."""
+        return [int(self._connection.execute(sql, row).lastrowid or 0) for row in rows]
 
 
 @dataclass(frozen=True)
