@@ -278,7 +278,7 @@ class FlawlessServer(service.MultiService):
         now = self.reactor.seconds()
         problems = []
         oldest = self.storage.oldest_waiting()
-        backlog_age = max(0.0, self.reactor.seconds() - oldest) if oldest is not None else 0.0
+        backlog_age = max(0.0, now - oldest) if oldest is not None else 0.0
         if backlog_age > self.config.max_backlog_seconds:
             problems.append(f"backlog: the oldest report has waited {backlog_age:.0f} s "
                             f"(max_backlog_seconds is {self.config.max_backlog_seconds:g})")
@@ -291,7 +291,8 @@ class FlawlessServer(service.MultiService):
             "status": "degraded" if problems else "ok",
             "problems": problems,
             "version": __version__,
-            "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
+            "uptime_seconds": round(now - self.started_at, 3),
+            # the backlog of every server sharing the database
             "inbox_depth": self.storage.inbox_depth(),
             "backlog_age_seconds": round(backlog_age, 3),
             "outbox_depth": self.storage.outbox_depth(),
