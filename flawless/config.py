@@ -239,6 +239,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("database_url", "", "text",
             "With storage = postgresql: postgresql://user:password@host:port/database "
             "(or any libpq connection string).", parse=_parse_database_url, secret=True),
+    _option("outbox_lease_seconds", "30", "seconds",
+            "With several servers on one database: another server takes over an alert this "
+            "long after the server delivering it died (a living one keeps extending it)."),
     _option("max_backlog_seconds", "300", "seconds",
             "/check_health says degraded while a report waits longer than this to be "
             "processed."),

@@ -24,6 +24,7 @@ THRESHOLD = 5
 FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
 SERVERS = 3
 LOADERS_PER_SERVER = 2
+LEASE_SECONDS = 3   # outbox_lease_seconds: the default 30 would make the test wait as long
 
 
 def options(shop, sink, url, **extra):
@@ -65,6 +66,7 @@ def test_a_server_that_dies_delivering_an_alert_loses_it_to_another(tmp_path, sh
     sink = SmtpSink().start()
     sink.hold_next()   # the first delivery is taken in and never answered
     first, second = (start_server(tmp_path / name, report_error_threshold=1,
+                                  outbox_lease_seconds=LEASE_SECONDS,
                                   **options(shop, sink, postgres_url))
                      for name in ("first", "second"))
     try:
@@ -75,7 +77,8 @@ def test_a_server_that_dies_delivering_an_alert_loses_it_to_another(tmp_path, sh
             else (second, first)
         assert f":{dying.process.pid}:" in holder
         dying.kill()
-        # Its lease runs out (30 s after it was last extended), and the other takes over.
+        # Its lease runs out (LEASE_SECONDS after it was last extended: the holder extended it
+        # every third of that while it waited on SMTP), and the other takes over.
         [(recipients, delivered)] = sink.wait_for(1, timeout=90)
         assert recipients == ["alice@example.com"]
         assert living.query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL") == [(0,)]

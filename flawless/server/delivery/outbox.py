@@ -10,7 +10,7 @@ that repeat for what it is).
 Where several servers share the database, an entry is leased to the server delivering it:
 the outbox extends its leases while a delivery cycle runs, records an outcome only while it
 holds the lease, and gives its leases back when it stops; a server that dies loses its
-leases to the others once they run out (``sql.LEASE_SECONDS``).
+leases to the others once they run out (``lease_seconds`` of the storage).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from flawless.backoff import backoff_delay
 from flawless.server.delivery.channels import Channel, DeliveryError
 from flawless.server.storage.interface import Storage
 from flawless.server.storage.records import OutboxMail
-from flawless.server.storage.sql import LEASE_SECONDS
 from flawless.server.threads import Runner
 
 log = Logger()
@@ -90,7 +89,7 @@ class OutboxService(service.Service):
             self._again = True
             return
         self._cancel_timer()
-        self._renewal.start(LEASE_SECONDS / 3, now=False)
+        self._renewal.start(self._storage.lease_seconds / 3, now=False)
         self._cycle = defer.ensureDeferred(self._drain())
         self._cycle.addBoth(self._cycle_done)
 

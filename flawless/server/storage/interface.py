@@ -64,6 +64,7 @@ class Storage(Protocol):
 
     backend: str          # "sqlite", "postgresql"
     server_id: str        # this process, among the servers sharing the database
+    lease_seconds: float  # how long an outbox entry taken for delivery stays this server's
     writer_threads: int   # how many threads of the db-write pool are worth having
 
     def describe(self) -> dict[str, Any]:
@@ -115,11 +116,11 @@ class Storage(Protocol):
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
         """Undelivered mail whose next attempt is due, oldest first, leased to this server
-        for ``sql.LEASE_SECONDS`` (entries under another server's lease are left alone).
+        for ``lease_seconds`` (entries under another server's lease are left alone).
         Leasing is a durable write: every commit before it survives a power loss."""
 
     def extend_leases(self, now: float) -> int:
-        """Keep this server's leases for another ``sql.LEASE_SECONDS``; return how many."""
+        """Keep this server's leases for another ``lease_seconds``; return how many."""
 
     def release_leases(self) -> None:
         """Give back every entry this server holds."""

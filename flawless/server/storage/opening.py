@@ -22,7 +22,9 @@ def open_storage(config: Config, server_id: Optional[str] = None,
         except ImportError as error:
             raise StorageUnavailable(f"storage = postgresql needs psycopg 3 ({error}): "
                                      "pip install 'flawless[postgresql]'") from None
-        return PostgresStorage(config.database_url, server_id, pool_size=connections)
+        return PostgresStorage(config.database_url, server_id, pool_size=connections,
+                               lease_seconds=config.outbox_lease_seconds)
     from flawless.server.storage.sqlite import SqliteStorage
 
-    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE), server_id)
+    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE), server_id,
+                         lease_seconds=config.outbox_lease_seconds)

@@ -35,7 +35,8 @@ from psycopg.rows import dict_row
 
 from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
-from flawless.server.storage.sql import SqlStorage, SqlTransaction, TableRows, migrate
+from flawless.server.storage.sql import (LEASE_SECONDS, SqlStorage, SqlTransaction, TableRows,
+                                         migrate)
 from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION
 
 # pg_advisory_xact_lock key of the schema migration ("flawless" in ASCII)
@@ -198,8 +199,9 @@ class PostgresStorage(SqlStorage):
     backend = "postgresql"
     writer_threads = 2   # an inbox commit need not wait for a batch's
 
-    def __init__(self, url: str, server_id: Optional[str] = None, pool_size: int = 6):
-        super().__init__(server_id)
+    def __init__(self, url: str, server_id: Optional[str] = None, pool_size: int = 6,
+                 lease_seconds: float = LEASE_SECONDS):
+        super().__init__(server_id, lease_seconds)
         self.url = url
         self._migrate()
         self._pool = psycopg_pool.ConnectionPool(

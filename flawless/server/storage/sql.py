@@ -27,9 +27,9 @@ from flawless.server.storage.plan import Plan, PlanConflict
 from flawless.server.storage.records import (OutboxMail, ServerInfo, StorageUnavailable,
                                              decode_report, encode_report)
 
-# An outbox entry taken for delivery is leased to its server for this long; the holder
-# extends the lease while it delivers, so another server takes it over this long after
-# the holder died.
+# An outbox entry taken for delivery is leased to its server for this long (by default:
+# outbox_lease_seconds); the holder extends the lease while it delivers, so another server
+# takes it over this long after the holder died.
 LEASE_SECONDS = 30.0
 # A server is alive while its heartbeat is this recent; rows silent for a day are removed.
 ALIVE_SECONDS = 30.0
@@ -261,15 +261,16 @@ class SqlTransaction:
 class SqlStorage:
     """The queries of :class:`~.interface.Storage` that every SQL backend shares.
 
-    ``server_id`` names this process: it holds the outbox leases it takes and its
-    heartbeat row.
+    ``server_id`` names this process: it holds the outbox leases it takes (for
+    ``lease_seconds``) and its heartbeat row.
     """
 
     LOCK_ROWS_SKIP_LOCKED = ""   # appended to a SELECT taking rows no other server holds
     backend = "sql"
 
-    def __init__(self, server_id: Optional[str] = None):
+    def __init__(self, server_id: Optional[str] = None, lease_seconds: float = LEASE_SECONDS):
         self.server_id = server_id or new_server_id()
+        self.lease_seconds = lease_seconds
 
     def _reading(self) -> AbstractContextManager[SqlTransaction]:
         """Statements outside any transaction (each one commits by itself)."""
@@ -334,7 +335,7 @@ class SqlStorage:
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
         """Undelivered mail whose next attempt is due, oldest first, leased to this server
-        until ``now + LEASE_SECONDS`` (entries another live lease holds are left alone)."""
+        until ``now + lease_seconds`` (entries another live lease holds are left alone)."""
         with self.transaction() as transaction:
             rows = transaction.execute(
                 "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
@@ -345,18 +346,18 @@ class SqlStorage:
                 transaction.execute(
                     "UPDATE outbox SET locked_by = ?, locked_until = ? "
                     f"WHERE id IN ({placeholders(len(rows))})",
-                    self.server_id, now + LEASE_SECONDS, *(row["id"] for row in rows))
+                    self.server_id, now + self.lease_seconds, *(row["id"] for row in rows))
         return [OutboxMail(int(row["id"]), bytes(row["message"]),
                            tuple(json.loads(row["recipients"])), row["attempts"])
                 for row in rows]
 
     def extend_leases(self, now: float) -> int:
-        """Keep the entries this server is delivering leased until ``now + LEASE_SECONDS``;
+        """Keep the entries this server is delivering leased until ``now + lease_seconds``;
         return how many it holds."""
         with self.transaction() as transaction:
             return transaction.execute(
                 "UPDATE outbox SET locked_until = ? WHERE locked_by = ? AND sent_at IS NULL",
-                now + LEASE_SECONDS, self.server_id).rowcount
+                now + self.lease_seconds, self.server_id).rowcount
 
     def release_leases(self, of_anyone: bool = False) -> None:
         """Give back every entry this server holds (or, ``of_anyone``, every entry held),

@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from flawless.server.storage.plan import Plan, replay
 from flawless.server.storage.records import InboxItem, StorageUnavailable, reports_in_payload
-from flawless.server.storage.sql import SqlStorage, SqlTransaction, TableRows, migrate
+from flawless.server.storage.sql import (LEASE_SECONDS, SqlStorage, SqlTransaction, TableRows,
+                                         migrate)
 
 # Each migration takes the schema from its index to the next version; never edit one that
 # has shipped, append a new one.
@@ -162,8 +163,9 @@ class SqliteStorage(SqlStorage):
     backend = "sqlite"
     writer_threads = 1   # SQLite takes one writer at a time: more threads would only wait
 
-    def __init__(self, path: str, server_id: Optional[str] = None):
-        super().__init__(server_id)
+    def __init__(self, path: str, server_id: Optional[str] = None,
+                 lease_seconds: float = LEASE_SECONDS):
+        super().__init__(server_id, lease_seconds)
         self.path = path
         self._local = threading.local()
         self._migrate()
