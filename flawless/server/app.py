@@ -278,6 +278,7 @@ class FlawlessServer(service.MultiService):
             "repository_error": repository_error,
             "rule_files": {"status": "broken" if self.rules.problems else "ok",
                            "in_force": self.rules.in_force,
+                           "version": self.rules.version,
                            "problems": list(self.rules.problems)},
             "statistics": self.storage.stats(),
             "configuration": self.config.public_dict(),
