@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flawless.report import Frame, NotebookCell
+from flawless.report import Frame, NotebookCell, RequestInfo
 from flawless.server.core.model import ErrorRecord
 from flawless.server.core.redaction import redact_data
 from flawless.server.web.views import daily_chart, leaderboard
@@ -266,3 +266,16 @@ def test_a_notebook_error_is_shown_by_notebook_cell_and_line(app, client):
     assert "<code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3</code>" in developer
     [error] = json.loads(client.get("/api/developer", email="bob@example.org").body)["errors"]
     assert error["where"] == "notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3"
+
+
+def test_view_traceback_shows_the_request_tags_user_and_level(app, client):
+    latest = report(request=RequestInfo("GET", "https://shop.example/cart?id", "/cart",
+                                        {"Accept": "text/html"}),
+                    tags={"tenant": "acme"}, user_id="u-77", level="warning")
+    store_error(app.store, record(last_report=latest), [NOW - 60])
+    page = client.get("/view_traceback", filename="shop/cart.py", function_name="total",
+                      line_number=12, text="return sum(prices)")
+    assert page.status == 200
+    for shown in ("GET https://shop.example/cart?id", "/cart", "text/html", "tenant",
+                  "acme", "u-77", ">warning<"):
+        assert shown in page.text
