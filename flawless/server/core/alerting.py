@@ -146,6 +146,13 @@ def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Opti
             f"report_only_after_minimum_date {minimum.isoformat()}")
 
 
+def effective_threshold(report_threshold: Optional[int], settings: AlertSettings) -> int:
+    """The threshold an error alerts at: a report may raise ``report_error_threshold`` (a
+    noisy path that wants fewer alerts), never lower it (a client must not turn every
+    error it sends into a mail)."""
+    return max(report_threshold or 0, settings.report_error_threshold)
+
+
 def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional[float],
            count_before: int, count_after: int, already_alerted: bool,
            report_threshold: Optional[int], rules: Rules, settings: AlertSettings) -> Decision:
@@ -154,7 +161,7 @@ def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional
     git blame of the blamed line (None when there is none)."""
     if route.dropped_reason is not None:
         return Decision(False, "the report is dropped by a rule")
-    threshold = report_threshold or settings.report_error_threshold
+    threshold = effective_threshold(report_threshold, settings)
     alert, reason = should_alert(count_before, count_after, threshold, route.known_error,
                                  already_alerted)
     too_old = _too_old(commit_timestamp, settings)
