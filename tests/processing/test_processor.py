@@ -9,7 +9,10 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.model import AlertSettings, KnownError, Rules, RoutingSettings
+from flawless.server.delivery.composing import Composer, Destinations
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
@@ -24,7 +27,9 @@ NOW = 1_763_700_000.0
 class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
+                 bounds: HourlyBounds = HourlyBounds(), destinations: Destinations = Destinations(),
+                 channels: tuple[str, ...] = ("email",), comment_interval: float = 3600.0):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
@@ -36,8 +41,10 @@ class World:
         self.processor = Processor(
             self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
             AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
-            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
-            clock=self.clock)
+            AlertQueue(Composer("flawless@example.com", destinations,
+                                lambda: "http://flawless.test"),
+                       bounds, channels, comment_interval),
+            self.wake_outbox, clock=self.clock)
 
     def wake_outbox(self) -> None:
         self.woken += 1
@@ -116,7 +123,7 @@ def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
     world.processor.startService()
     world.send(*[average_report()] * 4)
     world.processor.wake()
-    assert world.mails() == [["bob@example.org", "team@example.com"]] * 2
+    assert world.mails() == [["bob@example.org"], ["team@example.com"]] * 2
     world.processor.stopService()
 
 

@@ -123,7 +123,8 @@ class BlameView:
     head_fallback: Optional[str]   # sentence saying the blame ran at HEAD, when it did
 
 
-def _utc(timestamp: float) -> str:
+def utc_time(timestamp: float) -> str:
+    """A UTC time for people: 2026-11-02 10:00:00 UTC."""
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -153,7 +154,7 @@ def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
     return BlameView(short_sha=blame.commit_sha[:12], summary=body_text(blame.commit_summary),
                      author_name=body_text(blame.author_name),
                      author_email=body_text(blame.author_email),
-                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback)
+                     date=utc_time(blame.commit_timestamp), head_fallback=head_fallback)
 
 
 def _culprit(alert: Alert) -> RoutedFrame:
@@ -206,8 +207,8 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "frames": _frame_views(alert.route),
         "blame": _blame_view(alert.blame, report),
         "count": alert.count,
-        "first_seen": _utc(alert.first_seen),
-        "last_seen": _utc(alert.last_seen),
+        "first_seen": utc_time(alert.first_seen),
+        "last_seen": utc_time(alert.last_seen),
         "additional_info": body_text(report.additional_info) if report.additional_info else None,
         "context": tuple((body_text(name), body_text(str(value)))
                          for name, value in context.items()),

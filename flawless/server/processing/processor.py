@@ -25,6 +25,7 @@ from flawless.server.core.model import (AlertSettings, ErrorKey, Occurrence, Rul
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.storage.interface import Claim, Storage, Transaction
@@ -67,7 +68,7 @@ class Processor(service.Service):
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
-                 sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
+                 alerts: AlertQueue, on_mail_queued: Callable[[], None],
                  clock: Any, ingest_busy: Callable[[], bool] = lambda: False):
         self._storage = storage
         self._reader = reader
@@ -76,8 +77,7 @@ class Processor(service.Service):
         self._rules = rules
         self._routing_settings = routing_settings
         self._alert_settings = alert_settings
-        self._sender = sender
-        self._base_url = base_url
+        self._alerts = alerts
         self._on_mail_queued = on_mail_queued
         self._clock = clock
         self._ingest_busy = ingest_busy
@@ -209,7 +209,8 @@ class Processor(service.Service):
 
     def _apply(self, transaction: Transaction,
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
-        """Count, decide and queue mail for a batch of requests; return mails queued."""
+        """Count, decide and queue alerts for a batch of requests; return the outbox entries
+        due now."""
         now = self._clock.seconds()
         tallies: dict[ErrorKey, ErrorTally] = {}
         for item, prepared in batch:
@@ -232,23 +233,17 @@ class Processor(service.Service):
                         transaction.error_state(entry.route.key), item.received_at)
                 tally.add(entry, item.received_at, now, rules, self._alert_settings)
             transaction.remove_from_inbox(item.inbox_id)
-        return sum(self._save(transaction, tally, now) for tally in tallies.values())
+        return sum(self._save(transaction, tally, rules, now) for tally in tallies.values())
 
-    def _save(self, transaction: Transaction, tally: ErrorTally, now: float) -> int:
-        """Write one error's new state and counts, and queue its mail; return mails queued."""
+    def _save(self, transaction: Transaction, tally: ErrorTally, rules: Rules,
+              now: float) -> int:
+        """Write one error's new state and counts, and queue its alerts; return the outbox
+        entries due now."""
         error_id = transaction.save_error(tally.record())
         for when, occurrences in tally.days.values():
             transaction.count_occurrences(error_id, when, int(occurrences))
-        messages = [render.render_alert(render.Alert(
-            report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
-            decision=decision, count=count, first_seen=tally.first_seen,
-            last_seen=tally.last_seen, base_url=self._base_url(), error_id=error_id),
-            self._sender, now) for occurrence, decision, count in tally.alerts]
-        messages += self._rejection_notes(tally)
-        for message in messages:
-            transaction.queue_mail(error_id, now, render.message_bytes(message),
-                                   render.message_recipients(message))
-        return len(messages)
+        return (self._alerts.queue_error(transaction, tally, error_id, rules, now)
+                + self._alerts.queue_notes(transaction, self._rejection_notes(tally), now))
 
     def _rejection_notes(self, tally: ErrorTally) -> list[EmailMessage]:
         """A note to the default contact about recipients dropped as invalid, if any."""
@@ -263,4 +258,4 @@ class Processor(service.Service):
             return []
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
-                                   [contact], self._sender)]
+                                   [contact], self._alerts.composer.sender)]
