@@ -10,6 +10,7 @@ from typing import Any, Optional
 from flawless.config import Config
 from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.channels import url_destination
+from flawless.server.core.redaction import secret_url_parts
 from flawless.server.delivery.channels import Channel
 from flawless.server.delivery.channels.email import EmailChannel, SmtpSettings
 from flawless.server.delivery.channels.github import GitHubApi
@@ -30,10 +31,9 @@ ISSUE_REQUEST_INTERVAL = 1.0
 
 def channel_secrets(config: Config) -> list[str]:
     """Every secret the channels know: tokens, the webhook secret, the secret URLs."""
-    return [config.github_token, config.gitlab_token,
-            *WebhookChannel.secrets(tuple(config.webhook_urls), config.webhook_secret),
-            *(SlackChannel.secrets(config.slack_webhook_url) if config.slack_webhook_url
-              else [])]
+    urls = [config.slack_webhook_url, *config.webhook_urls]
+    return [config.github_token, config.gitlab_token, config.webhook_secret,
+            *[part for url in urls if url for part in secret_url_parts(url)]]
 
 
 def destinations(config: Config) -> Destinations:

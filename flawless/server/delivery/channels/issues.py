@@ -209,8 +209,9 @@ class IssueChannel:
             await self._writer.run(self._storage.forget_issue_link, link)
             await self._open(document)
             return
-        if uncertain and await self._commented(link.number, entry):
-            return
+        if uncertain and (_written_by(issue.body, entry)
+                          or await self._commented(link.number, entry)):
+            return   # an earlier attempt of this entry opened the issue or commented
         comment = document.comment
         if not issue.open:
             await self._api.reopen(link.number)
@@ -249,5 +250,10 @@ class IssueChannel:
         """Whether a comment written by ``entry`` is on the issue already."""
         since = self._clock.seconds() - COMMENT_LOOKBACK
         bodies = await self._api.comments_since(number, since)
-        return any((marker := find_marker(body)) is not None and marker.entry == entry.message_id
-                   for body in bodies)
+        return any(_written_by(body, entry) for body in bodies)
+
+
+def _written_by(body: str, entry: OutboxMail) -> bool:
+    """Whether an issue body or comment was written by ``entry``."""
+    marker = find_marker(body)
+    return marker is not None and marker.entry == entry.message_id

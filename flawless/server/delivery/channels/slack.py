@@ -9,7 +9,6 @@ an error, only its host and digest (:func:`~flawless.server.core.channels.url_de
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from twisted.internet import defer
@@ -30,11 +29,6 @@ class SlackChannel:
         self._url = webhook_url
         self._http = http
         self._clock = clock
-
-    @staticmethod
-    def secrets(webhook_url: str) -> list[str]:
-        """What of the webhook URL must never be shown."""
-        return [webhook_url, urllib.parse.urlsplit(webhook_url).path]
 
     def deliver(self, entry: OutboxMail) -> defer.Deferred:
         """POST the entry's message."""

@@ -16,7 +16,6 @@ from flawless.server.core.channels import url_destination
 from flawless.server.core.signing import secret_key, signature
 from flawless.server.delivery.channels import DeliveryError
 from flawless.server.delivery.channels.http import HttpClient, retry_after
-from flawless.server.delivery.channels.slack import SlackChannel
 from flawless.server.storage.records import OutboxMail
 
 
@@ -35,11 +34,6 @@ class WebhookChannel:
     def destinations(self) -> tuple[str, ...]:
         """The destination names of the URLs."""
         return tuple(self._urls)
-
-    @staticmethod
-    def secrets(urls: tuple[str, ...], secret: str) -> list[str]:
-        """What of the URLs and the secret must never be shown."""
-        return [secret, *[part for url in urls for part in SlackChannel.secrets(url)]]
 
     def deliver(self, entry: OutboxMail) -> defer.Deferred:
         """POST the entry's event, signed now."""
