@@ -104,3 +104,15 @@ def test_a_refusal_keeps_the_message_and_names_no_secret(tmp_path, shop, status,
     pipeline.advance(10)
     assert len(slack.messages) == 1 and pipeline.pending() == 0
     pipeline.stop()
+
+
+def test_channels_yaml_sends_a_path_elsewhere_than_alert_channels(tmp_path, shop, smtp_sink):
+    (tmp_path / "channels.yaml").write_text("- filepath: shop/cart.py\n  channels: [slack]\n"
+                                            "- filepath: shop/other/\n  channels: [github]\n")
+    slack = FakeSlack()
+    pipeline = Pipeline(tmp_path, shop.path, {"hooks.slack.test": slack},
+                        slack_webhook_url=SLACK_URL, smtp_host=smtp_sink.hostport).start()
+    pipeline.send(average())
+    assert len(slack.messages) == 1 and smtp_sink.messages == []
+    assert [row["channel"] for row in pipeline.query("SELECT channel FROM outbox")] == ["slack"]
+    pipeline.stop()
