@@ -7,6 +7,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from treq.client import HTTPClient
+from twisted.web.client import Agent, HTTPConnectionPool
+
 from flawless.config import Config
 from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.channels import url_destination
@@ -94,10 +97,7 @@ def build_delivery(config: Config, storage: Storage, reader: Runner, writer: Run
 
 
 def _treq(reactor: Any) -> Any:
-    import treq
-    from twisted.web.client import Agent, HTTPConnectionPool
-
-    return treq.HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
+    return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor)))
 
 
 def _smtp_settings(config: Config) -> Optional[SmtpSettings]:
