@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-import random
 import re
 import time
 import urllib.request
@@ -19,7 +18,7 @@ from support.fake_services import (SLACK_PATH, FakeGitHub, FakeGitLab, FakeRecei
 from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
 
-from .common import BOB_LINE, loader_results, record_body, report, start_loaders
+from .common import BOB_LINE, kill_repeatedly_under_load, record_body, report
 
 THRESHOLD = 5
 FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
@@ -102,23 +101,13 @@ def undelivered(server: FlawlessProcess) -> int:
 def test_sigkill_under_load_delivers_every_alert_once_on_every_channel(tmp_path, shop,
                                                                        smtp_sink, soak):
     rounds = 30 if soak else 5
-    rng = random.Random(20261130)
     services = Services()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=THRESHOLD,
                           rate_limit_per_key=0, rate_limit_per_address=0,
                           **services.options())
-    seconds = rounds * 1.6 + 2
-    loaders = start_loaders(server, 3, seconds, FUNCTIONS, shop.head())
-    deadline = time.monotonic() + seconds - 1.5
     try:
-        for _ in range(rounds):
-            if time.monotonic() > deadline:
-                break
-            time.sleep(rng.uniform(0.2, 1.0))
-            server.kill()
-            server = FlawlessProcess(server.config_path, server.data_dir).start()
-        loader_results(loaders)
+        server, _ = kill_repeatedly_under_load(server, rounds, 20261130, FUNCTIONS, shop.head())
         assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=90)
         assert server.wait_until(lambda: undelivered(server) == 0, timeout=120), server.log()
         stored = dict(server.query("SELECT function_name, count FROM errors"))
@@ -127,9 +116,6 @@ def test_sigkill_under_load_delivers_every_alert_once_on_every_channel(tmp_path,
         time.sleep(1.0)  # a duplicate would be a bug: give it the chance to show
         services.check_once(due, smtp_sink)
     finally:
-        for loader in loaders:
-            if loader.poll() is None:
-                loader.kill()
         server.stop()
         services.stop()
 
