@@ -67,7 +67,8 @@ class AlertQueue:
             for channel in ISSUE_CHANNELS:
                 if channel in channels:
                     transaction.set_issue_update(error_id, channel, now, count)
-        if not tally.alerts and tally.alerted_before and tally.latest is not None:
+        if (not tally.alerts and tally.alerted_before and tally.latest is not None
+                and tally.latest.route.known_error is None):  # a known error has its own rule
             entries += self._issue_updates(transaction, tally, error_id, rules, now)
         return queue_within_bounds(transaction, entries, now, self._bounds)
 

@@ -24,8 +24,7 @@ from twisted.internet import defer, task
 from flawless.server.delivery.channels import DeliveryError
 from flawless.server.delivery.channels.http import (DEFAULT_WAIT_SECONDS, Answer, HttpClient,
                                                     retry_after)
-from flawless.server.delivery.issue_text import (LABEL, REOPENED_NOTE, IssueDocument,
-                                                 find_marker)
+from flawless.server.delivery.issue_text import REOPENED_NOTE, IssueDocument, find_marker
 from flawless.server.storage.interface import Storage
 from flawless.server.storage.records import IssueLink, OutboxMail
 from flawless.server.threads import Runner
