@@ -249,3 +249,19 @@ def test_gitlab_429_holds_the_project_for_its_retry_after(tmp_path, shop):
     pipeline.advance(10)
     assert len(tracker.fake.issues) == 1 and pipeline.pending() == 0
     pipeline.stop()
+
+
+def test_github_spent_quota_on_a_success_waits_for_the_reset(tmp_path, shop):
+    tracker = github()
+    pipeline = start(tmp_path, shop, tracker)
+    tracker.fake.remaining = 2     # the label listing, then an issue: the quota is spent
+    second = average_report()
+    second["traceback"][-1]["function_name"] = "median"
+    pipeline.send(average_report(), second)
+    assert len(tracker.fake.issues) == 1
+    requests = len(tracker.fake.requests)
+    pipeline.advance(3500)
+    assert len(tracker.fake.requests) == requests, "asked again before x-ratelimit-reset"
+    pipeline.advance(200)
+    assert len(tracker.fake.issues) == 2 and pipeline.pending() == 0
+    pipeline.stop()

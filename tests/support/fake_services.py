@@ -146,6 +146,7 @@ class FakeTracker(Fake):
         self.token = token
         self.issues: dict[int, TrackedIssue] = {}
         self.remaining = 5000
+        self.reset_at: Optional[int] = None
 
     def add_issue(self, title: str, body: str, labels: list[str], **changes: Any) -> TrackedIssue:
         issue = TrackedIssue(len(self.issues) + 1, title, body, labels, **changes)
@@ -183,9 +184,15 @@ class FakeGitHub(FakeTracker):
         return data
 
     def limits(self) -> dict[str, str]:
+        """The primary rate limit: 5,000 requests an hour, counted down to the reset."""
+        now = int(self.clock())
+        if self.reset_at is None:
+            self.reset_at = now + 3600
+        elif now >= self.reset_at:
+            self.reset_at, self.remaining = now + 3600, 5000
         self.remaining = max(0, self.remaining - 1)
         return {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": str(self.remaining),
-                "x-ratelimit-reset": str(int(self.clock()) + 3600)}
+                "x-ratelimit-reset": str(self.reset_at)}
 
     @staticmethod
     def secondary_limit(seconds: Optional[int] = 60, status: int = 403) -> Reply:
