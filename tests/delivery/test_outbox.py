@@ -25,6 +25,7 @@ class FakeChannel:
     """A channel whose deliveries stay pending until the test settles them."""
 
     name = "email"
+    looks_before_repeating = False
 
     def __init__(self) -> None:
         self.pending: list[tuple[OutboxMail, defer.Deferred]] = []

@@ -1,13 +1,14 @@
 """The outbox: delivers stored alerts through their channels, retrying until each is delivered.
 
 It knows nothing of SMTP or HTTP: each entry names its channel and destination, and the
-channel does the talking. An entry is marked as begun before its delivery and sent right
-after it; a failed one is marked with its next attempt time (exponential backoff, or the
-wait the far end asked for), and its destination waits until then too, so entries to one
-destination keep their order and a far end that is down is not tried once per entry. A
+channel does the talking. An entry is marked sent right after its delivery; a failed one is
+marked with its next attempt time (exponential backoff, or the wait the far end asked for),
+and its destination waits until then too, so entries to one destination keep their order
+and a far end that is down is not tried once per entry. A
 restart resumes where this run stopped and nothing is delivered twice but for the one repeat
-a crash between delivery and its record allows (the entry then comes back ``interrupted``,
-with the same message id, and a channel that can look, looks first).
+a crash between delivery and its record allows (the entry comes back with the same message
+id; for a channel that can look whether it got through, the entry is marked as begun before
+its delivery and comes back ``interrupted``, and the channel looks first).
 
 Each pass also turns what the hourly bounds held back, once its hour is over, into digests.
 """
@@ -128,8 +129,9 @@ class OutboxService(service.Service):
             try:
                 if channel is None:
                     raise DeliveryError(f"the {entry.channel} channel is not configured")
-                await self._writer.run(self._storage.mark_started, entry.mail_id,
-                                       self._clock.seconds())
+                if channel.looks_before_repeating:
+                    await self._writer.run(self._storage.mark_started, entry.mail_id,
+                                           self._clock.seconds())
                 await channel.deliver(entry)
             except Exception as error:  # noqa: BLE001 - any failure means: keep it, retry later
                 await self._record_failure(entry, error)

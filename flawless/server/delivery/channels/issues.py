@@ -168,6 +168,8 @@ class TrackerApi:
 class IssueChannel:
     """Delivers issue documents to one tracker, keeping the link error -> issue."""
 
+    looks_before_repeating = True
+
     def __init__(self, name: str, api: TrackerApi, storage: Storage, reader: Runner,
                  writer: Runner, clock: Any):
         self.name = name

@@ -23,6 +23,7 @@ class SlackChannel:
     """Posts Block Kit messages to one Slack incoming webhook."""
 
     name = "slack"
+    looks_before_repeating = False
 
     def __init__(self, webhook_url: str, http: HttpClient, clock: Any):
         self.destination = url_destination(webhook_url)

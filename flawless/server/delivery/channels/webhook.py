@@ -23,6 +23,7 @@ class WebhookChannel:
     """Posts signed events to each of the configured webhook URLs."""
 
     name = "webhook"
+    looks_before_repeating = False
 
     def __init__(self, urls: tuple[str, ...], secret: str, http: HttpClient, clock: Any):
         self._urls: Mapping[str, str] = {url_destination(url): url for url in urls}
