@@ -119,7 +119,7 @@ class FlawlessServer(service.MultiService):
         self.processor = Processor(
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
             routing_settings(config), alert_settings(config), self.delivery.alerts,
-            self.outbox.wake, clock=reactor, ingest_busy=lambda: self.inbox.busy)
+            self.outbox.wake, clock=reactor)
         self.processor.setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)

@@ -47,6 +47,7 @@ class AlertFacts:
     message: str
     path: str               # the blamed repository path (or the innermost frame's)
     line_number: int
+    where: str              # PATH:LINE, or where in a notebook's cell
     function_name: str
     hostname: str
     revision: Optional[str]
@@ -63,7 +64,7 @@ class AlertFacts:
 def alert_facts(alert: render.Alert) -> AlertFacts:
     """The facts of ``alert`` (made safe of control characters, not yet bounded)."""
     report = alert.report
-    path, line = render.alert_location(alert)
+    path, line = render.alert_place(alert)
     blame = alert.blame
     commit = CommitFact(blame.commit_sha, render.body_text(blame.author_name),
                         blame.author_email, render.body_text(blame.commit_summary),
@@ -76,6 +77,7 @@ def alert_facts(alert: render.Alert) -> AlertFacts:
                                     or report.exception_type),
         message=render.body_text(report.exception_message),
         path=render.body_text(path), line_number=line,
+        where=render.body_text(render.alert_location(alert)),
         function_name=render.body_text(alert.route.blamed.frame.function_name
                                        if alert.route.blamed else
                                        alert.route.frames[-1].frame.function_name),

@@ -62,11 +62,10 @@ def code(text: str) -> str:
 
 
 def issue_title(facts: AlertFacts) -> str:
-    """``TYPE: MESSAGE in FUNCTION (PATH:LINE)``, plain text (titles are not Markdown)."""
+    """``TYPE: MESSAGE in FUNCTION (WHERE)``, plain text (titles are not Markdown)."""
     message = " ".join(facts.message.split())
     head = f"{facts.short_type}: {cut(message, 120)}" if message else facts.short_type
-    return cut(f"{head} in {facts.function_name} ({facts.path}:{facts.line_number})",
-               TITLE_CHARS)
+    return cut(f"{head} in {facts.function_name} ({facts.where})", TITLE_CHARS)
 
 
 def _traceback(facts: AlertFacts) -> str:
@@ -96,7 +95,7 @@ def issue_body(facts: AlertFacts, entry: str) -> str:
     """The body of a new issue about one error."""
     return "\n\n".join([
         f"{code(facts.exception_type)} in {code(facts.function_name)} at "
-        f"{code(f'{facts.path}:{facts.line_number}')}",
+        f"{code(facts.where)}",
         fence(cut(facts.message, MESSAGE_CHARS) or "(no message)"),
         _suspect(facts),
         f"**Occurrences:** {facts.count} · **first seen** {utc_time(facts.first_seen)} · "

@@ -51,7 +51,7 @@ def alert_message(facts: AlertFacts, message_id: str) -> dict[str, Any]:
     suspect = (f"{code(commit.sha[:10])} by {escape(commit.author_name)}\n"
                f"{escape(cut(commit.summary, 200))}") if commit else "none (nothing to blame)"
     fields = [
-        f"*Where*\n{code(f'{facts.path}:{facts.line_number}')} in {code(facts.function_name)}",
+        f"*Where*\n{code(facts.where)} in {code(facts.function_name)}",
         f"*Suspect commit*\n{suspect}",
         f"*Occurrences*\n{facts.count}",
         f"*First seen*\n{utc_time(facts.first_seen)}",
