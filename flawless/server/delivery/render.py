@@ -127,7 +127,8 @@ class BlameView:
     heading: str = "Blamed commit"   # what the commit is: the blamed line's, or a cell's
 
 
-def _utc(timestamp: float) -> str:
+def utc_time(timestamp: float) -> str:
+    """A UTC time for people: 2026-11-02 10:00:00 UTC."""
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -163,7 +164,7 @@ def _blame_view(blame: Optional[Blame], report: Report,
     return BlameView(short_sha=blame.commit_sha[:12], summary=body_text(blame.commit_summary),
                      author_name=body_text(blame.author_name),
                      author_email=body_text(blame.author_email),
-                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback,
+                     date=utc_time(blame.commit_timestamp), head_fallback=head_fallback,
                      cell_note=cell_note,
                      heading="Blamed commit" if blame.cell is None or blame.cell.line else
                      "No line blamed; the cell's last change, commit")
@@ -174,14 +175,22 @@ def _culprit(alert: Alert) -> RoutedFrame:
     return alert.route.blamed or alert.route.frames[-1]
 
 
-def alert_location(alert: Alert) -> str:
-    """Where the line the alert is about is: ``PATH:LINE`` (the blamed repository path, else
-    the innermost frame's), or ``PATH, cell 7 (id ...), line 3`` in a notebook's cell."""
+def alert_place(alert: Alert) -> tuple[str, int]:
+    """(path, line number) of the frame the alert is about: the blamed repository path, else
+    the innermost frame's."""
     culprit = _culprit(alert)
-    path = culprit.repo_path or culprit.rule_path or culprit.frame.filename
+    return (culprit.repo_path or culprit.rule_path or culprit.frame.filename,
+            culprit.frame.line_number)
+
+
+def alert_location(alert: Alert) -> str:
+    """Where the line the alert is about is, in words: ``PATH:LINE``, or
+    ``PATH, cell 7 (id ...), line 3`` in a notebook's cell."""
+    culprit = _culprit(alert)
+    path, line = alert_place(alert)
     if culprit.frame.cell is not None:
         return cell_where(culprit.frame.cell, path)
-    return f"{path}:{culprit.frame.line_number}"
+    return f"{path}:{line}"
 
 
 def error_query(alert: Alert) -> str:
@@ -250,8 +259,8 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "frames": _frame_views(alert.report, alert.route),
         "blame": _blame_view(alert.blame, report, _culprit(alert)),
         "count": alert.count,
-        "first_seen": _utc(alert.first_seen),
-        "last_seen": _utc(alert.last_seen),
+        "first_seen": utc_time(alert.first_seen),
+        "last_seen": utc_time(alert.last_seen),
         "additional_info": body_text(report.additional_info) if report.additional_info else None,
         "context": _pairs(report.context),
         "level": body_text(report.level.capitalize()) if report.level != "error" else None,
