@@ -335,3 +335,18 @@ def test_nothing_typed_in_a_cell_is_stored_or_mailed(lab) -> None:
     assert len(alerts(world)) == 3
     assert CANARY not in everything_stored(world)
     assert "scale = 10" not in everything_stored(world)
+
+
+def test_reports_kept_for_a_missing_repository_go_as_soon_as_it_is_back(world, shop, tmp_path):
+    moved = tmp_path / "moved-away"
+    shop.path.rename(moved)
+    world.send(average_report())
+    for _ in range(8):  # failure after failure: the next attempt is minutes away
+        world.storage._connection.execute("UPDATE inbox SET next_attempt_at = 0")
+        world.processor.wake()
+    [row] = world.storage._query("SELECT attempts, next_attempt_at FROM inbox")
+    assert row["attempts"] == 8 and row["next_attempt_at"] > world.clock.seconds() + 60
+    moved.rename(shop.path)
+    world.clock.advance(1.0)  # the idle poll finds git answering again
+    world.clock.advance(1.0)
+    assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0

@@ -92,6 +92,7 @@ class Processor(service.Service):
         self._clock = clock
         self._later: Any = None
         self._batch_size = BATCH_SIZE
+        self._repository_down = False
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
@@ -149,6 +150,8 @@ class Processor(service.Service):
             self._later = self._clock.callLater(0, self.wake)
 
     async def _process_due(self) -> bool:
+        if self._repository_down:
+            await self._probe_repository()
         claim: Claim = await self._reader.run(self._storage.claim_inbox, self._clock.seconds(),
                                               self._batch_size)
         if not claim.items:
@@ -186,6 +189,18 @@ class Processor(service.Service):
         if any(WAITING in prepared for _, prepared in batch):
             self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
+
+    async def _probe_repository(self) -> None:
+        """While the repository is unavailable, ask git (at most every few seconds: HEAD's
+        lookup is trusted that long) whether it is back; once it is, the reports kept for
+        it are due at once instead of at the end of their backoff."""
+        assert self._blamer is not None
+        try:
+            await self._blamer.resolve(None)
+        except RepositoryUnavailable:
+            return
+        self._repository_down = False
+        await self._writer.run(self._storage.retry_postponed, self._clock.seconds())
 
     async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
                       rules: Rules) -> None:
@@ -269,6 +284,7 @@ class Processor(service.Service):
                     blame = failure
             return self._outcome(report, route, blame)
         except RepositoryUnavailable as unavailable:
+            self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))

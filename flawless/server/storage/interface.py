@@ -113,6 +113,9 @@ class Storage(Protocol):
         """Make every commit so far survive a power loss (the outbox calls it before it lets
         anything queued leave the server)."""
 
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
+
     def release(self, claim: Claim) -> None:
         """Give the claimed requests back untouched."""
 

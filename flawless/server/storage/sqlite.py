@@ -508,6 +508,12 @@ class SqliteStorage:
         with self.transaction() as transaction:
             transaction.bump_stat("durability barriers")
 
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE inbox SET next_attempt_at = ? WHERE next_attempt_at > ?",
+                                now, now)
+
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
 
