@@ -11,19 +11,23 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from flawless.server.delivery.channels import DeliveryError
+from flawless.server.delivery.composing import Composer, Destinations
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.storage.records import OutboxMail
 from flawless.server.storage.sql import LEASE_SECONDS
 from flawless.server.threads import InlineRunner
+from support.outbox import entry
 from support.runners import ManualRunner
 
 NOW = 1_763_700_000.0
+COMPOSER = Composer("flawless@example.com", Destinations(), lambda: "http://flawless.test")
 
 
 class FakeChannel:
     """A channel whose deliveries stay pending until the test settles them."""
 
     name = "email"
+    looks_before_repeating = False
 
     def __init__(self) -> None:
         self.pending: list[tuple[OutboxMail, defer.Deferred]] = []
@@ -36,8 +40,8 @@ class FakeChannel:
 
     def accept_all(self) -> None:
         pending, self.pending = self.pending, []
-        for entry, answer in pending:
-            self.delivered.append(entry.recipients)
+        for delivered, answer in pending:
+            self.delivered.append(delivered.recipients)
             answer.callback(None)
 
     def refuse_all(self, reason: str = "451 try later",
@@ -54,8 +58,7 @@ def storage(open_store: Any) -> Any:
 
 def queue(storage: Any, *addresses: str) -> list[int]:
     with storage.transaction() as transaction:
-        return [transaction.queue_mail(None, NOW, b"Subject: x\r\n\r\nbody", [address])
-                for address in addresses]
+        return [transaction.queue_entry(entry(address), NOW) for address in addresses]
 
 
 def start(storage: Any, channel: Any, clock: Optional[Clock] = None, writer: Any = None,
@@ -64,7 +67,7 @@ def start(storage: Any, channel: Any, clock: Optional[Clock] = None, writer: Any
         clock = Clock()
         clock.advance(NOW)
     outbox = OutboxService(storage, writer or InlineRunner(),
-                           {"email": channel} if channel else {}, clock,
+                           {"email": channel} if channel else {}, COMPOSER, clock,
                            unit_random=lambda: 0.5, **options)
     outbox.startService()
     return outbox, clock

@@ -230,3 +230,25 @@ def kill_at_random_moments(servers: list[FlawlessProcess], rounds: int, seconds:
         servers[victim].kill()
         servers[victim] = FlawlessProcess(servers[victim].config_path,
                                           servers[victim].data_dir).start()
+
+
+def kill_repeatedly_under_load(server: FlawlessProcess, rounds: int, seed: int,
+                               functions: list[str], revision: str
+                               ) -> tuple[FlawlessProcess, list[dict[str, Any]]]:
+    """While three loaders send ``functions`` for about 1.6 s a round, kill the server with
+    SIGKILL at random moments (``rounds`` times at most) and start it again; return the
+    server now running and the loaders' results."""
+    seconds = rounds * 1.6 + 2
+    loaders = start_loaders(server, 3, seconds, functions, revision)
+    servers = [server]
+    try:
+        kill_at_random_moments(servers, rounds, seconds - 1.5, random.Random(seed))
+        return servers[0], loader_results(loaders)
+    except BaseException:
+        if servers[0].process is not None and servers[0].process.poll() is None:
+            servers[0].kill()
+        raise
+    finally:
+        for loader in loaders:
+            if loader.poll() is None:
+                loader.kill()

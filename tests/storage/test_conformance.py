@@ -16,7 +16,9 @@ import pytest
 from flawless.report import Frame, Report, report_to_dict
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.storage.records import IssueLink
 from flawless.server.storage.sql import ALIVE_SECONDS, LEASE_SECONDS
+from support.outbox import entry
 
 REPORT = Report("builtins.ValueError", "bad",
                 (Frame("/srv/shop/cart.py", 7, "add_item", "x = 1", {"qty": "3"}),),
@@ -48,10 +50,16 @@ def save(store, *records, when=MONDAY):
     return ids
 
 
-def queue(store, *addresses, error_id=None):
+def queue(store, *addresses, error_id=None, at=1.0, channel="email", held_until=None):
     with store.transaction() as transaction:
-        return [transaction.queue_mail(error_id, 1.0, b"Subject: x\r\n\r\nbody", [address])
+        return [transaction.queue_entry(replace(entry(address, channel), error_id=error_id), at,
+                                        held_until=held_until)
                 for address in addresses]
+
+
+def lease(store, now):
+    """Lease every due entry to ``store``'s server, as its outbox does; return their ids."""
+    return [mail.mail_id for mail in store.due_mail(now=now, limit=100)]
 
 
 @pytest.fixture
@@ -230,7 +238,12 @@ def test_prune_forgets_what_is_older_than_the_cutoff(store):
     old, new = save(store, record(key=old_key, seen=MONDAY - 30 * 86400), record(),
                     when=MONDAY - 30 * 86400)
     queue(store, "a@example.com", error_id=old)
+    with store.transaction() as transaction:
+        transaction.count_in_hour("email", "a@example.com", MONDAY - 30 * 86400)
+        transaction.set_issue_update(old, "github", MONDAY - 30 * 86400, 1)
     assert store.prune(before=MONDAY - 86400) == 1
+    assert store.hour_count("email", "a@example.com", MONDAY - 30 * 86400) == 0
+    assert store.issue_update(old, "github") is None
     assert store.find_error(old_key) is None
     assert store.find_error(KEY) is not None
     assert store.daily_counts(old, "2000-01-01") == []
@@ -243,14 +256,110 @@ def test_outbox_mail_is_sent_once(store):
     [mail_id] = queue(store, "a@example.com")
     assert store.outbox_depth() == 1
     [mail] = store.due_mail(now=2.0, limit=10)
-    assert (mail.mail_id, mail.recipients, mail.attempts, mail.message) == \
-        (mail_id, ("a@example.com",), 0, b"Subject: x\r\n\r\nbody")
+    assert (mail.mail_id, mail.recipients, mail.attempts, mail.message, mail.channel,
+            mail.destination, mail.message_id, mail.interrupted) == \
+        (mail_id, ("a@example.com",), 0, b"Subject: x\r\n\r\nbody", "email", "a@example.com",
+         "msg_email_a@example.com", False)
     assert store.mark_failed(mail_id, 1, next_attempt_at=50.0, error="451 later")
     assert store.due_mail(now=2.0, limit=10) == []
     [mail] = store.due_mail(now=50.0, limit=10)
     assert mail.attempts == 1
     assert store.mark_sent(mail_id, now=60.0)
     assert store.due_mail(now=100.0, limit=10) == [] and store.outbox_depth() == 0
+
+
+def test_a_failed_entry_holds_its_destination_and_only_it(store):
+    first, second, later = queue(store, "a@example.com", "a@example.com", "a@example.com")
+    [other] = queue(store, "b@example.com")
+    assert lease(store, 2.0) == [first, second, later, other]
+    store.release_leases()
+    assert store.mark_failed(first, 1, next_attempt_at=50.0, error="451 later") is False
+    lease(store, 2.0)
+    assert store.mark_failed(first, 1, next_attempt_at=50.0, error="451 later")
+    store.release_leases()
+    assert lease(store, 2.0) == [other]
+    [newest] = queue(store, "a@example.com", at=3.0)
+    assert lease(store, 3.0) == [other]
+    assert lease(store, 50.0) == [first, second, later, other, newest]
+
+
+def test_an_entry_whose_delivery_began_comes_back_interrupted(store):
+    [mail_id] = queue(store, "hook#1", channel="webhook")
+    lease(store, 2.0)
+    store.mark_started(mail_id, 2.0)
+    [due] = store.due_mail(now=3.0, limit=10)
+    assert due.interrupted and due.message_id == "msg_webhook_hook#1"
+    assert store.mark_failed(mail_id, 1, next_attempt_at=4.0, error="HTTP 500")
+    assert not store.due_mail(now=5.0, limit=10)[0].interrupted
+
+
+def test_held_entries_wait_for_their_digest(open_store):
+    store, other_server = open_store("server-a"), open_store("server-b")
+    held = queue(store, "a@example.com", "a@example.com", held_until=3600.0)
+    [other] = queue(store, "hook#1", channel="webhook", held_until=3600.0)
+    assert store.due_mail(now=5000.0, limit=10) == []
+    assert store.held_due(now=3599.0, limit=10) == []
+    assert [(h.entry_id, h.channel) for h in store.held_due(now=3600.0, limit=10)] == [
+        (held[0], "email"), (held[1], "email"), (other, "webhook")]
+    assert store.outbox_depth() == 3
+    assert [(s.channel, s.pending, s.held) for s in store.channel_states()] == [
+        ("email", 2, 2), ("webhook", 1, 1)]
+    with store.transaction() as transaction:
+        digest = transaction.queue_entry(entry("a@example.com"), 3600.0)
+        assert transaction.mark_digested(held, digest, 3600.0) == 2
+    with other_server.transaction() as transaction:   # it read them before: too late
+        assert transaction.mark_digested(held, 99, 3601.0) == 0
+    assert [h.entry_id for h in store.held_due(now=3600.0, limit=10)] == [other]
+    assert lease(store, 3600.0) == [digest]
+    assert [(d.channel, d.digest_id) for d in store.deliveries(0)] == []
+
+
+def test_hour_counts_and_issue_links(store):
+    with store.transaction() as transaction:
+        assert transaction.hour_count("email", "a@example.com", 3600.0) == 0
+        transaction.count_in_hour("email", "a@example.com", 3600.0)
+        transaction.count_in_hour("email", "a@example.com", 3600.0)
+        assert transaction.hour_count("email", "a@example.com", 3600.0) == 2
+        assert transaction.hour_count("email", "a@example.com", 7200.0) == 0
+        transaction.set_issue_update(7, "github", 10.0, 3)
+        transaction.set_issue_update(7, "github", 20.0, 5)
+        assert transaction.issue_update(7, "github") == (20.0, 5)
+        assert transaction.issue_update(7, "gitlab") is None
+    assert store.hour_count("email", "a@example.com", 3600.0) == 2
+    assert store.issue_update(7, "github") == (20.0, 5)
+    link = IssueLink("github", "acme/shop", "f00d", 12, "https://github.test/acme/shop/12")
+    store.save_issue_links([link], 1.0)
+    store.save_issue_links([IssueLink("github", "acme/shop", "f00d", 13, "u13")], 2.0)
+    assert store.issue_link("github", "acme/shop", "f00d").number == 13
+    assert [found.number for found in store.issue_links("f00d")] == [13]
+    store.forget_issue_link(IssueLink("github", "acme/shop", "f00d", 13, "u13"))
+    assert store.issue_link("github", "acme/shop", "f00d") is None
+
+
+def test_an_errors_deliveries_and_the_channels_waiting(store):
+    [error_id] = save(store, record())
+    mail, hook = queue(store, "a@example.com", error_id=error_id) + \
+        queue(store, "hook#1", channel="webhook", error_id=error_id)
+    lease(store, 2.0)
+    assert store.mark_sent(mail, 3.0)
+    assert store.mark_failed(hook, 1, 60.0, "HTTP 503")
+    assert [(d.channel, d.sent_at, d.attempts, d.last_error)
+            for d in store.deliveries(error_id)] == [("webhook", None, 1, "HTTP 503"),
+                                                     ("email", 3.0, 0, None)]
+    assert [(s.channel, s.pending, s.failing, s.last_error)
+            for s in store.channel_states()] == [("webhook", 1, 1, "HTTP 503")]
+
+
+def test_postponed_requests_are_retried_at_once_on_request(store):
+    store.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    claim = store.claim_inbox(now=2.0, limit=10)
+    store.apply(claim, lambda transaction: transaction.postpone(
+        claim.items[0].inbox_id, 1, 500.0, "repository unavailable"))
+    assert store.claim_inbox(now=3.0, limit=10).items == ()
+    store.retry_postponed(now=3.0)
+    again = store.claim_inbox(now=3.0, limit=10)
+    assert len(again.items) == 1
+    store.release(again)
 
 
 def test_due_mail_is_oldest_first_and_bounded(store):

@@ -20,6 +20,8 @@ from flawless.server.storage.postgresql import (PostgresStorage, postgresql_sche
 from flawless.server.storage.records import StorageUnavailable
 from flawless.server.storage.sqlite import SCHEMA_VERSION
 
+from support.outbox import entry
+
 from .test_conformance import KEY, REPORT, payload, record, save
 
 
@@ -91,13 +93,14 @@ def test_a_database_it_cannot_reach_is_unavailable_with_the_reason(tmp_path):
 def test_a_failed_migration_keeps_nothing_of_itself(servers, postgres_url):
     servers("first").close()
     with psycopg.connect(postgres_url) as connection:
-        # as if migration 3 had not run: its first statement fails (the column exists)
-        connection.execute("UPDATE schema_version SET version = 2")
+        # as if migrations 4 and 5 had not run: 4's first statement fails (the column
+        # exists), so none of 4 and 5 is kept (5 made the table servers)
+        connection.execute("UPDATE schema_version SET version = 3")
         connection.execute("DROP TABLE servers")
-    with pytest.raises(StorageUnavailable, match="locked_by"):
+    with pytest.raises(StorageUnavailable, match="already exists"):
         PostgresStorage(postgres_url, "second")
     with psycopg.connect(postgres_url) as connection:
-        assert connection.execute("SELECT version FROM schema_version").fetchone()[0] == 2
+        assert connection.execute("SELECT version FROM schema_version").fetchone()[0] == 3
         assert connection.execute("SELECT to_regclass('servers')").fetchone()[0] is None
 
 
@@ -218,12 +221,12 @@ def test_idle_servers_hear_of_stored_reports_and_queued_alerts(servers):
         assert listening.wait(10) == ["inbox"]
         claim = first.claim_inbox(now=2.0, limit=10)
         first.apply(claim, lambda transaction: (
-            transaction.queue_mail(None, 2.0, b"x", ["a@example.com"]),
-            transaction.queue_mail(None, 2.0, b"y", ["b@example.com"])))
+            transaction.queue_entry(entry("a@example.com"), 2.0),
+            transaction.queue_entry(entry("b@example.com"), 2.0)))
         assert listening.wait(10) == ["outbox"]
         with pytest.raises(RuntimeError):
             with first.transaction() as transaction:
-                transaction.queue_mail(None, 2.0, b"z", ["c@example.com"])
+                transaction.queue_entry(entry("c@example.com"), 2.0)
                 raise RuntimeError("rolled back: nobody is told")
         assert listening.wait(0.3) == []
         assert own.wait(0.3) == []   # a server is not woken by its own news

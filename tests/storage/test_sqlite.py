@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from flawless.server.storage.records import StorageUnavailable
-from flawless.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
 
 from .test_conformance import REPORT, payload, queue, record
 
@@ -28,17 +28,13 @@ def test_a_locked_database_is_storage_unavailable(tmp_path):
 
 def test_a_database_of_the_first_schema_is_migrated_once(tmp_path):
     path = str(tmp_path / "flawless.sqlite3")
-    SqliteStorage(path)
     with sqlite3.connect(path) as connection:  # as the first release left it: no version
-        connection.execute("PRAGMA user_version = 0")
-        connection.execute("DROP INDEX error_weeks_error")
-        connection.execute("DROP TABLE servers")
-        connection.execute("CREATE TABLE outbox_new AS SELECT id, error_id, created_at, "
-                           "message, recipients, attempts, next_attempt_at, sent_at, "
-                           "last_error FROM outbox")
-        connection.execute("DROP TABLE outbox")
-        connection.execute("ALTER TABLE outbox_new RENAME TO outbox")
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("INSERT INTO outbox (created_at, message, recipients) "
+                           "VALUES (1.0, X'00', '[\"a@example.com\"]')")
     store = SqliteStorage(path)
+    [waiting] = store.due_mail(now=2.0, limit=10)
+    assert (waiting.channel, waiting.recipients) == ("email", ("a@example.com",))
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         plan = " ".join(row[-1] for row in connection.execute(

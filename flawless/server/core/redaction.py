@@ -53,3 +53,13 @@ def database_url_secrets(url: str) -> list[str]:
     found += [match.group(1).strip("'") for match in _PASSWORD_PARAMETER.finditer(url or "")]
     return [secret for secret in found + [urllib.parse.unquote(item) for item in found]
             if secret]
+
+
+def secret_url_parts(url: str, minimum: int = 6) -> list[str]:
+    """What of a URL that is itself a secret (a Slack or webhook endpoint) must never be
+    shown: the whole, its path, its query and each query value of at least ``minimum``
+    characters, and its credentials."""
+    parts = urllib.parse.urlsplit(url or "")
+    values = [value for _, value in urllib.parse.parse_qsl(parts.query)]
+    found = [url, parts.path if len(parts.path) > 1 else "", parts.query, *values]
+    return [secret for secret in found if len(secret) >= minimum] + url_secrets(url, minimum)

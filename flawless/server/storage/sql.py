@@ -24,8 +24,9 @@ import msgspec
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
 from flawless.server.storage.plan import Plan, PlanConflict
-from flawless.server.storage.records import (OutboxMail, ServerInfo, StorageUnavailable,
-                                             decode_report, encode_report)
+from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, IssueLink,
+                                             NewEntry, OutboxMail, ServerInfo,
+                                             StorageUnavailable, decode_report, encode_report)
 
 # An outbox entry taken for delivery is leased to its server for this long (by default:
 # outbox_lease_seconds); the holder extends the lease while it delivers, so another server
@@ -232,13 +233,54 @@ class SqlTransaction:
             "ON CONFLICT (error_id, day) DO UPDATE SET count = error_days.count + excluded.count",
             [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
 
-    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
-                   recipients: Sequence[str]) -> int:
-        """Store a rendered mail for delivery; return its id."""
-        self.announce("outbox")
+    def queue_entry(self, entry: NewEntry, now: float,
+                    held_until: Optional[float] = None) -> int:
+        """Store an entry for delivery (or, with ``held_until``, for the digest due then);
+        return its id."""
+        if held_until is None:
+            self.announce("outbox")
         return self.insert(
-            "INSERT INTO outbox (error_id, created_at, message, recipients) VALUES (?, ?, ?, ?)",
-            error_id, now, message, json.dumps(list(recipients)))
+            "INSERT INTO outbox (error_id, created_at, message, recipients, channel, "
+            "destination, message_id, summary, held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            entry.error_id, now, entry.message, json.dumps(list(entry.recipients)),
+            entry.channel, entry.destination, entry.message_id, entry.summary, held_until)
+
+    def mark_digested(self, entry_ids: Sequence[int], digest_id: int, now: float) -> int:
+        """Record held entries as carried by the digest ``digest_id`` (their bodies go);
+        return how many were still held (another server may have carried some already)."""
+        return self.execute_many(
+            "UPDATE outbox SET sent_at = ?, digest_id = ?, message = ? "
+            "WHERE id = ? AND sent_at IS NULL", [(now, digest_id, b"", entry_id)
+                                                 for entry_id in entry_ids])
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination (or ``*``: the whole channel) in an hour."""
+        row = self.execute(
+            "SELECT count FROM delivery_hours WHERE channel = ? AND destination = ? "
+            "AND hour_start = ?", channel, destination, hour_start).fetchone()
+        return int(row["count"]) if row else 0
+
+    def count_in_hour(self, channel: str, destination: str, hour_start: float) -> None:
+        """Add one admitted entry to a destination's (or ``*``'s) count for an hour."""
+        self.execute(
+            "INSERT INTO delivery_hours (channel, destination, hour_start, count) "
+            "VALUES (?, ?, ?, 1) ON CONFLICT (channel, destination, hour_start) "
+            "DO UPDATE SET count = delivery_hours.count + 1", channel, destination, hour_start)
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """(when, at which count) an error's issue in ``channel`` was last queued an update."""
+        row = self.execute(
+            "SELECT updated_at, count FROM issue_updates WHERE error_id = ? AND channel = ?",
+            error_id, channel).fetchone()
+        return (row["updated_at"], int(row["count"])) if row else None
+
+    def set_issue_update(self, error_id: int, channel: str, now: float, count: int) -> None:
+        """Remember that an update of an error's issue was queued now, at ``count``."""
+        self.execute(
+            "INSERT INTO issue_updates (error_id, channel, updated_at, count) VALUES "
+            "(?, ?, ?, ?) ON CONFLICT (error_id, channel) DO UPDATE SET "
+            "updated_at = excluded.updated_at, count = excluded.count",
+            error_id, channel, now, count)
 
     def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
                  error: str) -> None:
@@ -331,24 +373,48 @@ class SqlStorage:
         with self._reading() as reader:
             return reader.read_error_states(keys)
 
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination in an hour, read outside any transaction."""
+        with self._reading() as reader:
+            return reader.hour_count(channel, destination, hour_start)
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """When an error's issue was last queued an update, read outside any transaction."""
+        with self._reading() as reader:
+            return reader.issue_update(error_id, channel)
+
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE inbox SET next_attempt_at = ? WHERE next_attempt_at > ?",
+                                now, now)
+
     # -- delivery --
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
-        """Undelivered mail whose next attempt is due, oldest first, leased to this server
-        until ``now + lease_seconds`` (entries another live lease holds are left alone)."""
+        """Undelivered entries whose next attempt is due, oldest first, but those held for a
+        digest and those of a destination that asked to wait; leased to this server until
+        ``now + lease_seconds`` (entries another live lease holds are left alone). The lease
+        is a durable write: whatever queued the entries survives a power loss before they
+        leave."""
         with self.transaction() as transaction:
             rows = transaction.execute(
-                "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
+                "SELECT id, message, recipients, attempts, channel, destination, message_id, "
+                "started_at FROM outbox o WHERE sent_at IS NULL AND held_until IS NULL "
                 "AND next_attempt_at <= ? AND (locked_by IS NULL OR locked_by = ? "
-                "OR locked_until < ?) ORDER BY id LIMIT ?" + self.LOCK_ROWS_SKIP_LOCKED,
-                now, self.server_id, now, limit).fetchall()
+                "OR locked_until < ?) AND NOT EXISTS (SELECT 1 FROM destination_holds h "
+                "WHERE h.channel = o.channel AND h.destination = o.destination "
+                "AND h.held_until > ?) ORDER BY id LIMIT ?" + self.LOCK_ROWS_SKIP_LOCKED,
+                now, self.server_id, now, now, limit).fetchall()
             if rows:
                 transaction.execute(
                     "UPDATE outbox SET locked_by = ?, locked_until = ? "
                     f"WHERE id IN ({placeholders(len(rows))})",
                     self.server_id, now + self.lease_seconds, *(row["id"] for row in rows))
         return [OutboxMail(int(row["id"]), bytes(row["message"]),
-                           tuple(json.loads(row["recipients"])), row["attempts"])
+                           tuple(json.loads(row["recipients"])), row["attempts"],
+                           row["channel"], row["destination"], row["message_id"],
+                           row["started_at"] is not None)
                 for row in rows]
 
     def extend_leases(self, now: float) -> int:
@@ -368,8 +434,16 @@ class SqlStorage:
                                 + ("" if of_anyone else " AND locked_by = ?"),
                                 *(() if of_anyone else (self.server_id,)))
 
+    def mark_started(self, mail_id: int, now: float) -> None:
+        """Record that a delivery of the entry begins (this server's lease): if its outcome
+        is never recorded (a crash), the next attempt knows it may have reached the far
+        end."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE outbox SET started_at = ? WHERE id = ? AND locked_by = ?",
+                                now, mail_id, self.server_id)
+
     def mark_sent(self, mail_id: int, now: float) -> bool:
-        """Record a successful delivery so the mail is never sent again; only the lease
+        """Record a successful delivery so the entry is never sent again; only the lease
         holder may (return False when another server took the entry over).
 
         The delivered message itself is dropped (the row keeps when and to whom): nothing
@@ -382,14 +456,70 @@ class SqlStorage:
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
                     error: str) -> bool:
-        """Record a failed delivery and when to try again, and give the lease back; only
-        the lease holder may (return False when another server took the entry over)."""
+        """Record a failed delivery and when to try again, and give the lease back; the
+        entry's destination waits until then too (its entries keep their order, and a far
+        end that is down or asked to wait is not tried once per entry). Only the lease
+        holder may (return False when another server took the entry over)."""
         with self.transaction() as transaction:
-            return transaction.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
-                "locked_by = NULL, locked_until = NULL WHERE id = ? AND locked_by = ?",
-                attempts, next_attempt_at, error[:MAX_ERROR_TEXT], mail_id,
-                self.server_id).rowcount == 1
+            if transaction.execute(
+                    "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                    "started_at = NULL, locked_by = NULL, locked_until = NULL "
+                    "WHERE id = ? AND locked_by = ?", attempts, next_attempt_at,
+                    error[:MAX_ERROR_TEXT], mail_id, self.server_id).rowcount != 1:
+                return False
+            transaction.execute(
+                "INSERT INTO destination_holds (channel, destination, held_until) "
+                "SELECT channel, destination, ? FROM outbox WHERE id = ? "
+                "ON CONFLICT (channel, destination) DO UPDATE SET "
+                "held_until = excluded.held_until", next_attempt_at, mail_id)
+            return True
+
+    def held_due(self, now: float, limit: int) -> list[HeldEntry]:
+        """Entries held back by the hourly bounds whose hour is over, by channel and
+        destination, oldest first."""
+        return [HeldEntry(int(row["id"]), row["channel"], row["destination"], row["summary"],
+                          row["created_at"])
+                for row in self._query(
+                    "SELECT id, channel, destination, summary, created_at FROM outbox "
+                    "WHERE held_until <= ? AND sent_at IS NULL "
+                    "ORDER BY channel, destination, id LIMIT ?", now, limit)]
+
+    # -- issue trackers --
+
+    def issue_link(self, channel: str, destination: str,
+                   fingerprint: str) -> Optional[IssueLink]:
+        """The issue of an error in a tracker, if one is known."""
+        rows = self._query("SELECT number, url FROM issue_links WHERE channel = ? AND "
+                           "destination = ? AND fingerprint = ?", channel, destination,
+                           fingerprint)
+        return IssueLink(channel, destination, fingerprint, int(rows[0]["number"]),
+                         rows[0]["url"]) if rows else None
+
+    def save_issue_links(self, links: Sequence[IssueLink], now: float) -> None:
+        """Remember (or correct) the issues of errors."""
+        with self.transaction() as transaction:
+            transaction.execute_many(
+                "INSERT INTO issue_links (channel, destination, fingerprint, number, url, "
+                "linked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, destination, "
+                "fingerprint) DO UPDATE SET number = excluded.number, url = excluded.url, "
+                "linked_at = excluded.linked_at",
+                [(link.channel, link.destination, link.fingerprint, link.number, link.url, now)
+                 for link in links])
+
+    def forget_issue_link(self, link: IssueLink) -> None:
+        """Forget an issue that is gone (deleted, or moved away)."""
+        with self.transaction() as transaction:
+            transaction.execute("DELETE FROM issue_links WHERE channel = ? AND destination = ? "
+                                "AND fingerprint = ? AND number = ?", link.channel,
+                                link.destination, link.fingerprint, link.number)
+
+    def issue_links(self, fingerprint: str) -> list[IssueLink]:
+        """Every known issue of one error."""
+        return [IssueLink(row["channel"], row["destination"], fingerprint, int(row["number"]),
+                          row["url"])
+                for row in self._query("SELECT channel, destination, number, url FROM "
+                                       "issue_links WHERE fingerprint = ? ORDER BY channel",
+                                       fingerprint)]
 
     # -- the servers sharing the database --
 
@@ -425,6 +555,10 @@ class SqlStorage:
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
+                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
+            transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return int(transaction.execute("DELETE FROM errors WHERE last_seen < ?",
                                            before).rowcount)
 
@@ -441,6 +575,24 @@ class SqlStorage:
         """How many mails wait for delivery."""
         return int(self._query("SELECT COUNT(*) AS n FROM outbox WHERE sent_at IS NULL"
                                )[0]["n"])
+
+    def channel_states(self) -> list[ChannelState]:
+        """Each channel with undelivered entries: how many, held, failing, the last error."""
+        rows = self._query(
+            "SELECT channel, COUNT(*) AS pending, "
+            "SUM(CASE WHEN held_until IS NOT NULL THEN 1 ELSE 0 END) AS held, "
+            "SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failing, "
+            "MAX(CASE WHEN attempts > 0 THEN id END) AS last_failing "
+            "FROM outbox WHERE sent_at IS NULL GROUP BY channel ORDER BY channel")
+        states = []
+        for row in rows:
+            error = None
+            if row["last_failing"] is not None:
+                error = self._query("SELECT last_error FROM outbox WHERE id = ?",
+                                    row["last_failing"])[0]["last_error"]
+            states.append(ChannelState(row["channel"], int(row["pending"]), int(row["held"]),
+                                       int(row["failing"]), error))
+        return states
 
     def stats(self) -> dict[str, int]:
         """Every named counter."""
@@ -479,6 +631,16 @@ class SqlStorage:
         return [(row["day"], int(row["count"])) for row in self._query(
             "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
             error_id, since_day)]
+
+    def deliveries(self, error_id: int, limit: int = 50) -> list[Delivery]:
+        """Where the alerts of one error went (or are going), newest first."""
+        return [Delivery(row["channel"], row["destination"], row["created_at"], row["sent_at"],
+                         int(row["attempts"]), row["last_error"], row["held_until"],
+                         row["digest_id"])
+                for row in self._query(
+                    "SELECT channel, destination, created_at, sent_at, attempts, last_error, "
+                    "held_until, digest_id FROM outbox WHERE error_id = ? "
+                    "ORDER BY id DESC LIMIT ?", error_id, limit)]
 
     def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
         """Every error blamed on ``email`` (case-insensitive), most recently seen first."""

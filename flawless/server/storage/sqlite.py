@@ -107,7 +107,51 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
     """,
-    # 4: several servers may share a database (PostgreSQL): an outbox entry is leased to
+    # 4: channels. Each outbox entry names its channel and destination; entries over the
+    # hourly bounds are held for a digest; a destination that asked to wait is held; an
+    # error's issue in a tracker, and when its issue was last updated, are remembered.
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email';
+    ALTER TABLE outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE outbox ADD COLUMN held_until REAL;
+    ALTER TABLE outbox ADD COLUMN digest_id INTEGER;
+    ALTER TABLE outbox ADD COLUMN started_at REAL;
+    CREATE INDEX outbox_held ON outbox (held_until);
+    CREATE INDEX outbox_error ON outbox (error_id);
+    CREATE TABLE destination_holds (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        held_until REAL NOT NULL,
+        PRIMARY KEY (channel, destination)
+    );
+    CREATE TABLE delivery_hours (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        hour_start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (channel, destination, hour_start)
+    );
+    CREATE TABLE issue_updates (
+        error_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (error_id, channel)
+    );
+    CREATE TABLE issue_links (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        linked_at REAL NOT NULL,
+        PRIMARY KEY (channel, destination, fingerprint)
+    );
+    CREATE INDEX issue_links_fingerprint ON issue_links (fingerprint)
+    """,
+    # 5: several servers may share a database (PostgreSQL): an outbox entry is leased to
     # the server delivering it, each server keeps a heartbeat row; authors are compared
     # through lower(), which both SQL dialects index alike.
     """
