@@ -8,14 +8,14 @@ Workload (bench/processing.py's, without a repository: every report is counted a
 nothing is blamed): CLIENT processes send REPORTS reports of DISTINCT distinct errors in
 batches of BATCH, as fast as they are acknowledged, spread over the servers (client n talks
 to server n mod servers, as a load balancer would). "Acknowledged" is when the last answer
-came; "fully processed" when the servers' processed counts add up to every report and the
-shared inbox is empty. PostgreSQL is Debian's server in a throwaway cluster
-(tests/support/pgcluster.py) that syncs its commits as a real one does; the contestants
-alternate over ROUNDS rounds (the order reversed every other round), each on a new
-database. CPU is measured from /proc: every flawless server, and every PostgreSQL process
-(the postmaster, its children alive and ended); reports per CPU-second counts both. On a
-2-core machine that also runs the clients, more servers show overhead rather than scale:
-reports per CPU-second is what adding machines multiplies.
+came; "fully processed" when, after it, the shared inbox is empty (read from one server's
+health page every 50 ms, whatever the number of servers). PostgreSQL is Debian's server in
+a throwaway cluster (tests/support/pgcluster.py) that syncs its commits as a real one does;
+the contestants alternate over ROUNDS rounds (the order reversed every other round), each
+on a new database. CPU is measured from /proc: every flawless server, and every PostgreSQL
+process (the postmaster, its children alive and ended); reports per CPU-second counts both.
+On a 2-core machine that also runs the clients, more servers show overhead rather than
+scale: reports per CPU-second is what adding machines multiplies.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from harness import OurServer, machine_line, print_table
 from processing import UNLIMITED, Run, workload
@@ -59,20 +59,20 @@ def postgres_cpu(cluster: PostgresCluster) -> float:
     return cpu_seconds(postmaster, children_too=True) + sum(map(cpu_seconds, children))
 
 
-def watch(servers: Sequence[OurServer], total: int, give_up_at: float) -> float:
-    """When every report was processed by one server or another and the inbox is empty."""
-    bases = [server.health()["processed"] for server in servers]
+def watch(server: OurServer, sending: threading.Event, give_up_at: float
+          ) -> list[tuple[float, int]]:
+    """(time, reports waiting) from one server's health page (the inbox is shared), every
+    50 ms, until the clients are done and nothing waits."""
+    samples: list[tuple[float, int]] = []
     while time.time() < give_up_at:
         try:
-            healths = [server.health() for server in servers]
+            samples.append((time.time(), server.health()["inbox_depth"]))
         except OSError:
-            time.sleep(0.05)
-            continue
-        processed = sum(health["processed"] for health in healths) - sum(bases)
-        if processed >= total and healths[0]["inbox_depth"] == 0:
-            return time.time()
+            pass
+        if not sending.is_set() and samples and samples[-1][1] == 0:
+            break
         time.sleep(0.05)
-    return float("nan")
+    return samples
 
 
 def measure(options: dict, servers: int, args: argparse.Namespace, files: tuple[Path, Path],
@@ -84,17 +84,23 @@ def measure(options: dict, servers: int, args: argparse.Namespace, files: tuple[
         run = Run("ours", [server.port for server in ours], args.reports, args.processes,
                   args.batch, files, python=sys.executable)
         cpu_before = sum(cpu_seconds(server.pid) for server in ours), other_cpu()
-        done: list[float] = []
-        watcher = threading.Thread(target=lambda: done.append(watch(
-            ours, run.total, run.started_at + 1800)))
+        sending, samples = threading.Event(), []
+        sending.set()
+        watcher = threading.Thread(target=lambda: samples.extend(watch(
+            ours[0], sending, run.started_at + 1800)))
         watcher.start()
         marks = run.acknowledged()
+        sending.clear()
         watcher.join()
         server_cpu = sum(cpu_seconds(server.pid) for server in ours) - cpu_before[0]
         database_cpu = other_cpu() - cpu_before[1]
-    start = run.started_at
-    return {"acknowledged": run.total / (marks[-1][0] - start),
-            "processed": run.total / (done[0] - start),
+    start, last_ack = run.started_at, marks[-1][0]
+    # Every acknowledged report is in the inbox until the transaction that counts it: once
+    # the last is acknowledged, an empty inbox means everything is processed.
+    done = next((when for when, waiting in samples if when >= last_ack and waiting == 0),
+                float("nan"))
+    return {"acknowledged": run.total / (last_ack - start),
+            "processed": run.total / (done - start),
             "server_cpu": server_cpu, "database_cpu": database_cpu,
             "per_cpu_second": run.total / (server_cpu + database_cpu)}
 
