@@ -240,6 +240,10 @@ OPTIONS: tuple[Option, ...] = (
             "When set, cloned into repo_dir on first start and fetched periodically."),
     _option("repo_branch_pattern", "", "text",
             "Branch blamed when a report names no known revision (default: HEAD)."),
+    _option("git_commit_graph", "true", "bool",
+            "Keep git's commit-graph (with changed-path filters) of the repository written: "
+            "a cache git writes itself in its maintenance, that makes blames of long "
+            "histories several times faster."),
     _option("repo_fetch_interval_seconds", "300", "seconds",
             "How often repo_url is fetched."),
     _option("blame_cache_size", "10000", "positive int", "Blame results kept in memory."),

@@ -107,7 +107,8 @@ class FlawlessServer(service.MultiService):
                 repository, self._pool("git", config.max_concurrent_git_blames),
                 # a fetch may take minutes: its own thread keeps every blame slot free
                 self._pool("fetch", 1), reactor, cache_size=config.blame_cache_size,
-                fetch_interval=config.repo_fetch_interval_seconds)
+                fetch_interval=config.repo_fetch_interval_seconds,
+                commit_graph=config.git_commit_graph)
             self.blamer.setServiceParent(self)
 
         self.delivery = build_delivery(config, self.storage, self.reader, self.writer,
