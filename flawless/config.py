@@ -315,6 +315,12 @@ class Config:
         return self.hostname or f"http://{self.bind_address}:{self.http_port}"
 
     @property
+    def behind_tls(self) -> bool:
+        """Whether the dashboard is reached over https (a TLS proxy in front): its cookies
+        are then sent over TLS only."""
+        return self.hostname.startswith("https://")
+
+    @property
     def smtp_address(self) -> Optional[tuple[str, int]]:
         """(host, port) of the SMTP server, or None for the local mailbox."""
         if not self.smtp_host:

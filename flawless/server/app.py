@@ -25,8 +25,8 @@ from twisted.web import resource, server
 from flawless import __version__
 from flawless.config import Config
 from flawless.server.atomic import write_atomically
-from flawless.server.connections import (ConnectionBounds, GuardedSite, make_guarded_request,
-                                         open_file_limit)
+from flawless.server.connections import (ConnectionBounds, GuardedSite, client_address,
+                                         make_guarded_request, open_file_limit)
 from flawless.server.core.admission import ByteBudget, TrustedProxies, fit_connection_caps
 from flawless.server.delivery import render
 from flawless.server.delivery.channels.email import EmailChannel, SmtpSettings
@@ -191,7 +191,10 @@ class FlawlessServer(service.MultiService):
             storage=self.storage, reader=self.reader, clock=self.reactor,
             health=HealthPage(self.health, self.health_pool, config_secrets(config)),
             config_dir=config.config_dir_path, config_path=config.path or "",
-            admin_password=config.admin_password, reload_rules=self.rules.poll)),
+            admin_password=config.admin_password, reload_rules=self.rules.poll,
+            viewer_password=config.viewer_password, secure_cookies=config.behind_tls,
+            client_address=lambda request: client_address(request, self.trusted),
+            page_size=config.page_size)),
             self._bounds(self.connection_caps[1]), self.trusted, "dashboard", self.reactor)
         site.requestFactory = make_guarded_request(DASHBOARD_MAX_BODY_BYTES, self.body_budget,
                                                    self.trusted)

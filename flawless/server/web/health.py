@@ -20,7 +20,8 @@ from flawless.server.web.http import Answer, json_answer
 def config_secrets(config: Config) -> list[str]:
     """Every secret value of the config: the secret options, and the credentials of
     repo_url."""
-    found = [str(config.smtp_password), str(config.admin_password), *config.ingest_keys]
+    found = [str(config.smtp_password), str(config.admin_password),
+             str(config.viewer_password), *config.ingest_keys]
     return found + url_secrets(config.repo_url, minimum=1)
 
 

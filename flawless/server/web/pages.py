@@ -43,14 +43,15 @@ def find_error(storage: Storage, key: ErrorKey, line_number: Optional[int]) -> E
 
 
 class ReadPages:
-    """Handlers of the pages anyone who reaches the dashboard may read."""
+    """Handlers of the read pages (behind a login when ``viewer_password`` is set)."""
 
     def __init__(self, storage: Storage, reader: Runner, renderer: Renderer,
-                 visitor: Callable[[server.Request], Visitor]):
+                 visitor: Callable[[server.Request], Visitor], page_size: int = 100):
         self._storage = storage
         self._reader = reader
         self._renderer = renderer
         self._visitor = visitor
+        self._page_size = page_size
 
     # -- the week --
 
