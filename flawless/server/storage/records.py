@@ -33,6 +33,15 @@ class OutboxMail:
     channel: str = "email"
 
 
+@dataclass(frozen=True)
+class WeekTotals:
+    """A week's occurrences, distinct errors and blamed developers, from kept counts."""
+
+    occurrences: int
+    errors: int
+    developers: int
+
+
 def reports_in_payload(payload: bytes) -> tuple[Report, ...]:
     """The valid reports of a stored JSON-RPC body (its ``record_error`` calls)."""
     body = json.loads(payload)

@@ -14,10 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-from flawless.server.core.calendar import day_of, week_start
+from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import (InboxItem, OutboxMail,
-                                             StorageUnavailable, decode_report, encode_report,
+from flawless.report import Report
+from flawless.server.storage.records import (InboxItem, OutboxMail, StorageUnavailable,
+                                             WeekTotals, decode_report, encode_report,
                                              reports_in_payload)
 
 # Each migration takes the schema from its index to the next version; never edit one that
@@ -101,7 +102,41 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
+    # 3: pages whose work does not grow with the data. Each week's totals per developer,
+    # kept as occurrences are counted (a page never sums a week's errors); a week's errors
+    # in order of their count; a developer's errors by when last seen; the last report of
+    # each error in each past week (a link to an old week shows that week's occurrence).
+    """
+    CREATE TABLE IF NOT EXISTS week_authors (
+        week_start TEXT NOT NULL,
+        author TEXT NOT NULL,
+        known INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (week_start, author, known)
+    );
+    INSERT OR IGNORE INTO week_authors (week_start, author, known, count, errors)
+        SELECT w.week_start, LOWER(COALESCE(e.author_email, '')), e.known, SUM(w.count),
+               COUNT(*)
+        FROM error_weeks w JOIN errors e ON e.id = w.error_id
+        GROUP BY w.week_start, LOWER(COALESCE(e.author_email, '')), e.known;
+    CREATE INDEX IF NOT EXISTS week_authors_author ON week_authors (author, week_start);
+    CREATE INDEX IF NOT EXISTS error_weeks_by_count ON error_weeks (week_start, count DESC,
+                                                                    error_id);
+    DROP INDEX IF EXISTS errors_author;
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE,
+                                                        last_seen DESC);
+    CREATE TABLE IF NOT EXISTS week_reports (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        week_start TEXT NOT NULL,
+        last_seen REAL NOT NULL,
+        report TEXT NOT NULL,
+        PRIMARY KEY (error_id, week_start)
+    );
+    """,
 )
+# a week's filter looks at this many of its most frequent errors, so its work is bounded
+FILTER_SCAN_LIMIT = 20000
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ERROR_COLUMNS = (
@@ -167,29 +202,80 @@ class SqliteTransaction:
                           row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
 
     def save_error(self, record: ErrorRecord) -> int:
-        """Insert or update an error; return its id."""
+        """Insert or update an error; return its id.
+
+        When its latest occurrence moves to a later week, the last report of the earlier
+        week is kept for that week; when its developer or its known state changes, its
+        weekly counts move to the new developer's totals."""
         values = _saved_values(record)
         if record.error_id:
+            before = self._connection.execute(
+                "SELECT last_seen, last_report, author_email, known FROM errors WHERE id = ?",
+                (record.error_id,)).fetchone()
             assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
             self._connection.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
                                      values + (record.error_id,))
+            if before is not None:
+                self._keep_week_report(record, before)
+                if (before["author_email"], bool(before["known"])) != \
+                        (record.author_email, record.known):
+                    self._move_week_totals(record, before["author_email"], before["known"])
             return record.error_id
         cursor = self._connection.execute(
             f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
             values)
         return int(cursor.lastrowid or 0)
 
-    def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
-        """Add occurrences to the error's week and day counters."""
+    def _keep_week_report(self, record: ErrorRecord, before: sqlite3.Row) -> None:
+        week = week_start(before["last_seen"])
+        if week == week_start(record.last_seen):
+            return
         self._connection.execute(
-            "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
-            "count = count + excluded.count, last_seen = excluded.last_seen",
-            (error_id, week_start(when), occurrences, when, when))
+            "INSERT INTO week_reports (error_id, week_start, last_seen, report) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (error_id, week_start) DO UPDATE SET "
+            "last_seen = excluded.last_seen, report = excluded.report",
+            (record.error_id, week, before["last_seen"], before["last_report"]))
+
+    def _move_week_totals(self, record: ErrorRecord, author: Optional[str],
+                          known: int) -> None:
+        for row in self._connection.execute(
+                "SELECT week_start, count FROM error_weeks WHERE error_id = ?",
+                (record.error_id,)).fetchall():
+            self._connection.execute(
+                "UPDATE week_authors SET count = count - ?, errors = errors - 1 "
+                "WHERE week_start = ? AND author = LOWER(?) AND known = ?",
+                (row["count"], row["week_start"], author or "", known))
+            self._add_week_totals(row["week_start"], record.author_email, int(record.known),
+                                  row["count"], 1)
+
+    def _add_week_totals(self, week: str, author: Optional[str], known: int,
+                         occurrences: int, errors: int) -> None:
+        self._connection.execute(
+            "INSERT INTO week_authors (week_start, author, known, count, errors) "
+            "VALUES (?, LOWER(?), ?, ?, ?) ON CONFLICT (week_start, author, known) DO UPDATE "
+            "SET count = count + excluded.count, errors = errors + excluded.errors",
+            (week, author or "", known, occurrences, errors))
+
+    def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
+        """Add occurrences to the error's week and day counters, and to its developer's
+        totals of the week."""
+        week = week_start(when)
+        first_in_week = self._connection.execute(
+            "UPDATE error_weeks SET count = count + ?, last_seen = ? "
+            "WHERE week_start = ? AND error_id = ?",
+            (occurrences, when, week, error_id)).rowcount == 0
+        if first_in_week:
+            self._connection.execute(
+                "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?)", (error_id, week, occurrences, when, when))
         self._connection.execute(
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
             (error_id, day_of(when), occurrences))
+        error = self._connection.execute("SELECT author_email, known FROM errors WHERE id = ?",
+                                         (error_id,)).fetchone()
+        self._add_week_totals(week, error["author_email"], error["known"], occurrences,
+                              int(first_in_week))
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -372,15 +458,20 @@ class SqliteStorage:
         """Forget counts, errors and delivered mail older than ``before``; return errors
         removed."""
         week, day = week_start(before), day_of(before)
+        # An error goes once all its weeks have gone: last seen before the first week kept
+        # (one seen later in that week still has its week and day counted).
+        gone = week_timestamp(week)
         with self.transaction() as transaction:
             transaction.execute("DELETE FROM error_weeks WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_authors WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_reports WHERE week_start < ?", week)
             transaction.execute("DELETE FROM error_days WHERE day < ?", day)
             transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
-                                       before).rowcount
+                                       gone).rowcount
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
@@ -410,18 +501,68 @@ class SqliteStorage:
         error whose source line changed since a link to it was made)."""
         return [_error_from_row(row) for row in self._query(
             f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND function_name = ? "
-            "AND line_number = ? ORDER BY last_seen DESC", filename, function_name,
+            "AND line_number = ? ORDER BY last_seen DESC LIMIT 10", filename, function_name,
             line_number)]
 
-    def week_errors(self, week: str, include_known: bool = True
-                    ) -> list[tuple[ErrorRecord, int]]:
-        """The errors seen in the week starting ``week``, with their count in that week."""
+    def week_errors(self, week: str, include_known: bool = True, offset: int = 0,
+                    limit: int = 100, query: str = "") -> list[tuple[ErrorRecord, int]]:
+        """Errors seen in the week starting ``week``, with their count in that week, most
+        frequent first: ``limit`` of them from ``offset``. ``query`` keeps those whose file,
+        function, line, exception type or developer contains it (case-insensitive), among
+        the week's FILTER_SCAN_LIMIT most frequent errors."""
         columns = ", ".join("e." + column for column in _ERROR_COLUMNS.split(", "))
+        conditions, arguments = [], [week]
+        if query:
+            window = "ORDER BY count DESC, error_id LIMIT ?"
+            arguments.append(FILTER_SCAN_LIMIT)
+            pattern = "%" + query.replace("\\", "\\\\").replace(
+                "%", "\\%").replace("_", "\\_") + "%"
+            fields = ("e.filename", "e.function_name", "e.text", "e.exception_type",
+                      "e.author_name", "e.author_email")
+            conditions.append("(" + " OR ".join(f"LOWER(COALESCE({field}, '')) LIKE LOWER(?) "
+                                                "ESCAPE '\\'" for field in fields) + ")")
+            arguments += [pattern] * len(fields)
+        else:
+            window = ""
+        if not include_known:
+            conditions.append("e.known = 0")
         rows = self._query(
-            f"SELECT {columns}, w.count AS week_count FROM error_weeks w "
-            "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
-            + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC", week)
+            f"SELECT {columns}, w.count AS week_count FROM (SELECT error_id, count "
+            f"FROM error_weeks WHERE week_start = ? {window}) w JOIN errors e "
+            "ON e.id = w.error_id " + ("WHERE " + " AND ".join(conditions) if conditions else "")
+            + " ORDER BY w.count DESC, w.error_id LIMIT ? OFFSET ?", *arguments, limit, offset)
         return [(_error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def week_totals(self, week: str, include_known: bool = True) -> WeekTotals:
+        """The week's occurrences, distinct errors and blamed developers."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(errors), 0), "
+            "COUNT(DISTINCT CASE WHEN author <> '' AND count > 0 THEN author END) "
+            "FROM week_authors WHERE week_start = ?"
+            + ("" if include_known else " AND known = 0"), week)[0]
+        return WeekTotals(int(row[0]), int(row[1]), int(row[2]))
+
+    def developer_week_totals(self, week: str, author_email: Optional[str],
+                              include_known: bool = True) -> tuple[int, int]:
+        """(occurrences, distinct errors) of one developer (None: blamed on nobody) in a
+        week."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(errors), 0) FROM week_authors "
+            "WHERE week_start = ? AND author = LOWER(?)"
+            + ("" if include_known else " AND known = 0"), week, author_email or "")[0]
+        return int(row[0]), int(row[1])
+
+    def week_report(self, error_id: int, week: str) -> Optional[Report]:
+        """The last report of an error in a past week (None when none was kept)."""
+        rows = self._query("SELECT report FROM week_reports WHERE error_id = ? AND "
+                           "week_start = ?", error_id, week)
+        return decode_report(rows[0]["report"]) if rows else None
+
+    def error_week_count(self, error_id: int, week: str) -> int:
+        """Occurrences of an error in one week."""
+        rows = self._query("SELECT count FROM error_weeks WHERE week_start = ? AND "
+                           "error_id = ?", week, error_id)
+        return int(rows[0]["count"]) if rows else 0
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
@@ -429,15 +570,19 @@ class SqliteStorage:
             "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
             error_id, since_day)]
 
-    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
-        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+    def author_errors(self, email: str, offset: int = 0, limit: int = 100
+                      ) -> list[ErrorRecord]:
+        """Errors blamed on ``email`` (case-insensitive), most recently seen first: ``limit``
+        of them from ``offset``."""
         return [_error_from_row(row) for row in self._query(
             f"SELECT {_ERROR_COLUMNS} FROM errors WHERE author_email = ? COLLATE NOCASE "
-            "ORDER BY last_seen DESC LIMIT ?", email, limit)]
+            "ORDER BY last_seen DESC LIMIT ? OFFSET ?", email, limit, offset)]
 
-    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
-        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
-        return [(row[0], int(row[1])) for row in self._query(
-            "SELECT w.week_start, SUM(w.count) FROM error_weeks w JOIN errors e "
-            "ON e.id = w.error_id WHERE e.author_email = ? COLLATE NOCASE "
-            "GROUP BY w.week_start ORDER BY w.week_start DESC", email)]
+    def author_weekly_totals(self, email: str, limit: int = 100
+                             ) -> list[tuple[str, int, int]]:
+        """(week start, occurrences, distinct errors) of the errors blamed on ``email``,
+        newest week first, at most ``limit`` weeks."""
+        return [(row[0], int(row[1]), int(row[2])) for row in self._query(
+            "SELECT week_start, SUM(count), SUM(errors) FROM week_authors WHERE author = "
+            "LOWER(?) GROUP BY week_start HAVING SUM(count) > 0 ORDER BY week_start DESC "
+            "LIMIT ?", email, limit)]
