@@ -254,6 +254,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("retention_weeks", "52", "non-negative int",
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("min_free_disk_bytes", "67108864", "non-negative int",
+            "New reports are refused (503, Retry-After) while less than this is free for the "
+            "database, so that every report already accepted can be processed (0: never)."),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",

@@ -247,3 +247,15 @@ def test_version_2_databases_get_their_week_totals(tmp_path):
     store = SqliteStorage(path)
     assert store.week_totals("2026-11-16") == WeekTotals(5, 1, 1)
     assert store.developer_week_totals("2026-11-16", "alice@example.com") == (5, 1)
+
+
+def test_reports_wait_while_the_disk_has_no_room_to_process_them(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    room = SqliteStorage(path).room()
+    assert room > 0
+    tight = SqliteStorage(path, min_free_bytes=room + 10**12)
+    with pytest.raises(StorageUnavailable, match="min_free_disk_bytes"):
+        tight.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    assert tight.inbox_depth() == 0
+    roomy = SqliteStorage(path, min_free_bytes=1024)
+    assert roomy.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)

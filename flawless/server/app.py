@@ -93,7 +93,8 @@ class FlawlessServer(service.MultiService):
         self.config = config
         self.started_at = reactor.seconds()
         os.makedirs(config.data_dir_path, exist_ok=True)
-        self.storage = SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
+        self.storage = SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE),
+                                     config.min_free_disk_bytes)
         wanted = (config.max_connections, config.max_connections)
         self.open_files = open_file_limit(wanted)
         self.connection_caps = fit_connection_caps(self.open_files.soft, wanted)
@@ -295,6 +296,10 @@ class FlawlessServer(service.MultiService):
             problems.append(f"repository: {repository_error}")
         if self.rules.problems:
             problems.append(f"rule files are broken; in force: {self.rules.in_force}")
+        room = self.storage.room()
+        if room < self.config.min_free_disk_bytes:
+            problems.append(f"disk: {room} bytes free for the database, less than "
+                            f"min_free_disk_bytes: new reports are refused until there is room")
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -302,6 +307,7 @@ class FlawlessServer(service.MultiService):
             "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
             "inbox_depth": self.storage.inbox_depth(),
             "outbox_depth": self.storage.outbox_depth(),
+            "disk_free_bytes": room,
             "processed": self.processor.processed,
             "last_repository_fetch": self.blamer.last_fetch if self.blamer else None,
             "repository_error": repository_error,

@@ -3,11 +3,19 @@
 Each thread has its own connection; the server writes from one thread only (the ``db-write``
 pool), so writers never wait on SQLite's lock, while pages read beside them. The schema is
 versioned (``PRAGMA user_version``) and brought up to date by :data:`MIGRATIONS` at open.
+
+A full disk must not strand accepted reports: a request is refused unless the room left
+for the database (free on the disk, or inside the file) would still hold the whole inbox
+once more (what processing it writes) plus ``min_free_bytes`` (for the write-ahead log),
+so what was accepted can always be processed. After a write that failed for want of space
+the write-ahead log is checkpointed and truncated, and once checkpointed it never keeps
+more than :data:`WAL_KEPT_BYTES` on disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -137,6 +145,9 @@ MIGRATIONS: tuple[str, ...] = (
 )
 # a week's filter looks at this many of its most frequent errors, so its work is bounded
 FILTER_SCAN_LIMIT = 20000
+WAL_KEPT_BYTES = 4 * 1024 * 1024   # what a checkpointed write-ahead log keeps on disk
+INBOX_RECOUNT_SECONDS = 1.0        # the inbox's size is counted anew at most this often
+SQLITE_FULL = 13
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ERROR_COLUMNS = (
@@ -314,8 +325,11 @@ class SqliteClaim:
 class SqliteStorage:
     """The SQLite database of one flawless server (see :class:`~.interface.Storage`)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, min_free_bytes: int = 0):
         self.path = path
+        self.min_free_bytes = min_free_bytes
+        self._inbox_bytes = 0           # as last counted, plus what was added since
+        self._inbox_counted_at = float("-inf")
         self._local = threading.local()
         self._migrate()
 
@@ -327,7 +341,28 @@ class SqliteStorage:
         # FULL: a committed report survives power loss too, and group commit keeps it cheap.
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         return connection
+
+    def room(self) -> int:
+        """Bytes a write can use: free on the disk, plus free pages inside the file."""
+        disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        connection = self._connection
+        pages = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        return disk.f_bavail * disk.f_frsize + pages * page_size
+
+    def _after_failed_write(self, error: sqlite3.Error) -> None:
+        """When a write failed for want of space, move the write-ahead log into the file
+        and truncate it: it holds frames of the failed write and of earlier ones, and
+        left as it is it could keep the disk full for good."""
+        if getattr(error, "sqlite_errorcode", None) != SQLITE_FULL and \
+                "full" not in str(error):
+            return
+        try:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass   # still no room: the next failed write tries again
 
     def _migrate(self) -> None:
         try:
@@ -343,6 +378,10 @@ class SqliteStorage:
                             transaction.execute(statement)
                 transaction.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as error:
+            raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
+        except StorageUnavailable as error:
+            if "schema version" in str(error):
+                raise
             raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
 
     @property
@@ -367,14 +406,18 @@ class SqliteStorage:
             raise StorageUnavailable(str(error)) from error
         try:
             yield SqliteTransaction(connection)
-        except BaseException:
+        except BaseException as failure:
             connection.execute("ROLLBACK")
+            if isinstance(failure, sqlite3.Error):
+                self._after_failed_write(failure)
+                raise StorageUnavailable(str(failure)) from failure
             raise
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            self._after_failed_write(error)
             raise StorageUnavailable(str(error)) from error
 
     # -- ingest --
@@ -386,14 +429,29 @@ class SqliteStorage:
         Each payload is a JSON-RPC body whose valid ``record_error`` calls are to be
         processed, with the number of reports it holds.
         """
-        try:
-            with self.transaction() as transaction:
-                return [int(transaction.execute(
-                    "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
-                    received_at, payload, reports).lastrowid or 0)
-                    for payload, reports in payloads]
-        except sqlite3.Error as error:
-            raise StorageUnavailable(str(error)) from error
+        incoming = sum(len(payload) for payload, _ in payloads)
+        if self.min_free_bytes:
+            self._check_room(incoming, received_at)
+        with self.transaction() as transaction:
+            ids = [int(transaction.execute(
+                "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
+                received_at, payload, reports).lastrowid or 0)
+                for payload, reports in payloads]
+        self._inbox_bytes += incoming
+        return ids
+
+    def _check_room(self, incoming: int, now: float) -> None:
+        """Refuse ``incoming`` bytes unless the inbox with them could still be processed."""
+        if now - self._inbox_counted_at >= INBOX_RECOUNT_SECONDS:
+            self._inbox_bytes = int(self._query(
+                "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM inbox")[0][0])
+            self._inbox_counted_at = now
+        room, needed = self.room(), self.min_free_bytes + self._inbox_bytes + incoming
+        if room < needed:
+            raise StorageUnavailable(
+                f"{room} bytes are free for the database, and processing the reports waiting "
+                f"with these would leave less than min_free_disk_bytes: new reports wait "
+                "until there is room")
 
     # -- processing --
 
