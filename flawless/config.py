@@ -257,6 +257,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("min_free_disk_bytes", "67108864", "non-negative int",
             "New reports are refused (503, Retry-After) while less than this is free for the "
             "database, so that every report already accepted can be processed (0: never)."),
+    _option("max_backlog_seconds", "300", "seconds",
+            "/check_health says degraded while a report waits longer than this to be "
+            "processed."),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",

@@ -9,11 +9,16 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
+from test_report import CLEAN_REPORTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flawless.report import Frame, Report, report_to_dict
+from flawless.report import (Frame, InvalidReport, Report, parse_report, report_to_dict,
+                             stored_form)
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord
-from flawless.server.storage.records import StorageUnavailable, WeekTotals
+from flawless.server.storage.records import (StorageUnavailable, WeekTotals, decode_report,
+                                             encode_report, reports_in_payload)
 from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
 
 REPORT = Report("builtins.ValueError", "bad",
@@ -233,12 +238,12 @@ def test_prune_keeps_working_when_an_error_was_last_seen_on_the_cutoff_day(store
     assert store.week_totals("2026-11-16").occurrences == 0
 
 
-def test_version_2_databases_get_their_week_totals(tmp_path):
+def test_databases_of_version_3_get_their_week_totals(tmp_path):
     path = str(tmp_path / "flawless.sqlite3")
     with sqlite3.connect(path) as connection:
-        for migration in MIGRATIONS[:2]:
+        for migration in MIGRATIONS[:3]:
             connection.executescript(migration)
-        connection.execute("PRAGMA user_version = 2")
+        connection.execute("PRAGMA user_version = 3")
         connection.execute(
             "INSERT INTO errors (id, filename, function_name, text, line_number, "
             "exception_type, blamed, author_email, count, first_seen, last_seen, last_report) "
@@ -259,3 +264,36 @@ def test_reports_wait_while_the_disk_has_no_room_to_process_them(tmp_path):
     assert tight.inbox_depth() == 0
     roomy = SqliteStorage(path, min_free_bytes=1024)
     assert roomy.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+
+
+TEXT = st.text(max_size=40)
+FRAME = st.fixed_dictionaries(
+    {"filename": st.text(min_size=1, max_size=40).filter(str.strip),
+     "line_number": st.integers(min_value=1, max_value=10**6),
+     "function_name": st.text(min_size=1, max_size=20)},
+    optional={"text": TEXT, "frame_locals": st.dictionaries(
+        st.text(min_size=1, max_size=10), TEXT, max_size=4)})
+VALID_REPORT = st.fixed_dictionaries(
+    {"exception_type": st.text(min_size=1, max_size=30).filter(str.strip),
+     "exception_message": TEXT, "traceback": st.lists(FRAME, min_size=1, max_size=4)},
+    optional={"hostname": TEXT, "revision": st.from_regex(r"[0-9a-f]{40}", fullmatch=True),
+              "error_count": st.integers(min_value=1, max_value=10**6),
+              "error_threshold": st.integers(min_value=1, max_value=100),
+              "additional_info": TEXT,
+              "context": st.dictionaries(st.text(min_size=1, max_size=10), st.one_of(
+                  TEXT, st.booleans(), st.integers(min_value=-10**6, max_value=10**6),
+                  st.floats(allow_nan=False, allow_infinity=False)), max_size=3),
+              "timestamp": st.floats(min_value=0, max_value=4e9)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(VALID_REPORT, CLEAN_REPORTS))
+def test_stored_bodies_are_read_back_as_the_wire_schema_reads_them(data):
+    try:
+        report, kept = parse_report(data), stored_form(data)
+    except InvalidReport:
+        return  # refused at ingest: never stored
+    body = json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "record_error",
+                        "params": {"report": data if kept is None else kept}}]).encode()
+    assert reports_in_payload(body) == (report,)
+    assert decode_report(encode_report(report)) == report

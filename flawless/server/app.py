@@ -133,8 +133,7 @@ class FlawlessServer(service.MultiService):
         self.processor = Processor(
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
             routing_settings(config), alert_settings(config), config.smtp_from,
-            self.base_url, self.outbox.wake, clock=reactor,
-            ingest_busy=lambda: self.inbox.busy)
+            self.base_url, self.outbox.wake, clock=reactor)
         self.processor.setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)
@@ -291,6 +290,11 @@ class FlawlessServer(service.MultiService):
         """Status for /check_health (runs in a reader thread; secrets are masked by the
         page). ``degraded`` names each reason; no error data is shown."""
         problems = []
+        oldest = self.storage.oldest_waiting()
+        backlog_age = max(0.0, self.reactor.seconds() - oldest) if oldest is not None else 0.0
+        if backlog_age > self.config.max_backlog_seconds:
+            problems.append(f"backlog: the oldest report has waited {backlog_age:.0f} s "
+                            f"(max_backlog_seconds is {self.config.max_backlog_seconds:g})")
         repository_error = self.blamer.last_error if self.blamer is not None else None
         if repository_error:
             problems.append(f"repository: {repository_error}")
@@ -306,6 +310,7 @@ class FlawlessServer(service.MultiService):
             "version": __version__,
             "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
             "inbox_depth": self.storage.inbox_depth(),
+            "backlog_age_seconds": round(backlog_age, 3),
             "outbox_depth": self.storage.outbox_depth(),
             "disk_free_bytes": room,
             "processed": self.processor.processed,

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 import jinja2
 
 from flawless.report import Report
+from flawless.server.core.cell_frames import blame_note, cell_where, frame_line, frame_where
 from flawless.server.core.model import Blame, Decision, Route, RoutedFrame
 
 
@@ -109,6 +110,7 @@ class FrameView:
     text: str
     frame_locals: tuple[tuple[str, str], ...]
     blamed: bool
+    cell_where: Optional[str] = None  # "analysis.ipynb, cell 7 (id ...), line 3" in a cell
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class BlameView:
     author_email: str
     date: str
     head_fallback: Optional[str]   # sentence saying the blame ran at HEAD, when it did
+    cell_note: Optional[str] = None  # how a notebook's cell line was found, or why not blamed
+    heading: str = "Blamed commit"   # what the commit is: the blamed line's, or a cell's
 
 
 def _utc(timestamp: float) -> str:
@@ -128,7 +132,9 @@ def _utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(route: Route) -> tuple[FrameView, ...]:
+def _frame_views(report: Report, route: Route) -> tuple[FrameView, ...]:
+    """The report's own frames (a route may be shared by the repeats of an error, whose
+    locals differ), marked as the route decided."""
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -138,13 +144,17 @@ def _frame_views(route: Route) -> tuple[FrameView, ...]:
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == route.blamed_index,
+            cell_where=body_text(frame_where(frame)) if frame.cell is not None else None,
         )
-        for index, frame in enumerate(item.frame for item in route.frames))
+        for index, frame in enumerate(report.traceback))
 
 
-def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
+def _blame_view(blame: Optional[Blame], report: Report,
+                culprit: RoutedFrame) -> Optional[BlameView]:
     if blame is None:
         return None
+    cell = culprit.frame.cell
+    cell_note = body_text(blame_note(blame, cell)) if blame.cell is not None and cell else None
     head_fallback = None
     if not blame.at_requested_revision:
         asked = f" ({body_text(report.revision)})" if report.revision else ""
@@ -153,7 +163,10 @@ def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
     return BlameView(short_sha=blame.commit_sha[:12], summary=body_text(blame.commit_summary),
                      author_name=body_text(blame.author_name),
                      author_email=body_text(blame.author_email),
-                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback)
+                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback,
+                     cell_note=cell_note,
+                     heading="Blamed commit" if blame.cell is None or blame.cell.line else
+                     "No line blamed; the cell's last change, commit")
 
 
 def _culprit(alert: Alert) -> RoutedFrame:
@@ -161,11 +174,14 @@ def _culprit(alert: Alert) -> RoutedFrame:
     return alert.route.blamed or alert.route.frames[-1]
 
 
-def alert_location(alert: Alert) -> tuple[str, int]:
-    """(path, line) the alert is about: the blamed repository path, else the innermost frame's."""
+def alert_location(alert: Alert) -> str:
+    """Where the line the alert is about is: ``PATH:LINE`` (the blamed repository path, else
+    the innermost frame's), or ``PATH, cell 7 (id ...), line 3`` in a notebook's cell."""
     culprit = _culprit(alert)
     path = culprit.repo_path or culprit.rule_path or culprit.frame.filename
-    return path, culprit.frame.line_number
+    if culprit.frame.cell is not None:
+        return cell_where(culprit.frame.cell, path)
+    return f"{path}:{culprit.frame.line_number}"
 
 
 def error_query(alert: Alert) -> str:
@@ -174,7 +190,7 @@ def error_query(alert: Alert) -> str:
     return urlencode({
         "filename": key.filename,
         "function_name": key.function_name,
-        "line_number": _culprit(alert).frame.line_number,
+        "line_number": frame_line(_culprit(alert).frame),
         "text": key.text,
         "timestamp": int(alert.last_seen),
     })
@@ -183,11 +199,11 @@ def error_query(alert: Alert) -> str:
 def alert_subject(alert: Alert) -> str:
     """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``: two errors of one file never share a
     subject. Safe for a header and bounded."""
-    path, line = alert_location(alert)
     kind = alert.report.exception_type.rpartition(".")[2] or alert.report.exception_type
     function = _culprit(alert).frame.function_name
-    where = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
-    return header_text(f"{kind} in {function} ({path}:{line}) {where}", MAX_SUBJECT_CHARS)
+    host = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
+    return header_text(f"{kind} in {function} ({alert_location(alert)}) {host}",
+                       MAX_SUBJECT_CHARS)
 
 
 def _alert_values(alert: Alert) -> dict[str, Any]:
@@ -203,8 +219,8 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.route),
-        "blame": _blame_view(alert.blame, report),
+        "frames": _frame_views(alert.report, alert.route),
+        "blame": _blame_view(alert.blame, report, _culprit(alert)),
         "count": alert.count,
         "first_seen": _utc(alert.first_seen),
         "last_seen": _utc(alert.last_seen),

@@ -20,11 +20,14 @@ import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
+import msgspec
+
+from flawless.report import Report
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.report import Report
+from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import (InboxItem, OutboxMail, StorageUnavailable,
                                              WeekTotals, decode_report, encode_report,
                                              reports_in_payload)
@@ -110,7 +113,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
-    # 3: pages whose work does not grow with the data. Each week's totals per developer,
+    # 3: claiming a batch reads ids and report counts in id order from this index alone:
+    # in the table they lie after each request's payload, whose overflow pages SQLite
+    # would otherwise walk for every row.
+    """
+    CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
+    """,
+    # 4: pages whose work does not grow with the data. Each week's totals per developer,
     # kept as occurrences are counted (a page never sums a week's errors); a week's errors
     # in order of their count; a developer's errors by when last seen; the last report of
     # each error in each past week (a link to an old week shows that week's occurrence).
@@ -143,12 +152,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     """,
 )
+SCHEMA_VERSION = len(MIGRATIONS)
 # a week's filter looks at this many of its most frequent errors, so its work is bounded
 FILTER_SCAN_LIMIT = 20000
 WAL_KEPT_BYTES = 4 * 1024 * 1024   # what a checkpointed write-ahead log keeps on disk
 INBOX_RECOUNT_SECONDS = 1.0        # the inbox's size is counted anew at most this often
 SQLITE_FULL = 13
-SCHEMA_VERSION = len(MIGRATIONS)
 
 _ERROR_COLUMNS = (
     "id, filename, function_name, text, line_number, exception_type, blamed, author_name, "
@@ -157,6 +166,9 @@ _ERROR_COLUMNS = (
     "recipients, explanation"
 )
 _SAVED_COLUMNS = _ERROR_COLUMNS.split(", ", 1)[1]
+_JSON = msgspec.json.Encoder()
+STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
+IDS_PER_QUERY = 900
 
 
 def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
@@ -186,8 +198,8 @@ def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
         record.blame_revision,
         None if record.blame_at_requested is None else int(record.blame_at_requested),
         record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
-        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
-        json.dumps(list(record.explanation)),
+        int(record.known), record.alerted_at, _JSON.encode(record.recipients).decode(),
+        _JSON.encode(record.explanation).decode(),
     )
 
 
@@ -203,14 +215,26 @@ class SqliteTransaction:
 
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
-        row = self._connection.execute(
-            "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
-            "WHERE filename = ? AND function_name = ? AND text = ?",
-            (key.filename, key.function_name, key.text)).fetchone()
-        if row is None:
-            return None
-        return ErrorState(row["id"], row["count"], row["first_seen"], row["last_seen"],
-                          row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return self.error_states([key]).get(key)
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_state` of many errors at once (those seen before)."""
+        states = {}
+        for start in range(0, len(keys), STATES_PER_QUERY):
+            chunk = keys[start:start + STATES_PER_QUERY]
+            # A join, not a row-value IN: SQLite would scan every error for that.
+            rows = self._connection.execute(
+                "SELECT e.id, e.filename, e.function_name, e.text, e.count, e.first_seen, "
+                "e.last_seen, e.alerted_at, e.recipients FROM "
+                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS k JOIN errors e "
+                "ON e.filename = k.column1 AND e.function_name = k.column2 "
+                "AND e.text = k.column3",
+                [part for key in chunk for part in (key.filename, key.function_name, key.text)])
+            for row in rows:
+                states[ErrorKey(row["filename"], row["function_name"], row["text"])] = ErrorState(
+                    row["id"], row["count"], row["first_seen"], row["last_seen"],
+                    row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return states
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id.
@@ -218,75 +242,143 @@ class SqliteTransaction:
         When its latest occurrence moves to a later week, the last report of the earlier
         week is kept for that week; when its developer or its known state changes, its
         weekly counts move to the new developer's totals."""
-        values = _saved_values(record)
-        if record.error_id:
-            before = self._connection.execute(
-                "SELECT last_seen, last_report, author_email, known FROM errors WHERE id = ?",
-                (record.error_id,)).fetchone()
-            assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
-            self._connection.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
-                                     values + (record.error_id,))
-            if before is not None:
-                self._keep_week_report(record, before)
-                if (before["author_email"], bool(before["known"])) != \
-                        (record.author_email, record.known):
-                    self._move_week_totals(record, before["author_email"], before["known"])
-            return record.error_id
-        cursor = self._connection.execute(
-            f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
-            values)
-        return int(cursor.lastrowid or 0)
+        return self.save_errors([record])[0]
 
-    def _keep_week_report(self, record: ErrorRecord, before: sqlite3.Row) -> None:
-        week = week_start(before["last_seen"])
-        if week == week_start(record.last_seen):
-            return
-        self._connection.execute(
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+        self._update_errors([record for record in records if record.error_id], None)
+        return self._with_inserted(records)
+
+    def save_checked(self, records: Sequence[ErrorRecord], plan: Plan) -> list[int]:
+        """:meth:`save_errors` of a plan: each stored error must still have the count the
+        plan read, and a new one must still be new; else PlanConflict."""
+        self._update_errors([record for record in records if record.error_id], plan)
+        try:
+            return self._with_inserted(records)
+        except sqlite3.IntegrityError as error:
+            raise PlanConflict(f"an error was stored meanwhile: {error}") from None
+
+    def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
+        """Rewrite stored errors; with a plan, only those still at the count it read."""
+        before = self._stored(record.error_id for record in records)
+        self._keep_week_reports(records, before)
+        assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
+        if plan is None:
+            self._connection.executemany(f"UPDATE errors SET {assignments} WHERE id = ?",
+                                         [_saved_values(record) + (record.error_id,)
+                                          for record in records])
+        else:
+            cursor = self._connection.executemany(
+                f"UPDATE errors SET {assignments} WHERE id = ? AND count = ?",
+                [_saved_values(record) + (record.error_id, plan.read[record.key].count)
+                 for record in records])
+            if cursor.rowcount != len(records):
+                raise PlanConflict(f"{len(records) - cursor.rowcount} errors changed meanwhile")
+        self._move_week_totals([(record, before[record.error_id]) for record in records
+                                if record.error_id in before and before[record.error_id][1:]
+                                != (record.author_email, int(record.known))])
+
+    def _stored(self, error_ids: Iterable[int]) -> dict[int, tuple[float, Optional[str], int]]:
+        """(last seen, developer's address, known) of stored errors, by id."""
+        ids, found = list(error_ids), {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start:start + IDS_PER_QUERY]
+            for row in self._connection.execute(
+                    "SELECT id, last_seen, author_email, known FROM errors WHERE id IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                found[row["id"]] = (row["last_seen"], row["author_email"], row["known"])
+        return found
+
+    def _keep_week_reports(self, records: Sequence[ErrorRecord],
+                           before: dict[int, tuple[float, Optional[str], int]]) -> None:
+        """Keep the last report of an error's week when its latest occurrence moves on."""
+        moved = [(week_start(before[record.error_id][0]), record.error_id)
+                 for record in records if record.error_id in before
+                 and week_start(before[record.error_id][0]) != week_start(record.last_seen)]
+        self._connection.executemany(
             "INSERT INTO week_reports (error_id, week_start, last_seen, report) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (error_id, week_start) DO UPDATE SET "
-            "last_seen = excluded.last_seen, report = excluded.report",
-            (record.error_id, week, before["last_seen"], before["last_report"]))
+            "SELECT id, ?, last_seen, last_report FROM errors WHERE id = ? "
+            "ON CONFLICT (error_id, week_start) DO UPDATE SET "
+            "last_seen = excluded.last_seen, report = excluded.report", moved)
 
-    def _move_week_totals(self, record: ErrorRecord, author: Optional[str],
-                          known: int) -> None:
-        for row in self._connection.execute(
+    def _move_week_totals(self, moves: Sequence[tuple[ErrorRecord, tuple[float, Optional[str],
+                                                                          int]]]) -> None:
+        """Move the weekly counts of errors blamed anew (or made known) to their new
+        developer's totals."""
+        for record, (_, author, known) in moves:
+            weeks = self._connection.execute(
                 "SELECT week_start, count FROM error_weeks WHERE error_id = ?",
-                (record.error_id,)).fetchall():
-            self._connection.execute(
+                (record.error_id,)).fetchall()
+            self._connection.executemany(
                 "UPDATE week_authors SET count = count - ?, errors = errors - 1 "
                 "WHERE week_start = ? AND author = LOWER(?) AND known = ?",
-                (row["count"], row["week_start"], author or "", known))
-            self._add_week_totals(row["week_start"], record.author_email, int(record.known),
-                                  row["count"], 1)
+                [(row["count"], row["week_start"], author or "", known) for row in weeks])
+            self._add_week_totals([(row["week_start"], record.author_email, int(record.known),
+                                    row["count"], 1) for row in weeks])
 
-    def _add_week_totals(self, week: str, author: Optional[str], known: int,
-                         occurrences: int, errors: int) -> None:
-        self._connection.execute(
+    def _add_week_totals(self, totals: Sequence[tuple[str, Optional[str], int, int, int]]
+                         ) -> None:
+        """Add (week, developer's address, known, occurrences, distinct errors) to the
+        weeks' totals."""
+        self._connection.executemany(
             "INSERT INTO week_authors (week_start, author, known, count, errors) "
             "VALUES (?, LOWER(?), ?, ?, ?) ON CONFLICT (week_start, author, known) DO UPDATE "
             "SET count = count + excluded.count, errors = errors + excluded.errors",
-            (week, author or "", known, occurrences, errors))
+            [(week, author or "", known, count, errors)
+             for week, author, known, count, errors in totals])
+
+    def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """The ids of ``records``, inserting those that have none."""
+        insert = f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES " \
+                 f"({', '.join('?' * len(_SAVED_COLUMNS.split(', ')))})"
+        return [record.error_id or int(
+            self._connection.execute(insert, _saved_values(record)).lastrowid or 0)
+            for record in records]
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters, and to its developer's
         totals of the week."""
-        week = week_start(when)
-        first_in_week = self._connection.execute(
-            "UPDATE error_weeks SET count = count + ?, last_seen = ? "
-            "WHERE week_start = ? AND error_id = ?",
-            (occurrences, when, week, error_id)).rowcount == 0
-        if first_in_week:
-            self._connection.execute(
-                "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
-                "VALUES (?, ?, ?, ?, ?)", (error_id, week, occurrences, when, when))
-        self._connection.execute(
+        self.count_many_occurrences([(error_id, when, occurrences)])
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        self._count_week_totals(counts)
+        self._connection.executemany(
+            "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
+            "count = count + excluded.count, last_seen = excluded.last_seen",
+            [(error_id, week_start(when), occurrences, when, when)
+             for error_id, when, occurrences in counts])
+        self._connection.executemany(
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
-            (error_id, day_of(when), occurrences))
-        error = self._connection.execute("SELECT author_email, known FROM errors WHERE id = ?",
-                                         (error_id,)).fetchone()
-        self._add_week_totals(week, error["author_email"], error["known"], occurrences,
-                              int(first_in_week))
+            [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
+
+    def _count_week_totals(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """Add occurrences to their developers' totals of the week (before the week counts
+        are written: an error's first occurrence of a week adds a distinct error)."""
+        weeks = {(week_start(when), error_id) for error_id, when, _ in counts}
+        seen: set[tuple[str, int]] = set()
+        pairs = list(weeks)
+        for start in range(0, len(pairs), STATES_PER_QUERY):
+            chunk = pairs[start:start + STATES_PER_QUERY]
+            seen.update((row[0], row[1]) for row in self._connection.execute(
+                "SELECT w.week_start, w.error_id FROM "
+                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k JOIN error_weeks w "
+                "ON w.week_start = k.column1 AND w.error_id = k.column2",
+                [part for pair in chunk for part in pair]))
+        stored = self._stored({error_id for error_id, _, _ in counts})
+        totals: dict[tuple[str, Optional[str], int], list[int]] = {}
+        for error_id, when, occurrences in counts:
+            week = week_start(when)
+            _, author, known = stored[error_id]
+            total = totals.setdefault((week, author, known), [0, 0])
+            total[0] += occurrences
+            if (week, error_id) not in seen:
+                seen.add((week, error_id))
+                total[1] += 1
+        self._add_week_totals([(week, author, known, count, errors)
+                               for (week, author, known), (count, errors) in totals.items()])
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -397,10 +489,18 @@ class SqliteStorage:
         return self._connection.execute(sql, args).fetchall()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
-        """One atomic write; raises StorageUnavailable when the database refuses it."""
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it.
+
+        A durable one is on disk when it returns (synchronous=FULL: it survives power loss);
+        any other one survives the process being killed, and is made durable by the next
+        durable one (they share the write-ahead log, which that one syncs)."""
         connection = self._connection
         try:
+            level = "FULL" if durable else "NORMAL"
+            if getattr(self._local, "synchronous", "FULL") != level:
+                connection.execute(f"PRAGMA synchronous={level}")
+                self._local.synchronous = level
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise StorageUnavailable(str(error)) from error
@@ -408,7 +508,8 @@ class SqliteStorage:
             yield SqliteTransaction(connection)
         except BaseException as failure:
             connection.execute("ROLLBACK")
-            if isinstance(failure, sqlite3.Error):
+            if isinstance(failure, sqlite3.Error) and \
+                    not isinstance(failure, sqlite3.IntegrityError):
                 self._after_failed_write(failure)
                 raise StorageUnavailable(str(failure)) from failure
             raise
@@ -460,8 +561,9 @@ class SqliteStorage:
         (at least one request)."""
         chosen, total = [], 0
         # Each request holds at least one report: ``limit`` rows are always enough.
-        for row in self._query("SELECT id, reports FROM inbox WHERE next_attempt_at <= ? "
-                               "ORDER BY id LIMIT ?", now, max(1, limit)):
+        for row in self._query("SELECT id, reports FROM inbox INDEXED BY inbox_claim "
+                               "WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                               now, max(1, limit)):
             chosen.append(row["id"])
             total += row["reports"]
             if total >= limit:
@@ -474,10 +576,27 @@ class SqliteStorage:
                                            reports_in_payload(row["payload"]), row["attempts"])
                                  for row in rows))
 
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction."""
+        return SqliteTransaction(self._connection).error_states(keys)
+
+    def apply_plan(self, claim: SqliteClaim, plan: Plan) -> Any:
+        """Write ``plan`` (worked out from ``claim``) as :meth:`apply` would have; raises
+        PlanConflict, writing nothing, when an error changed since the plan read it."""
+        with self.transaction(durable=False) as transaction:
+            return replay(plan, transaction, transaction.save_checked)
+
     def apply(self, claim: SqliteClaim, work: Callable[[SqliteTransaction], Any]) -> Any:
-        """Run ``work(transaction)`` atomically; return its result."""
-        with self.transaction() as transaction:
+        """Run ``work(transaction)`` atomically; return its result. It is not synced to disk
+        at once: a crash of the process cannot undo it, and what it queues is delivered only
+        after :meth:`make_durable`, so a power loss cannot undo it after its effect left."""
+        with self.transaction(durable=False) as transaction:
             return work(transaction)
+
+    def make_durable(self) -> None:
+        """Sync every transaction committed so far to disk (a durable write of its own)."""
+        with self.transaction() as transaction:
+            transaction.bump_stat("durability barriers")
 
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
@@ -534,6 +653,11 @@ class SqliteStorage:
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
         return int(self._query("SELECT COALESCE(SUM(reports), 0) FROM inbox")[0][0])
+
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+        rows = self._query("SELECT received_at FROM inbox ORDER BY id LIMIT 1")
+        return rows[0][0] if rows else None
 
     def outbox_depth(self) -> int:
         """How many mails wait for delivery."""
