@@ -26,7 +26,7 @@ from __future__ import annotations
 import io
 import resource
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from twisted.internet import interfaces, protocol
@@ -102,8 +102,6 @@ class ConnectionCounts:
     evicted: int = 0
     timed_out: int = 0
     bodies_refused: int = 0
-    _logged_refused: int = field(default=0, repr=False)
-    _logged_at: float = field(default=float("-inf"), repr=False)
 
 
 class _Refuse(protocol.Protocol):
@@ -213,6 +211,7 @@ class GuardedSite(server.Site):
         self.name = name
         self.connections = ConnectionTable(bounds.max_connections, bounds.max_per_address)
         self.counts = ConnectionCounts()
+        self._logged = (float("-inf"), 0)   # when refusals were last logged, and how many
         self.displayTracebacks = False
         # Channels waiting for a request's headers, longest waiting first.
         self._awaiting: OrderedDict[GuardedChannel, None] = OrderedDict()
@@ -268,14 +267,13 @@ class GuardedSite(server.Site):
             self.connections.release(channel.group)
 
     def _refused(self, refusal: Refusal) -> None:
-        counts = self.counts
-        counts.refused += 1
-        now = self.reactor.seconds()
-        if now - counts._logged_at >= REFUSAL_LOG_SECONDS:
+        self.counts.refused += 1
+        now, (logged_at, logged) = self.reactor.seconds(), self._logged
+        if now - logged_at >= REFUSAL_LOG_SECONDS:
             log.warn("{name}: refusing connections ({reason}); {count} refused since the "
                      "last such line", name=self.name, reason=refusal.reason,
-                     count=counts.refused - counts._logged_refused)
-            counts._logged_at, counts._logged_refused = now, counts.refused
+                     count=self.counts.refused - logged)
+            self._logged = (now, self.counts.refused)
 
     def status(self) -> dict[str, int]:
         """Open, refused and timed-out connections, for /check_health."""
