@@ -255,8 +255,9 @@ OPTIONS: tuple[Option, ...] = (
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
     _option("min_free_disk_bytes", "67108864", "non-negative int",
-            "New reports are refused (503, Retry-After) while less than this is free for the "
-            "database, so that every report already accepted can be processed (0: never)."),
+            "New reports are refused (503, Retry-After) unless the room left for the database "
+            "would still hold the waiting reports once more plus this, so that every accepted "
+            "report can be processed (0: never refused for want of room)."),
     _option("max_backlog_seconds", "300", "seconds",
             "/check_health says degraded while a report waits longer than this to be "
             "processed."),
@@ -273,8 +274,9 @@ OPTIONS: tuple[Option, ...] = (
             "only from them is X-Forwarded-For believed (rate limits, logins, connection "
             "limits then apply to the address it names)."),
     _option("max_connections", "1000", "non-negative int",
-            "Open connections each listener holds at once (0: no limit); past it, new ones "
-            "are answered 503 and closed at once. Lowered to fit the open-file limit."),
+            "Open connections each listener holds at once, lowered to fit the open-file limit "
+            "(0: half of what that limit leaves). When all are taken, the one waiting longest "
+            "for a request's headers is closed to make room; when all are busy, 503."),
     _option("max_connections_per_address", "64", "non-negative int",
             "Open connections one client address holds on each listener (0: no limit; a "
             "trusted proxy has none); past it, new ones are answered 429 and closed."),
