@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.model import AlertSettings, KnownError, Rules, RoutingSettings
+from flawless.server.delivery.composing import Composer, Destinations
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
@@ -31,6 +34,8 @@ class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
     def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
+                 bounds: HourlyBounds = HourlyBounds(), destinations: Destinations = Destinations(),
+                 channels: tuple[str, ...] = ("email",), comment_interval: float = 3600.0,
                  git: Any = None):
         self.clock = Clock()
         self.clock.advance(NOW)
@@ -43,8 +48,10 @@ class World:
         self.processor = Processor(
             self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
             AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
-            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
-            clock=self.clock)
+            AlertQueue(Composer("flawless@example.com", destinations,
+                                lambda: "http://flawless.test"),
+                       bounds, channels, comment_interval),
+            self.wake_outbox, clock=self.clock)
 
     def wake_outbox(self) -> None:
         self.woken += 1
@@ -123,7 +130,7 @@ def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
     world.processor.startService()
     world.send(*[average_report()] * 4)
     world.processor.wake()
-    assert world.mails() == [["bob@example.org", "team@example.com"]] * 2
+    assert world.mails() == [["bob@example.org"], ["team@example.com"]] * 2
     world.processor.stopService()
 
 
@@ -199,6 +206,32 @@ def test_a_new_error_waiting_for_git_never_holds_up_the_repeats(tmp_path, shop) 
     assert world.counts() == {"average": 3, "parse_price": 1}
     assert world.storage.inbox_depth() == 0 and ["bob@example.org"] in world.mails()
     world.processor.stopService()
+
+
+def test_an_hourly_count_changed_while_a_batch_was_planned_keeps_the_bound(tmp_path, shop,
+                                                                           monkeypatch):
+    world = World(tmp_path, shop.path, threshold=1, bounds=HourlyBounds(per_destination=2))
+    world.processor.startService()
+    real_read = world.storage.hour_count
+
+    def read_then_changed(channel: str, destination: str, hour: float) -> int:
+        count = real_read(channel, destination, hour)  # the plan admits from this count...
+        with world.storage.transaction() as transaction:  # ...which a notice raises meanwhile
+            transaction.count_in_hour(channel, destination, hour)
+        return count
+
+    monkeypatch.setattr(world.storage, "hour_count", read_then_changed)
+    reports = [average_report() for _ in range(3)]
+    for index, report in enumerate(reports):
+        report["traceback"][-1]["function_name"] = f"f{index}"
+    world.send(*reports)
+    world.processor.wake()
+    # Redone within one transaction: two mails were admitted in all, not three.
+    assert world.storage._query(
+        "SELECT COUNT(*) FROM outbox WHERE held_until IS NULL")[0][0] == 1
+    assert len(world.mails()) == 3
+    world.processor.stopService()
+
 
 # -- notebooks ----------------------------------------------------------------------------------
 
@@ -302,3 +335,18 @@ def test_nothing_typed_in_a_cell_is_stored_or_mailed(lab) -> None:
     assert len(alerts(world)) == 3
     assert CANARY not in everything_stored(world)
     assert "scale = 10" not in everything_stored(world)
+
+
+def test_reports_kept_for_a_missing_repository_go_as_soon_as_it_is_back(world, shop, tmp_path):
+    moved = tmp_path / "moved-away"
+    shop.path.rename(moved)
+    world.send(average_report())
+    for _ in range(8):  # failure after failure: the next attempt is minutes away
+        world.storage._connection.execute("UPDATE inbox SET next_attempt_at = 0")
+        world.processor.wake()
+    [row] = world.storage._query("SELECT attempts, next_attempt_at FROM inbox")
+    assert row["attempts"] == 8 and row["next_attempt_at"] > world.clock.seconds() + 60
+    moved.rename(shop.path)
+    world.clock.advance(1.0)  # the idle poll finds git answering again
+    world.clock.advance(1.0)
+    assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0

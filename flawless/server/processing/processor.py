@@ -28,6 +28,7 @@ from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurren
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.storage.interface import Claim, Storage, Transaction
@@ -78,8 +79,7 @@ class Processor(service.Service):
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
-                 sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
-                 clock: Any):
+                 alerts: AlertQueue, on_mail_queued: Callable[[], None], clock: Any):
         self._storage = storage
         self._reader = reader
         self._writer = writer
@@ -87,12 +87,12 @@ class Processor(service.Service):
         self._rules = rules
         self._routing_settings = routing_settings
         self._alert_settings = alert_settings
-        self._sender = sender
-        self._base_url = base_url
+        self._alerts = alerts
         self._on_mail_queued = on_mail_queued
         self._clock = clock
         self._later: Any = None
         self._batch_size = BATCH_SIZE
+        self._repository_down = False
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
@@ -150,6 +150,8 @@ class Processor(service.Service):
             self._later = self._clock.callLater(0, self.wake)
 
     async def _process_due(self) -> bool:
+        if self._repository_down:
+            await self._probe_repository()
         claim: Claim = await self._reader.run(self._storage.claim_inbox, self._clock.seconds(),
                                               self._batch_size)
         if not claim.items:
@@ -188,6 +190,18 @@ class Processor(service.Service):
             self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
 
+    async def _probe_repository(self) -> None:
+        """While the repository is unavailable, ask git (at most every few seconds: HEAD's
+        lookup is trusted that long) whether it is back; once it is, the reports kept for
+        it are due at once instead of at the end of their backoff."""
+        assert self._blamer is not None
+        try:
+            await self._blamer.resolve(None)
+        except RepositoryUnavailable:
+            return
+        self._repository_down = False
+        await self._writer.run(self._storage.retry_postponed, self._clock.seconds())
+
     async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
                       rules: Rules) -> None:
         """Fill in each pending entry with what becomes of its report, as far as git
@@ -219,7 +233,8 @@ class Processor(service.Service):
         planned in a reader thread and written in a short transaction, so that the database
         thread stays free for acknowledging reports; if an error changed meanwhile, it is
         done again within one transaction."""
-        planning = PlanningTransaction(self._storage.error_states)
+        planning = PlanningTransaction(self._storage.error_states, self._storage.hour_count,
+                                       self._storage.issue_update)
         planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
         try:
             return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
@@ -269,6 +284,7 @@ class Processor(service.Service):
                     blame = failure
             return self._outcome(report, route, blame)
         except RepositoryUnavailable as unavailable:
+            self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))
@@ -311,7 +327,8 @@ class Processor(service.Service):
 
     def _apply(self, transaction: Transaction,
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
-        """Count, decide and queue mail for a batch of requests; return mails queued."""
+        """Count, decide and queue alerts for a batch of requests; return the outbox entries
+        due now."""
         now = self._clock.seconds()
         counted: list[tuple[Occurrence, float]] = []
         dropped: Counter[str] = Counter()
@@ -351,23 +368,15 @@ class Processor(service.Service):
             (error_id, when, int(occurrences))
             for error_id, tally in zip(ids, tallies.values())
             for when, occurrences in tally.days.values()])
-        return sum(self._queue_mail(transaction, error_id, tally, now)
+        return sum(self._save(transaction, error_id, tally, rules, now)
                    for error_id, tally in zip(ids, tallies.values()))
 
-    def _queue_mail(self, transaction: Transaction, error_id: int, tally: ErrorTally,
-                    now: float) -> int:
-        """Queue the alerts of one error (and a note about rejected recipients); return how
-        many mails."""
-        messages = [render.render_alert(render.Alert(
-            report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
-            decision=decision, count=count, first_seen=tally.first_seen,
-            last_seen=tally.last_seen, base_url=self._base_url(), error_id=error_id),
-            self._sender, now) for occurrence, decision, count in tally.alerts]
-        messages += self._rejection_notes(tally)
-        for message in messages:
-            transaction.queue_mail(error_id, now, render.message_bytes(message),
-                                   render.message_recipients(message))
-        return len(messages)
+    def _save(self, transaction: Transaction, error_id: int, tally: ErrorTally, rules: Rules,
+              now: float) -> int:
+        """Queue the alerts of one error on their channels (and a note about rejected
+        recipients); return the outbox entries due now."""
+        return (self._alerts.queue_error(transaction, tally, error_id, rules, now)
+                + self._alerts.queue_notes(transaction, self._rejection_notes(tally), now))
 
     def _rejection_notes(self, tally: ErrorTally) -> list[EmailMessage]:
         """A note to the default contact about recipients dropped as invalid, if any."""
@@ -382,7 +391,7 @@ class Processor(service.Service):
             return []
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
-                                   [contact], self._sender)]
+                                   [contact], self._alerts.composer.sender)]
 
 
 def _to_blame(route: Route) -> Optional[RoutedFrame]:

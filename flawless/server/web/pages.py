@@ -15,13 +15,15 @@ from twisted.web import server
 
 from flawless.report import Report, report_to_dict
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
+from flawless.server.core.channels import error_fingerprint
 from flawless.server.core.model import ErrorKey, ErrorRecord
 from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
 from flawless.server.web.render import Renderer, Visitor
 from flawless.server.web.views import (CHART_DAYS, Page, author_key, blamed_frame_index,
-                                       daily_chart, error_json, leaderboard, page_of)
+                                       daily_chart, delivery_view, error_json, leaderboard,
+                                       page_of)
 
 API_DAYS = 366   # /api/error gives the daily counts of the last year
 
@@ -144,7 +146,10 @@ class ReadPages:
             "page_traceback.html", visitor, record=record, report=report, chart=chart,
             blamed_index=blamed_frame_index(record, report), week=week,
             week_timestamp=week_timestamp(week), of_week=of_week, week_count=week_count,
-            latest_week=week_start(record.last_seen))
+            latest_week=week_start(record.last_seen),
+            deliveries=[delivery_view(delivery)
+                        for delivery in self._storage.deliveries(record.error_id)],
+            issues=self._storage.issue_links(error_fingerprint(record.key)))
 
     def _error_json(self, key: ErrorKey, line_number: Optional[int],
                     timestamp: Optional[float]) -> dict[str, Any]:
@@ -156,6 +161,11 @@ class ReadPages:
         since = (datetime.date.fromisoformat(day_of(record.last_seen))
                  - datetime.timedelta(days=API_DAYS - 1)).isoformat()
         data["daily_counts"] = self._storage.daily_counts(record.error_id, since)
+        data["deliveries"] = [delivery_view(delivery).__dict__
+                              for delivery in self._storage.deliveries(record.error_id)]
+        data["issues"] = [{"channel": link.channel, "destination": link.destination,
+                           "number": link.number, "url": link.url}
+                          for link in self._storage.issue_links(error_fingerprint(record.key))]
         return data
 
     async def traceback(self, request: server.Request) -> Answer:
