@@ -321,10 +321,10 @@ def make_guarded_request(max_body_bytes: int, budget: ByteBudget, trusted: Trust
             if length is not None and length > max_body_bytes:
                 self._refuse(too_large)
                 return
-            self._group = address_group(client_address(self, trusted))
-            self.notifyFinish().addBoth(self._release)
-            if length is not None:
-                self._hold(length)
+            if budget.total:
+                self._group = address_group(client_address(self, trusted))
+                if length is not None:
+                    self._hold(length)
 
         def _hold(self, size: int) -> bool:
             refusal = budget.reserve(self._group, size)
@@ -334,9 +334,19 @@ def make_guarded_request(max_body_bytes: int, budget: ByteBudget, trusted: Trust
             self._held += size
             return True
 
-        def _release(self, result: Any) -> None:
-            budget.release(self._group, self._held)
-            self._held = 0
+        def _release(self) -> None:
+            if self._held:
+                budget.release(self._group, self._held)
+                self._held = 0
+
+        def finish(self) -> None:
+            """Answered: what the body held is given back."""
+            super().finish()
+            self._release()
+
+        def connectionLost(self, reason: Any) -> None:  # noqa: N802 - Twisted API
+            super().connectionLost(reason)
+            self._release()
 
         def _refuse(self, answer: bytes) -> None:
             if self.refused:
@@ -353,7 +363,8 @@ def make_guarded_request(max_body_bytes: int, budget: ByteBudget, trusted: Trust
             if self._received > max_body_bytes:
                 self._refuse(too_large)
                 return
-            if self._received > self._held and not self._hold(self._received - self._held):
+            if budget.total and self._received > self._held and \
+                    not self._hold(self._received - self._held):
                 return
             self.content.write(data)
 
