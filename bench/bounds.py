@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from typing import Any
 
-from harness import BENCH_DIR, OurServer, alternate, machine_line, print_table
+from harness import OurServer, alternate, machine_line, print_table, run_ingest_clients
 
 KEY = "bench-key"
 UNREACHED_RATE = 10**9
@@ -50,25 +49,6 @@ CONFIGS = {
 }
 LOADS = {"1 a request": (1, False), "1 a request, new connection": (1, True),
          "100 a request": (100, False)}
-
-
-def run_clients(port: int, batch: int, reconnect: bool, key: object, processes: int,
-                seconds: float) -> float:
-    """Reports a second acknowledged with ``processes`` clients sending at once."""
-    start_at = time.time() + 1.0
-    workers = [subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "ingest_worker.py"),
-         json.dumps({"target": "ours", "port": port, "batch": batch, "seconds": seconds,
-                     "start_at": start_at, "seed": number, "key": key,
-                     "reconnect": reconnect})],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for number in range(processes)]
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=seconds + 60)
-        if worker.returncode != 0:
-            raise RuntimeError(f"client failed: {err[-2000:]}")
-        results.append(json.loads(out))
-    return sum(r["acknowledged"] for r in results) / max(r["seconds"] for r in results)
 
 
 class _NullStorage:
@@ -188,8 +168,9 @@ def main() -> None:
             print(f"\n{load}:", flush=True)
             idle = [lambda: [server.wait_idle(timeout=120) for server in servers.values()]]
             rounds = alternate(args.rounds, {
-                name: (lambda server=servers[name], key=key: run_clients(
-                    server.port, batch, reconnect, key, args.processes, args.seconds))
+                name: (lambda server=servers[name], key=key: run_ingest_clients(
+                    sys.executable, args.processes, args.seconds, target="ours",
+                    port=server.port, batch=batch, key=key, reconnect=reconnect))
                 for name, (_, key) in CONFIGS.items()}, rest=idle[0])
             for name in CONFIGS:
                 medians[name][load] = rounds.median(name)
