@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 from dataclasses import replace
 
 import pytest
@@ -228,8 +229,10 @@ def test_an_authors_errors_and_weekly_totals_ignore_case(store):
     assert [e.key for e in store.author_errors("ALICE@example.COM")] == \
         [mine, ErrorKey("c.py", "h", "3")]
     assert len(store.author_errors("alice@example.com", limit=1)) == 1
-    assert store.author_weekly_totals("alice@EXAMPLE.com") == [("2026-11-16", 1),
-                                                               ("2026-11-09", 1)]
+    assert [e.key for e in store.author_errors("alice@example.com", offset=1)] == \
+        [ErrorKey("c.py", "h", "3")]
+    assert store.author_weekly_totals("alice@EXAMPLE.com") == [("2026-11-16", 1, 1),
+                                                               ("2026-11-09", 1, 1)]
     assert store.author_errors("nobody@example.com") == []
 
 
@@ -409,3 +412,89 @@ def test_heartbeats_tell_which_servers_are_alive(open_store):
         ["server-b"]
     [alive] = second.live_servers(now=101.0 + ALIVE_SECONDS)
     assert alive.seen_at == 100.0 + ALIVE_SECONDS and alive.pid > 0 and alive.hostname
+
+def values(row):
+    """A row's values, whichever backend read it."""
+    return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+def kept(store):
+    return sorted(values(row) for row in store._query(
+        "SELECT week_start, author, known, count, errors FROM week_authors WHERE count > 0"))
+
+
+def recount(store):
+    """week_authors as it must be: the week counts grouped by developer and known state."""
+    return sorted(values(row) for row in store._query(
+        "SELECT w.week_start, LOWER(COALESCE(e.author_email, '')), e.known, SUM(w.count), "
+        "COUNT(*) FROM error_weeks w JOIN errors e ON e.id = w.error_id "
+        "GROUP BY 1, 2, 3"))
+
+
+def test_week_totals_are_kept_as_errors_are_counted_blamed_anew_or_made_known(store):
+    rng = random.Random(7)
+    authors = ["alice@example.com", "ALICE@example.com", "bob@example.org", None]
+    for step in range(300):
+        key = ErrorKey("shop/cart.py", f"f{rng.randrange(12)}", "x = 1")
+        when = MONDAY + rng.randrange(-20, 20) * 86400 + rng.random() * 3600
+        with store.transaction() as transaction:
+            state = transaction.error_states([key]).get(key)
+            error_id = transaction.save_error(replace(
+                record(key=key, seen=when), error_id=state.error_id if state else 0,
+                author_email=rng.choice(authors), known=rng.random() < 0.2,
+                last_seen=max(when, state.last_seen) if state else when))
+            transaction.count_occurrences(error_id, when, rng.randrange(1, 5))
+    assert kept(store) == recount(store)
+    week = "2026-11-16"
+    totals = store.week_totals(week)
+    rows = store.week_errors(week, limit=10**6)
+    assert (totals.occurrences, totals.errors) == (sum(n for _, n in rows), len(rows))
+    assert totals.developers == len({e.author_email.lower() for e, _ in rows if e.author_email})
+    unknown = store.week_totals(week, include_known=False)
+    assert unknown.errors == len(store.week_errors(week, include_known=False, limit=10**6))
+    assert store.developer_week_totals(week, "Alice@Example.com") == (
+        sum(n for e, n in rows if (e.author_email or "").lower() == "alice@example.com"),
+        sum(1 for e, _ in rows if (e.author_email or "").lower() == "alice@example.com"))
+
+
+
+def test_a_weeks_errors_come_in_pages_most_frequent_first(store):
+    with store.transaction() as transaction:
+        for number in range(25):
+            error_id = transaction.save_error(record(key=ErrorKey("a.py", f"f{number}", "")))
+            transaction.count_occurrences(error_id, MONDAY, number + 1)
+    pages = [store.week_errors("2026-11-16", offset=offset, limit=10) for offset in (0, 10, 20)]
+    assert [[n for _, n in page] for page in pages] == [
+        list(range(25, 15, -1)), list(range(15, 5, -1)), list(range(5, 0, -1))]
+    assert [e.key.function_name for e, _ in store.week_errors("2026-11-16", query="F1")] == [
+        "f19", "f18", "f17", "f16", "f15", "f14", "f13", "f12", "f11", "f10", "f1"]
+    assert store.week_errors("2026-11-16", query="100%_") == []
+
+
+
+def test_the_last_report_of_a_past_week_is_kept(store):
+    first = Report("builtins.ValueError", "of the first week", REPORT.traceback)
+    with store.transaction() as transaction:
+        error_id = transaction.save_error(replace(record(seen=MONDAY), last_report=first))
+        transaction.count_occurrences(error_id, MONDAY, 1)
+    later = MONDAY + 8 * 86400
+    with store.transaction() as transaction:
+        transaction.save_error(replace(record(seen=later), error_id=error_id))
+        transaction.count_occurrences(error_id, later, 1)
+    assert store.week_report(error_id, "2026-11-16") == first
+    assert store.week_report(error_id, "2026-11-23") is None   # the latest is the error's own
+    assert store.error_week_count(error_id, "2026-11-16") == 1
+
+
+
+def test_prune_keeps_working_when_an_error_was_last_seen_on_the_cutoff_day(store):
+    cutoff = MONDAY + 2 * 86400 + 7200
+    key = ErrorKey("shop/edge.py", "f", "z")
+    with store.transaction() as transaction:
+        edge = transaction.save_error(record(key=key, seen=cutoff - 3600))
+        transaction.count_occurrences(edge, cutoff - 3600, 1)
+    assert store.prune(before=cutoff) == 0       # its week and day are still counted
+    assert store.find_error(key) is not None
+    assert store.prune(before=cutoff + 7 * 86400) == 1
+    assert store.week_totals("2026-11-16").occurrences == 0
+

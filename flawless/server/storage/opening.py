@@ -27,4 +27,5 @@ def open_storage(config: Config, server_id: Optional[str] = None,
     from flawless.server.storage.sqlite import SqliteStorage
 
     return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE), server_id,
-                         lease_seconds=config.outbox_lease_seconds)
+                         lease_seconds=config.outbox_lease_seconds,
+                         min_free_bytes=config.min_free_disk_bytes)

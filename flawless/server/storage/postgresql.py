@@ -57,6 +57,7 @@ _SCHEMA_WORDS: tuple[tuple[str, str], ...] = (
     (r"\bBLOB\b", "BYTEA"),
     (r"\)\s*WITHOUT ROWID", ")"),
     (r"(\w+) COLLATE NOCASE", r"lower(\1)"),
+    (r"(?s)INSERT OR IGNORE INTO(.*\S)", r"INSERT INTO\1 ON CONFLICT DO NOTHING"),
 )
 
 
@@ -244,6 +245,10 @@ class PostgresStorage(SqlStorage):
     def close(self) -> None:
         """Close every connection of the pool."""
         self._pool.close()
+
+    def room(self) -> None:
+        """Unknown: the database's disk is the PostgreSQL server's (watch it there)."""
+        return None
 
     @contextmanager
     def _reading(self) -> Iterator[PostgresTransaction]:

@@ -119,6 +119,15 @@ class ServerInfo:
     seen_at: float
 
 
+@dataclass(frozen=True)
+class WeekTotals:
+    """A week's occurrences, distinct errors and blamed developers, from kept counts."""
+
+    occurrences: int
+    errors: int
+    developers: int
+
+
 class _Params(msgspec.Struct):
     report: msgspec.Raw
 

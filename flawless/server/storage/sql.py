@@ -21,12 +21,14 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 import msgspec
 
-from flawless.server.core.calendar import day_of, week_start
+from flawless.report import Report
+from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
 from flawless.server.storage.plan import Plan, PlanConflict
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, IssueLink,
                                              NewEntry, OutboxMail, ServerInfo,
-                                             StorageUnavailable, decode_report, encode_report)
+                                             StorageUnavailable, WeekTotals, decode_report,
+                                             encode_report)
 
 # An outbox entry taken for delivery is leased to its server for this long (by default:
 # outbox_lease_seconds); the holder extends the lease while it delivers, so another server
@@ -37,6 +39,9 @@ ALIVE_SECONDS = 30.0
 FORGET_SERVERS_SECONDS = 86400.0
 MAX_ERROR_TEXT = 1000
 STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
+IDS_PER_QUERY = 900
+# a week's filter looks at this many of its most frequent errors, so its work is bounded
+FILTER_SCAN_LIMIT = 20000
 
 ERROR_COLUMNS = (
     "id", "filename", "function_name", "text", "line_number", "exception_type", "blamed",
@@ -194,18 +199,74 @@ class SqlTransaction:
 
     def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
         """Rewrite stored errors, in the order of their ids; with a plan, only those still
-        at the count it read."""
+        at the count it read. When an error's latest occurrence moves to a later week, the
+        last report of the earlier week is kept; when its developer or known state changes,
+        its weekly counts move to the new developer's totals."""
         records = sorted(records, key=lambda record: record.error_id)
+        before = self._stored(record.error_id for record in records)
+        self._keep_week_reports(records, before)
         if plan is None:
             self.execute_many(_UPDATE_ERROR, [saved_values(record) + (record.error_id,)
                                               for record in records])
-            return
-        changed = self.execute_many(
-            _UPDATE_ERROR + " AND count = ?",
-            [saved_values(record) + (record.error_id, plan.read[record.key].count)
-             for record in records])
-        if changed != len(records):
-            raise PlanConflict(f"{len(records) - changed} errors changed meanwhile")
+        else:
+            changed = self.execute_many(
+                _UPDATE_ERROR + " AND count = ?",
+                [saved_values(record) + (record.error_id, plan.read[record.key].count)
+                 for record in records])
+            if changed != len(records):
+                raise PlanConflict(f"{len(records) - changed} errors changed meanwhile")
+        self._move_week_totals([(record, before[record.error_id]) for record in records
+                                if record.error_id in before and before[record.error_id][1:]
+                                != (record.author_email, int(record.known))])
+
+    def _stored(self, error_ids: Iterable[int]) -> dict[int, tuple[float, Optional[str], int]]:
+        """(last seen, developer's address, known) of stored errors, by id."""
+        ids, found = list(error_ids), {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start:start + IDS_PER_QUERY]
+            for row in self.execute("SELECT id, last_seen, author_email, known FROM errors "
+                                    f"WHERE id IN ({placeholders(len(chunk))})", *chunk):
+                found[int(row["id"])] = (row["last_seen"], row["author_email"],
+                                         int(row["known"]))
+        return found
+
+    def _keep_week_reports(self, records: Sequence[ErrorRecord],
+                           before: dict[int, tuple[float, Optional[str], int]]) -> None:
+        """Keep the last report of an error's week when its latest occurrence moves on."""
+        self.execute_many(
+            "INSERT INTO week_reports (error_id, week_start, last_seen, report) "
+            "SELECT id, ?, last_seen, last_report FROM errors WHERE id = ? "
+            "ON CONFLICT (error_id, week_start) DO UPDATE SET "
+            "last_seen = excluded.last_seen, report = excluded.report",
+            [(week_start(before[record.error_id][0]), record.error_id)
+             for record in records if record.error_id in before
+             and week_start(before[record.error_id][0]) != week_start(record.last_seen)])
+
+    def _move_week_totals(self, moves: Sequence[tuple[ErrorRecord, tuple[float, Optional[str],
+                                                                          int]]]) -> None:
+        """Move the weekly counts of errors blamed anew (or made known) to their new
+        developer's totals."""
+        for record, (_, author, known) in moves:
+            weeks = self.execute("SELECT week_start, count FROM error_weeks WHERE error_id = ?",
+                                 record.error_id).fetchall()
+            self.execute_many(
+                "UPDATE week_authors SET count = count - ?, errors = errors - 1 "
+                "WHERE week_start = ? AND author = LOWER(?) AND known = ?",
+                [(row["count"], row["week_start"], author or "", known) for row in weeks])
+            self._add_week_totals([(row["week_start"], record.author_email, int(record.known),
+                                    row["count"], 1) for row in weeks])
+
+    def _add_week_totals(self, totals: Sequence[tuple[str, Optional[str], int, int, int]]
+                         ) -> None:
+        """Add (week, developer's address, known, occurrences, distinct errors) to the
+        weeks' totals (in one order for every server: their rows are shared)."""
+        self.execute_many(
+            "INSERT INTO week_authors (week_start, author, known, count, errors) "
+            "VALUES (?, LOWER(?), ?, ?, ?) ON CONFLICT (week_start, author, known) DO UPDATE "
+            "SET count = week_authors.count + excluded.count, "
+            "errors = week_authors.errors + excluded.errors",
+            sorted((week, author or "", known, count, errors)
+                   for week, author, known, count, errors in totals))
 
     def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
         """The ids of ``records``, inserting those that have none (in the order of their
@@ -221,7 +282,9 @@ class SqlTransaction:
         self.count_many_occurrences([(error_id, when, occurrences)])
 
     def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
-        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once; they
+        count in their developers' totals of the week too."""
+        self._count_week_totals(counts)
         self.execute_many(
             "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
@@ -232,6 +295,31 @@ class SqlTransaction:
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = error_days.count + excluded.count",
             [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
+
+    def _count_week_totals(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """Add occurrences to their developers' totals of the week (before the week counts
+        are written: an error's first occurrence of a week adds a distinct error)."""
+        pairs = list({(week_start(when), error_id) for error_id, when, _ in counts})
+        seen: set[tuple[str, int]] = set()
+        for start in range(0, len(pairs), STATES_PER_QUERY):
+            chunk = pairs[start:start + STATES_PER_QUERY]
+            seen.update((row["week_start"], int(row["error_id"])) for row in self.execute(
+                "SELECT w.week_start AS week_start, w.error_id AS error_id FROM "
+                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k JOIN error_weeks w "
+                "ON w.week_start = k.column1 AND w.error_id = k.column2",
+                *(part for pair in chunk for part in pair)))
+        stored = self._stored({error_id for error_id, _, _ in counts})
+        totals: dict[tuple[str, Optional[str], int], list[int]] = {}
+        for error_id, when, occurrences in counts:
+            week = week_start(when)
+            _, author, known = stored[error_id]
+            total = totals.setdefault((week, author, known), [0, 0])
+            total[0] += occurrences
+            if (week, error_id) not in seen:
+                seen.add((week, error_id))
+                total[1] += 1
+        self._add_week_totals([(week, author, known, count, errors)
+                               for (week, author, known), (count, errors) in totals.items()])
 
     def queue_entry(self, entry: NewEntry, now: float,
                     held_until: Optional[float] = None) -> int:
@@ -548,19 +636,24 @@ class SqlStorage:
         """Forget counts, errors and delivered mail older than ``before``; return errors
         removed."""
         week, day = week_start(before), day_of(before)
+        # An error goes once all its weeks have gone: last seen before the first week kept
+        # (one seen later in that week still has its week and day counted).
+        gone = week_timestamp(week)
         with self.transaction() as transaction:
             transaction.execute("DELETE FROM error_weeks WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_authors WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_reports WHERE week_start < ?", week)
             transaction.execute("DELETE FROM error_days WHERE day < ?", day)
             transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
             transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return int(transaction.execute("DELETE FROM errors WHERE last_seen < ?",
-                                           before).rowcount)
+                                           gone).rowcount)
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
@@ -613,18 +706,66 @@ class SqlStorage:
         error whose source line changed since a link to it was made)."""
         return [error_from_row(row) for row in self._query(
             f"{_SELECT_ERRORS} WHERE filename = ? AND function_name = ? AND line_number = ? "
-            "ORDER BY last_seen DESC, id", filename, function_name, line_number)]
+            "ORDER BY last_seen DESC, id LIMIT 10", filename, function_name, line_number)]
 
-    def week_errors(self, week: str, include_known: bool = True
-                    ) -> list[tuple[ErrorRecord, int]]:
-        """The errors seen in the week starting ``week``, with their count in that week."""
+    def week_errors(self, week: str, include_known: bool = True, offset: int = 0,
+                    limit: int = 100, query: str = "") -> list[tuple[ErrorRecord, int]]:
+        """Errors seen in the week starting ``week``, with their count in that week, most
+        frequent first: ``limit`` of them from ``offset``. ``query`` keeps those whose file,
+        function, line, exception type or developer contains it (case-insensitive), among
+        the week's FILTER_SCAN_LIMIT most frequent errors."""
         columns = ", ".join("e." + column for column in ERROR_COLUMNS)
+        conditions, arguments = [], [week]
+        window = ""
+        if query:
+            window = "ORDER BY count DESC, error_id LIMIT ?"
+            arguments.append(FILTER_SCAN_LIMIT)
+            pattern = "%" + query.replace("\\", "\\\\").replace(
+                "%", "\\%").replace("_", "\\_") + "%"
+            fields = ("e.filename", "e.function_name", "e.text", "e.exception_type",
+                      "e.author_name", "e.author_email")
+            conditions.append("(" + " OR ".join(f"LOWER(COALESCE({field}, '')) LIKE LOWER(?) "
+                                                "ESCAPE '\\'" for field in fields) + ")")
+            arguments += [pattern] * len(fields)
+        if not include_known:
+            conditions.append("e.known = 0")
         rows = self._query(
-            f"SELECT {columns}, w.count AS week_count FROM error_weeks w "
-            "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
-            + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC, e.id",
-            week)
+            f"SELECT {columns}, w.count AS week_count FROM (SELECT error_id, count "
+            f"FROM error_weeks WHERE week_start = ? {window}) w JOIN errors e "
+            "ON e.id = w.error_id " + ("WHERE " + " AND ".join(conditions) if conditions else "")
+            + " ORDER BY w.count DESC, w.error_id LIMIT ? OFFSET ?", *arguments, limit, offset)
         return [(error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def week_totals(self, week: str, include_known: bool = True) -> WeekTotals:
+        """The week's occurrences, distinct errors and blamed developers, from kept counts."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0) AS occurrences, COALESCE(SUM(errors), 0) AS errors, "
+            "COUNT(DISTINCT CASE WHEN author <> '' AND count > 0 THEN author END) AS developers "
+            "FROM week_authors WHERE week_start = ?"
+            + ("" if include_known else " AND known = 0"), week)[0]
+        return WeekTotals(int(row["occurrences"]), int(row["errors"]), int(row["developers"]))
+
+    def developer_week_totals(self, week: str, author_email: Optional[str],
+                              include_known: bool = True) -> tuple[int, int]:
+        """(occurrences, distinct errors) of one developer (None: blamed on nobody) in a
+        week."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0) AS occurrences, COALESCE(SUM(errors), 0) AS errors "
+            "FROM week_authors WHERE week_start = ? AND author = LOWER(?)"
+            + ("" if include_known else " AND known = 0"), week, author_email or "")[0]
+        return int(row["occurrences"]), int(row["errors"])
+
+    def week_report(self, error_id: int, week: str) -> Optional[Report]:
+        """The last report of an error in a past week (None when none was kept)."""
+        rows = self._query("SELECT report FROM week_reports WHERE error_id = ? AND "
+                           "week_start = ?", error_id, week)
+        return decode_report(rows[0]["report"]) if rows else None
+
+    def error_week_count(self, error_id: int, week: str) -> int:
+        """Occurrences of an error in one week."""
+        rows = self._query("SELECT count FROM error_weeks WHERE week_start = ? AND "
+                           "error_id = ?", week, error_id)
+        return int(rows[0]["count"]) if rows else 0
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
@@ -642,15 +783,20 @@ class SqlStorage:
                     "held_until, digest_id FROM outbox WHERE error_id = ? "
                     "ORDER BY id DESC LIMIT ?", error_id, limit)]
 
-    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
-        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+    def author_errors(self, email: str, offset: int = 0, limit: int = 100
+                      ) -> list[ErrorRecord]:
+        """Errors blamed on ``email`` (case-insensitive), most recently seen first: ``limit``
+        of them from ``offset``."""
         return [error_from_row(row) for row in self._query(
             f"{_SELECT_ERRORS} WHERE lower(author_email) = lower(?) "
-            "ORDER BY last_seen DESC, id LIMIT ?", email, limit)]
+            "ORDER BY last_seen DESC, id LIMIT ? OFFSET ?", email, limit, offset)]
 
-    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
-        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
-        return [(row["week_start"], int(row["total"])) for row in self._query(
-            "SELECT w.week_start AS week_start, SUM(w.count) AS total FROM error_weeks w "
-            "JOIN errors e ON e.id = w.error_id WHERE lower(e.author_email) = lower(?) "
-            "GROUP BY w.week_start ORDER BY w.week_start DESC", email)]
+    def author_weekly_totals(self, email: str, limit: int = 100
+                             ) -> list[tuple[str, int, int]]:
+        """(week start, occurrences, distinct errors) of the errors blamed on ``email``,
+        newest week first, at most ``limit`` weeks, from kept counts."""
+        return [(row["week_start"], int(row["occurrences"]), int(row["errors"]))
+                for row in self._query(
+                    "SELECT week_start, SUM(count) AS occurrences, SUM(errors) AS errors "
+                    "FROM week_authors WHERE author = LOWER(?) GROUP BY week_start "
+                    "HAVING SUM(count) > 0 ORDER BY week_start DESC LIMIT ?", email, limit)]

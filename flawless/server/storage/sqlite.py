@@ -5,10 +5,18 @@ pool), so writers never wait on SQLite's lock, while pages read beside them. The
 versioned (``PRAGMA user_version``) and brought up to date by :data:`MIGRATIONS` at open.
 The statements themselves are shared with PostgreSQL (:mod:`.sql`); :data:`MIGRATIONS` is
 the schema of both (``postgresql.py`` translates its few SQLite words).
+
+A full disk must not strand accepted reports: a request is refused unless the room left
+for the database (free on the disk, or inside the file) would still hold the whole inbox
+once more (what processing it writes) plus ``min_free_bytes`` (for the write-ahead log),
+so what was accepted can always be processed. After a write that failed for want of space
+the write-ahead log is checkpointed and truncated, and once checkpointed it never keeps
+more than :data:`WAL_KEPT_BYTES` on disk.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager, nullcontext
@@ -151,7 +159,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issue_links_fingerprint ON issue_links (fingerprint)
     """,
-    # 5: several servers may share a database (PostgreSQL): an outbox entry is leased to
+    # 5: pages whose work does not grow with the data. Each week's totals per developer,
+    # kept as occurrences are counted (a page never sums a week's errors); a week's errors
+    # in order of their count; a developer's errors by when last seen; the last report of
+    # each error in each past week (a link to an old week shows that week's occurrence).
+    """
+    CREATE TABLE IF NOT EXISTS week_authors (
+        week_start TEXT NOT NULL,
+        author TEXT NOT NULL,
+        known INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (week_start, author, known)
+    );
+    INSERT OR IGNORE INTO week_authors (week_start, author, known, count, errors)
+        SELECT w.week_start, LOWER(COALESCE(e.author_email, '')), e.known, SUM(w.count),
+               COUNT(*)
+        FROM error_weeks w JOIN errors e ON e.id = w.error_id
+        GROUP BY w.week_start, LOWER(COALESCE(e.author_email, '')), e.known;
+    CREATE INDEX IF NOT EXISTS week_authors_author ON week_authors (author, week_start);
+    CREATE INDEX IF NOT EXISTS error_weeks_by_count ON error_weeks (week_start, count DESC,
+                                                                    error_id);
+    DROP INDEX IF EXISTS errors_author;
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE,
+                                                        last_seen DESC);
+    CREATE TABLE IF NOT EXISTS week_reports (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        week_start TEXT NOT NULL,
+        last_seen REAL NOT NULL,
+        report TEXT NOT NULL,
+        PRIMARY KEY (error_id, week_start)
+    );
+    """,
+    # 6: several servers may share a database (PostgreSQL): an outbox entry is leased to
     # the server delivering it, each server keeps a heartbeat row; authors are compared
     # through lower(), which both SQL dialects index alike.
     """
@@ -166,10 +206,13 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at REAL NOT NULL
     );
     DROP INDEX IF EXISTS errors_author;
-    CREATE INDEX IF NOT EXISTS errors_author ON errors (lower(author_email));
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (lower(author_email), last_seen DESC);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+WAL_KEPT_BYTES = 4 * 1024 * 1024   # what a checkpointed write-ahead log keeps on disk
+INBOX_RECOUNT_SECONDS = 1.0        # the inbox's size is counted anew at most this often
+SQLITE_FULL = 13
 
 
 class SqliteTransaction(SqlTransaction):
@@ -208,9 +251,12 @@ class SqliteStorage(SqlStorage):
     writer_threads = 1   # SQLite takes one writer at a time: more threads would only wait
 
     def __init__(self, path: str, server_id: Optional[str] = None,
-                 lease_seconds: float = LEASE_SECONDS):
+                 lease_seconds: float = LEASE_SECONDS, min_free_bytes: int = 0):
         super().__init__(server_id, lease_seconds)
         self.path = path
+        self.min_free_bytes = min_free_bytes
+        self._inbox_bytes = 0           # as last counted, plus what was added since
+        self._inbox_counted_at = float("-inf")
         self._local = threading.local()
         self._migrate()
         # One server owns a SQLite file: whoever held a lease before this opening is gone,
@@ -226,7 +272,28 @@ class SqliteStorage(SqlStorage):
         # FULL: a committed report survives power loss too, and group commit keeps it cheap.
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         return connection
+
+    def room(self) -> int:
+        """Bytes a write can use: free on the disk, plus free pages inside the file."""
+        disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        connection = self._connection
+        pages = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        return disk.f_bavail * disk.f_frsize + pages * page_size
+
+    def _after_failed_write(self, error: sqlite3.Error) -> None:
+        """When a write failed for want of space, move the write-ahead log into the file
+        and truncate it: it holds frames of the failed write and of earlier ones, and
+        left as it is it could keep the disk full for good."""
+        if getattr(error, "sqlite_errorcode", None) != SQLITE_FULL and \
+                "full" not in str(error):
+            return
+        try:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass   # still no room: the next failed write tries again
 
     def _migrate(self) -> None:
         try:
@@ -235,6 +302,10 @@ class SqliteStorage(SqlStorage):
                         transaction.execute, self.path)
                 transaction.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as error:
+            raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
+        except StorageUnavailable as error:
+            if "schema version" in str(error):
+                raise
             raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
 
     @property
@@ -271,13 +342,41 @@ class SqliteStorage(SqlStorage):
         except BaseException as error:
             if connection.in_transaction:  # SQLite may have rolled back already (disk full)
                 connection.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
+            if isinstance(error, sqlite3.Error) and \
+                    not isinstance(error, sqlite3.IntegrityError):
+                self._after_failed_write(error)
                 raise StorageUnavailable(str(error)) from error
             raise
 
     def describe(self) -> dict[str, Any]:
         """The database, for /check_health."""
         return {"backend": self.backend, "path": self.path, "schema_version": SCHEMA_VERSION}
+
+    # -- ingest --
+
+    def add_to_inbox(self, payloads: Sequence[tuple[bytes, int]], received_at: float
+                     ) -> list[int]:
+        """Store accepted requests durably in one transaction, unless the disk could not
+        hold their processing; return their inbox ids."""
+        incoming = sum(len(payload) for payload, _ in payloads)
+        if self.min_free_bytes:
+            self._check_room(incoming, received_at)
+        ids = super().add_to_inbox(payloads, received_at)
+        self._inbox_bytes += incoming
+        return ids
+
+    def _check_room(self, incoming: int, now: float) -> None:
+        """Refuse ``incoming`` bytes unless the inbox with them could still be processed."""
+        if now - self._inbox_counted_at >= INBOX_RECOUNT_SECONDS:
+            self._inbox_bytes = int(self._query(
+                "SELECT COALESCE(SUM(LENGTH(payload)), 0) AS n FROM inbox")[0]["n"])
+            self._inbox_counted_at = now
+        room, needed = self.room(), self.min_free_bytes + self._inbox_bytes + incoming
+        if room < needed:
+            raise StorageUnavailable(
+                f"{room} bytes are free for the database, and processing the reports waiting "
+                f"with these would leave less than min_free_disk_bytes: new reports wait "
+                "until there is room")
 
     # -- processing --
 
