@@ -197,6 +197,17 @@ def test_bad_line_numbers_and_lines_past_the_end_fail(shop):
         repository.blame_line(CART_PATH, 1, "--output=/tmp/x")
 
 
+@pytest.mark.parametrize("path", ["checks/corrupt_rows.py", "zlib/inflate.py",
+                                  "git/packfile.py", "unable to read.py"])
+def test_a_line_past_the_end_fails_alone_whatever_the_file_is_called(tmp_path, path):
+    repo = init_repo(tmp_path / "repo")
+    head = repo.commit(ALICE, {path: "one = 1\ntwo = 2\n"}, "Two lines")
+    repository = Repository(str(repo.path))
+    with pytest.raises(BlameFailed, match="has only 2 lines"):
+        repository.blame_line(path, 3, head)
+    assert repository.blame_line(path, 2, head).author_email == ALICE[1]
+
+
 # -- .mailmap and .git-blame-ignore-revs -------------------------------------------------
 
 def test_mailmap_maps_an_old_address_to_the_current_one(tmp_path):

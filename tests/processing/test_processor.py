@@ -16,7 +16,7 @@ from flawless.server.processing.processor import Processor
 from flawless.server.storage.records import StorageUnavailable
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
-from support.gitrepo import average_report
+from support.gitrepo import ALICE, average_report, init_repo
 
 NOW = 1_763_700_000.0
 
@@ -144,3 +144,21 @@ def test_stopping_ends_the_polling(world: World) -> None:
     world.clock.advance(10.0)
     assert world.counts() == {} and world.clock.getDelayedCalls() == []
     world.processor.startService()
+
+
+def test_a_line_that_cannot_be_blamed_goes_to_the_default_contact_not_back_to_the_inbox(
+        tmp_path) -> None:
+    repo = init_repo(tmp_path / "repo")
+    repo.commit(ALICE, {"checks/corrupt_rows.py": "one = 1\ntwo = 2\n"}, "Two lines")
+    world = World(tmp_path, repo.path, threshold=1)
+    world.processor.startService()
+    world.send({"exception_type": "builtins.ValueError", "exception_message": "bad row",
+                "traceback": [{"filename": "/srv/app/checks/corrupt_rows.py",
+                               "line_number": 3, "function_name": "check", "text": ""}]})
+    world.processor.wake()
+    assert world.storage.inbox_depth() == 0 and world.counts() == {"check": 1}
+    assert world.mails() == [["oncall@example.com"]]
+    assert world.blamer.last_error is None and world.processor.last_error is None
+    [record] = [record for record, _ in world.storage.week_errors("2025-11-17")]
+    assert any("has only 2 lines" in line for line in record.explanation)
+    world.processor.stopService()

@@ -38,6 +38,10 @@ FETCHED_HEAD = "refs/flawless/head"
 FETCHED_BRANCHES = "refs/flawless/heads/"
 _REMOTE = "flawless-upstream"   # defined through the environment only; see Repository.fetch
 _REQUESTED_REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
+# git's words for one bad argument (a line past the end, a path the revision lacks): these
+# are the command's failure even when a path in the message holds a word listed below.
+_ARGUMENT_PROBLEM = re.compile(
+    r"has only \d+ lines?|no such path", re.IGNORECASE)
 # git's words for a repository that is broken as a whole (rather than for one bad line).
 _REPOSITORY_PROBLEM = re.compile(
     r"not a git repository|unable to read|could not read|corrupt|bad object|invalid object"
@@ -144,9 +148,24 @@ class Repository:
         message = self.redact(err.decode("utf-8", "replace").strip())
         if self._closed:
             raise RepositoryUnavailable(f"git {command} was interrupted: flawless is stopping")
-        if _REPOSITORY_PROBLEM.search(message):
+        if self._repository_problem(message, args):
             raise RepositoryUnavailable(f"git {command} in {self.repo_dir}: {message}")
         raise _CommandFailed(f"git {command} failed: {message or f'exit status {status}'}")
+
+    def _repository_problem(self, message: str, args: tuple[str, ...]) -> bool:
+        """Whether git's error message says the repository itself is broken.
+
+        Only git's own words count: the paths and revisions the command was given (and the
+        repository's directory) are taken out first, so that a file named ``corrupt.py``
+        past whose end a line was asked is the failure of that one blame, not an outage.
+        """
+        words = message
+        for argument in sorted({*args, self.repo_dir}, key=len, reverse=True):
+            if len(argument) > 2:
+                words = words.replace(argument, "<argument>")
+        if _ARGUMENT_PROBLEM.search(words):
+            return False
+        return _REPOSITORY_PROBLEM.search(words) is not None
 
     def _run(self, argv: list[str], env: Mapping[str, str],
              limit: float) -> tuple[Optional[int], bytes, bytes]:
