@@ -17,6 +17,7 @@ RUNTIME = ("site-packages", "dist-packages")
 REPO = RepoIndex.from_paths([
     "shop/cart.py", "shop/validation.py", "shop/payments.py", "shop/util/money.py",
     "lib/x.py", "tools/x.py", "app.py", "src/pkg/core.py", "legacy/shop/cart.py",
+    "helpers/stats.py",
 ])
 SITE = "/home/u/venv/lib/python3.11/site-packages"
 
@@ -63,8 +64,22 @@ def route_of(rep: Report, rules: Rules = Rules(),
     # an installed package's path must match in full: flask/app.py is not app.py
     ("/usr/lib/python3/dist-packages/flask/app.py", None),
     (f"{SITE}/requests/adapters.py", None),
+    # an anchored path is normalised lexically (a notebook's sys.path.insert(0, ".."))
+    ("/home/u/proj/notebooks/../helpers/stats.py", "helpers/stats.py"),
+    ("/srv/app/../shop/cart.py", "shop/cart.py"),
+    ("/srv/app/./tools/../shop/./cart.py", "shop/cart.py"),
+    ("~/proj/notebooks/../helpers/stats.py", "helpers/stats.py"),
+    ("C:\\proj\\notebooks\\..\\helpers\\stats.py", "helpers/stats.py"),
+    (f"{SITE}/shop/../shop/cart.py", "shop/cart.py"),
+    # ...but never above its anchor, and a relative path's .. is relative to nothing known
+    ("/../shop/cart.py", None),
+    ("/srv/../../shop/cart.py", None),
+    ("~/../shop/cart.py", None),
+    ("C:\\..\\shop\\cart.py", None),
+    ("../shop/cart.py", None),
+    ("notebooks/../shop/cart.py", None),
+    ("shop/cart.py/..", None),
     # names that cannot be a repository file
-    ("/srv/app/../shop/cart.py", None),
     ("shop/cart.py\x00", None),
     ("shop/cart.py\nshop/cart.py", None),
     ("-rf/shop/cart.py", None),
@@ -155,6 +170,9 @@ def test_repo_index_keeps_few_entries_and_resolves_in_a_big_repository() -> None
     ("/usr/lib/python3/dist-packages/six.py", None, "six.py"),
     ("C:\\Py\\Lib\\site-packages\\requests\\api.py", None, "requests/api.py"),
     ("/usr/lib/python3.11/json/decoder.py", None, "/usr/lib/python3.11/json/decoder.py"),
+    ("/usr/lib/python3.11/encodings/../json/decoder.py", None,
+     "/usr/lib/python3.11/json/decoder.py"),
+    (f"{SITE}/urllib3/../requests/adapters.py", None, "requests/adapters.py"),
     ("<string>", None, "<string>"),
 ])
 def test_rule_path(filename: str, repo_path: Optional[str], expected: str) -> None:

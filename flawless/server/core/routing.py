@@ -17,6 +17,7 @@ from flawless.server.core.text import fold_whitespace
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
 BUILTIN_PREFIXES = ("builtins.", "exceptions.")
 _RAISE_LINE = re.compile(r"raise\b")
+_DRIVE = re.compile(r"[A-Za-z]:")
 RuleT = TypeVar("RuleT", bound=LineRule)
 
 
@@ -24,15 +25,29 @@ def path_components(filename: str) -> Optional[list[str]]:
     """The directory components of a frame's filename, or None when it cannot name a file.
 
     Backslashes count as separators (Windows clients); empty and ``.`` components vanish.
-    Names with NUL or line breaks, ``..`` components, or a component starting with ``-``
-    (git would read it as an option) are refused rather than guessed at.
+    An anchored path (``/...``, ``~/...`` as clients shorten home directories, ``C:\\...``)
+    is normalised lexically, as ``sys.path.insert(0, "..")`` in a notebook makes
+    ``/home/u/proj/notebooks/../helpers/stats.py``; a ``..`` that climbs above its anchor,
+    or any ``..`` of a relative path (relative to what?), is refused. So are names with NUL
+    or line breaks and components starting with ``-`` (git would read them as options).
     """
     if not filename or any(char in filename for char in "\x00\r\n"):
         return None
-    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".")]
-    if not parts or any(part == ".." or part.startswith("-") for part in parts):
-        return None
-    return parts
+    raw = filename.replace("\\", "/").split("/")
+    anchor = 0 if raw[0] == "" else 1 if raw[0] == "~" or _DRIVE.fullmatch(raw[0]) else None
+    parts: list[str] = []
+    for part in raw:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if anchor is None or len(parts) <= anchor:
+                return None
+            parts.pop()
+        elif part.startswith("-"):
+            return None
+        else:
+            parts.append(part)
+    return parts or None
 
 
 def _after_last(parts: list[str], dirs: Iterable[str]) -> Optional[list[str]]:
