@@ -241,6 +241,35 @@ def test_ignore_revs_file_skips_a_reformat_commit(tmp_path):
     assert repository.blame_line("a.py", 2, reformat).author_email == CAROL[1]
 
 
+def test_blames_that_miss_the_cache_together_all_skip_the_listed_commits(tmp_path):
+    """Several threads blaming at once, with a fresh cache each round, each find the
+    ignore-revs list whole: none is handed a file another thread is writing."""
+    repo = init_repo(tmp_path / "repo")
+    files = {f"m{number}.py": "def f(x):\n    return x+1\n" for number in range(4)}
+    repo.commit(ALICE, files, "Add f")
+    reformat = repo.commit(CAROL, {path: "def f(x):\n    return x + 1\n" for path in files},
+                           "Reformat")
+    listed = repo.commit(BOB, {".git-blame-ignore-revs": f"{reformat}\n"}, "Ignore reformat")
+    threads = 8
+    authors: list[str] = []
+    for _ in range(20):
+        repository = Repository(str(repo.path))
+        repository.paths_at(listed)
+        barrier = threading.Barrier(threads)
+
+        def blame(number: int) -> None:
+            barrier.wait()
+            authors.append(repository.blame_line(f"m{number % 4}.py", 2, listed).author_email)
+
+        workers = [threading.Thread(target=blame, args=(number,)) for number in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(authors) == 20 * threads
+    assert [author for author in authors if author != ALICE[1]] == []
+
+
 # -- moved code --------------------------------------------------------------------------
 
 def test_a_stale_line_number_is_corrected_by_the_frame_text(shop):
