@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pytest
@@ -396,3 +397,122 @@ def test_the_key_folds_whitespace_so_reindented_lines_stay_one_error() -> None:
     one = route_of(report(frame("/srv/app/shop/cart.py", "f", "a  =  b(c)")))
     two = route_of(report(frame("C:\\app\\shop\\cart.py", "f", "\ta = b(c)  ", line=99)))
     assert one.key == two.key
+
+
+# -- chained exceptions -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Chained:
+    """One exception of a report's ``chained`` list, as plain values."""
+
+    exception_type: str
+    exception_message: str
+    traceback: tuple[Frame, ...]
+
+
+def chained(exception_type: str, *frames: Frame) -> Chained:
+    return Chained(exception_type, "boom", frames)
+
+
+def chain_route(rep: Report, *chain: Chained, rules: Rules = Rules()):
+    return route(rep, REPO, rules, RoutingSettings(), chain)
+
+
+MAIN = frame("/srv/app/app.py", "main", "load_config(path)", line=3)
+
+
+def test_raise_from_is_blamed_on_the_line_where_the_cause_began() -> None:
+    # def load_config(path): try: return parse(text) except ValueError as err:
+    #     raise ConfigError(path) from err
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load_config",
+                               "raise ConfigError(path) from err", line=20),
+                   exception_type="shop.ConfigError")
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "load_config", "return parse(text)", line=18),
+                    frame("/srv/app/shop/validation.py", "parse", "return int(text)", line=5))
+    result = chain_route(outer, cause)
+    assert (result.blamed_exception, result.blamed_index) == (1, 1)
+    assert result.blamed.repo_path == "shop/validation.py"
+    assert result.key == ErrorKey("shop/validation.py", "parse", "return int(text)")
+    assert [exception.exception_type for exception in result.chain] == ["builtins.ValueError"]
+    assert result.explanation == (
+        "shop/cart.py:20 in load_config raises shop.ConfigError while handling the chained "
+        "ValueError: the blame follows the chain",
+        "blamed shop/validation.py:5 in parse: innermost line of the repository in the "
+        "chained ValueError, where the error began")
+    # Without the chain, the re-raise passes the blame to its caller: the wrong line.
+    assert route_of(outer).blamed.frame == MAIN
+
+
+def test_a_handler_that_fails_in_its_own_right_is_blamed_not_its_context() -> None:
+    # except KeyError: return compute(key)  -> compute divides by zero
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "lookup", "return compute(key)"),
+                   frame("/srv/app/shop/payments.py", "compute", "return total / count"),
+                   exception_type="builtins.ZeroDivisionError")
+    context = chained("builtins.KeyError",
+                      frame("/srv/app/shop/cart.py", "lookup", "return cache[key]"))
+    result = chain_route(outer, context)
+    assert (result.blamed_exception, result.blamed_index) == (0, 2)
+    assert result.key == ErrorKey("shop/payments.py", "compute", "return total / count")
+    assert "it is not a raise, so it failed in its own right while handling the chained " \
+           "KeyError" in result.explanation[-1]
+
+
+def test_the_chain_is_followed_through_every_re_raise() -> None:
+    outer = report(MAIN, frame("/srv/app/app.py", "run", "raise AppError() from err"),
+                   exception_type="app.AppError")
+    middle = chained("shop.ConfigError",
+                     frame("/srv/app/app.py", "run", "load()"),
+                     frame("/srv/app/shop/cart.py", "load", "raise ConfigError()"))
+    inner = chained("builtins.KeyError",
+                    frame("/srv/app/shop/cart.py", "load", "value = settings['price']"))
+    result = chain_route(outer, middle, inner)
+    assert (result.blamed_exception, result.blamed_index) == (2, 0)
+    assert result.blamed.frame.text == "value = settings['price']"
+
+
+def test_a_deliberate_raise_in_the_cause_passes_the_blame_to_its_caller_there() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "add", "raise CartError() from err"))
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "add", "check(price)", line=30),
+                    frame("/srv/app/shop/validation.py", "check", "raise ValueError(price)"))
+    result = chain_route(outer, cause)
+    assert (result.blamed_exception, result.blamed_index) == (1, 0)
+    assert result.blamed.frame.line_number == 30
+    assert "skipped shop/validation.py:10 in check: a raise statement, the caller is to blame" \
+        in result.explanation
+
+
+def test_a_chain_without_a_line_of_the_repository_leaves_the_reported_exception_to_blame():
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "pay", "raise PaymentError() from e"))
+    cause = chained("requests.ConnectionError",
+                    frame(f"{SITE}/requests/adapters.py", "send", "raise ConnectionError(e)"))
+    empty = chained("builtins.OSError")
+    result = chain_route(outer, cause, empty)
+    assert (result.blamed_exception, result.blamed) == (0, result.frames[0])
+    assert "the chained requests.ConnectionError has no line of the repository" in \
+        result.explanation
+
+
+def test_building_blocks_and_the_whitelist_apply_to_the_chain_too() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "pay", "raise PaymentError() from e"))
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "pay", "amount = money(text)"),
+                    frame("/srv/app/shop/util/money.py", "money", "return Decimal(text)"))
+    block = Rules(building_blocks=(LineRule("shop/util/money.py", source="b.yaml:1"),))
+    result = chain_route(outer, cause, rules=block)
+    assert result.blamed.frame.text == "amount = money(text)"
+    assert "skipped shop/util/money.py:10 in money: building block (b.yaml:1)" in \
+        result.explanation
+    whitelist = Rules(third_party_whitelist=(LineRule("shop/util/money.py", source="w.yaml:2"),))
+    dropped = chain_route(outer, cause, rules=whitelist)
+    assert dropped.dropped_reason == "third-party whitelist: shop/util/money.py:10 in money " \
+                                     "(w.yaml:2)"
+
+
+def test_a_known_error_is_matched_by_the_line_the_chain_leads_to() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load", "raise Wrapped() from e"))
+    cause = chained("builtins.KeyError", frame("/srv/app/shop/payments.py", "fee", "x = t[k]"))
+    known = KnownError("shop/payments.py", "fee", source="known_errors.yaml:7")
+    result = chain_route(outer, cause, rules=Rules(known_errors=(known,)))
+    assert result.known_error == known and result.blamed.repo_path == "shop/payments.py"

@@ -9,7 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flawless.report import Frame, Report
 from flawless.server.core.model import (Blame, Decision, ErrorKey, KnownError, Recipient, Route,
-                                        RoutedFrame)
+                                        RoutedException, RoutedFrame)
 from flawless.server.delivery import render
 from support.alerts import (CART_LINE, HOSTILE, NOW, SENDER, html_links, make_alert, parts,
                             reparse)
@@ -68,6 +68,25 @@ def test_traceback_runs_outermost_first_and_marks_the_blamed_line() -> None:
     blamed_rows = [row for row in html.split("<tr") if "blamed:" in row]
     assert len(blamed_rows) == 1
     assert "background: #fff3b0" in blamed_rows[0] and "/srv/app/shop/cart.py" in blamed_rows[0]
+
+
+def test_every_exception_of_the_chain_is_shown_the_first_raised_first() -> None:
+    alert = make_alert(exception_type="shop.CartError", exception_message="cannot add")
+    cause = Frame("/srv/app/shop/prices.py", 3, "parse", "return int(text)")
+    chain = (RoutedException("builtins.ValueError", "invalid literal: 'x'",
+                             (RoutedFrame(cause, "shop/prices.py", "shop/prices.py", True),)),)
+    route = replace(alert.route, chain=chain, blamed_exception=1, blamed_index=0)
+    text, html = parts(render.render_alert(replace(alert, route=route), SENDER, now=NOW))
+    first, second = text.index("builtins.ValueError: invalid literal: 'x'"), \
+        text.rindex("shop.CartError: cannot add")
+    assert first < text.index("The above exception was the cause") < second
+    assert [line.split('"')[1] for line in text.splitlines() if line.startswith(">>")] == [
+        "/srv/app/shop/prices.py"]
+    assert text.count("Traceback (most recent call last") == 2
+    blamed_rows = [row for row in html.split("<tr") if "blamed:" in row]
+    assert len(blamed_rows) == 1 and "/srv/app/shop/prices.py" in blamed_rows[0]
+    assert html.index("invalid literal") < html.index("The above exception") < \
+        html.rindex("cannot add")
 
 
 def test_frame_locals_are_shown_where_they_were_sent() -> None:

@@ -85,7 +85,8 @@ def _author(route: Route, author_email: str, rules: Rules,
 
 def _watchers(route: Route, rules: Rules) -> list[Recipient]:
     blamed = route.blamed
-    everywhere = [routed.repo_path for routed in route.frames if routed.repo_path is not None]
+    everywhere = [routed.repo_path for number in range(len(route.chain) + 1)
+                  for routed in route.frames_of(number) if routed.repo_path is not None]
     here = [blamed.repo_path] if blamed is not None and blamed.repo_path is not None else []
     found = []
     for watch in rules.watched_files:

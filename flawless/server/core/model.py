@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Protocol, Sequence
 
 from flawless.report import Frame, Report
 
@@ -97,21 +97,52 @@ class RoutedFrame:
     in_app: bool
 
 
+class ExceptionLike(Protocol):
+    """An exception as a report carries it: the report itself, or one of its ``chained``."""
+
+    @property
+    def exception_type(self) -> str: ...
+
+    @property
+    def exception_message(self) -> str: ...
+
+    @property
+    def traceback(self) -> Sequence[Frame]: ...
+
+
+@dataclass(frozen=True)
+class RoutedException:
+    """One exception of a report's chain (``__cause__``/``__context__``) with its frames."""
+
+    exception_type: str
+    exception_message: str
+    frames: tuple[RoutedFrame, ...]
+
+
 @dataclass(frozen=True)
 class Route:
     """Where one report goes: dropped, or a blamed frame (or none) and its identity."""
 
-    frames: tuple[RoutedFrame, ...]
+    frames: tuple[RoutedFrame, ...]     # the reported exception's traceback
     dropped_reason: Optional[str]       # set when whitelisted or ignored: the report is dropped
-    blamed_index: Optional[int]         # index into frames of the blamed frame; None = unblamable
+    blamed_index: Optional[int]         # index of the blamed frame in its exception's frames;
+                                        # None = unblamable
     key: ErrorKey
     known_error: Optional[KnownError]
     explanation: tuple[str, ...]        # human-readable, one line per decision taken
+    chain: tuple[RoutedException, ...] = ()   # the chained exceptions, nearest first
+    blamed_exception: int = 0           # 0: the reported exception; n: chain[n - 1]
+
+    def frames_of(self, exception: int) -> tuple[RoutedFrame, ...]:
+        """The frames of the reported exception (0) or of the chain's ``exception``-th."""
+        return self.frames if exception == 0 else self.chain[exception - 1].frames
 
     @property
     def blamed(self) -> Optional[RoutedFrame]:
         """The blamed frame, or None when nothing in the repository is to blame."""
-        return None if self.blamed_index is None else self.frames[self.blamed_index]
+        if self.blamed_index is None:
+            return None
+        return self.frames_of(self.blamed_exception)[self.blamed_index]
 
 
 @dataclass(frozen=True)

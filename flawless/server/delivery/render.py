@@ -128,7 +128,17 @@ def _utc(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(route: Route) -> tuple[FrameView, ...]:
+@dataclass(frozen=True)
+class ExceptionView:
+    """One exception of the chain with its traceback, as the templates show it."""
+
+    exception_type: str
+    exception_message: str
+    frames: tuple[FrameView, ...]
+
+
+def _frame_views(route: Route, exception: int) -> tuple[FrameView, ...]:
+    blamed = route.blamed_index if exception == route.blamed_exception else None
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -137,9 +147,20 @@ def _frame_views(route: Route) -> tuple[FrameView, ...]:
             text=body_text(frame.text.strip()),
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
-            blamed=index == route.blamed_index,
+            blamed=index == blamed,
         )
-        for index, frame in enumerate(item.frame for item in route.frames))
+        for index, frame in enumerate(item.frame for item in route.frames_of(exception)))
+
+
+def _exception_views(report: Report, route: Route) -> tuple[ExceptionView, ...]:
+    """Every exception of the chain, the one raised first first (as Python prints them),
+    the reported one last."""
+    views = [ExceptionView(body_text(report.exception_type),
+                           body_text(report.exception_message), _frame_views(route, 0))]
+    views += [ExceptionView(body_text(chained.exception_type),
+                            body_text(chained.exception_message), _frame_views(route, number))
+              for number, chained in enumerate(route.chain, 1)]
+    return tuple(reversed(views))
 
 
 def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
@@ -203,7 +224,7 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.route),
+        "exceptions": _exception_views(report, alert.route),
         "blame": _blame_view(alert.blame, report),
         "count": alert.count,
         "first_seen": _utc(alert.first_seen),
