@@ -103,7 +103,8 @@ class FlawlessServer(service.MultiService):
             repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
                                     timeout=config.git_timeout_seconds,
                                     repo_url=config.repo_url,
-                                    branch=config.repo_branch_pattern)
+                                    branch=config.repo_branch_pattern,
+                                    detect_moves=config.blame_detect_moves)
             self.blamer = BlameService(
                 repository, self._pool("git", config.max_concurrent_git_blames),
                 # a fetch may take minutes: its own thread keeps every blame slot free

@@ -169,6 +169,8 @@ class Blame:
     revision: str             # sha of the revision the blame ran at
     at_requested_revision: bool  # False when the report's revision was unknown and HEAD was used
     line_text: str = ""       # the blamed line as the repository has it
+    original_path: str = ""   # the line's path in the blamed commit (another after a move)
+    explanation: tuple[str, ...] = ()   # how the blame was found, when more than plain blame
 
 
 # -- alerting ------------------------------------------------------------------------------

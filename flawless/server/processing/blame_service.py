@@ -27,7 +27,7 @@ log = Logger()
 TIP_TRUSTED_SECONDS = 2.0       # how long a lookup of HEAD (or the branch) is reused
 MAX_CACHED_INDEXES = 16
 
-_Key = tuple[str, str, int, str]
+_Key = tuple[str, str, int, str, str]
 
 
 class BlameService(service.Service):
@@ -126,26 +126,28 @@ class BlameService(service.Service):
     # -- blame --
 
     def blame(self, path: str, line_number: int, revision: Optional[str],
-              expected_text: str = "") -> defer.Deferred:
-        """Deferred `Blame` of one line at the report's ``revision`` (HEAD when unknown).
+              expected_text: str = "", function_name: str = "") -> defer.Deferred:
+        """Deferred `Blame` of one line (of the function ``function_name``) at the report's
+        ``revision`` (HEAD when unknown).
 
         Fails with BlameFailed for a line that cannot be blamed and RepositoryUnavailable
         when the repository cannot be used right now.
         """
         blaming = self.resolve(revision)
-        return blaming.addCallback(self._blame_at, path, line_number, expected_text)
+        return blaming.addCallback(self._blame_at, path, line_number, expected_text,
+                                   function_name)
 
     def _blame_at(self, resolved: tuple[str, bool], path: str, line_number: int,
-                  expected_text: str) -> Any:
+                  expected_text: str, function_name: str) -> Any:
         sha, exact = resolved
-        key = (sha, path, line_number, expected_text)
+        key = (sha, path, line_number, expected_text, function_name)
         cached = self._results.get(key)
         if isinstance(cached, BlameFailed):
             return defer.fail(cached)
         if cached is not None:
             return replace(cached, at_requested_revision=exact)
         blaming = self._blaming.run(key, lambda: self._in_git(
-            self.repository.blame_line, path, line_number, sha, expected_text
+            self.repository.blame_line, path, line_number, sha, expected_text, function_name
         ).addBoth(self._cache, key))
         return blaming.addCallback(lambda blame: replace(blame, at_requested_revision=exact))
 

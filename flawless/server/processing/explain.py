@@ -25,7 +25,7 @@ def _blame_lines(blame: Optional[Blame], problem: Optional[str]) -> list[str]:
     where = "the report's revision" if blame.at_requested_revision else "HEAD (revision unknown)"
     return [f"git blame at {where} {blame.revision[:12]}: {blame.author_name} "
             f"<{blame.author_email}>, commit {blame.commit_sha[:12]} "
-            f"({when:%Y-%m-%d}) {blame.commit_summary}"]
+            f"({when:%Y-%m-%d}) {blame.commit_summary}", *blame.explanation]
 
 
 def explain_report(config: Config, report: Report) -> str:
@@ -38,7 +38,8 @@ def explain_report(config: Config, report: Report) -> str:
     exact = False
     if config.repo_dir:
         repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
-                                timeout=config.git_timeout_seconds)
+                                timeout=config.git_timeout_seconds,
+                                detect_moves=config.blame_detect_moves)
         try:
             sha, exact = repository.resolve_revision(report.revision)
             index = RepoIndex.from_paths(repository.paths_at(sha))
@@ -51,7 +52,8 @@ def explain_report(config: Config, report: Report) -> str:
             and blamed.repo_path is not None and route.dropped_reason is None:
         try:
             blame = replace(repository.blame_line(blamed.repo_path, blamed.frame.line_number,
-                                                  sha, blamed.frame.text),
+                                                  sha, blamed.frame.text,
+                                                  blamed.frame.function_name),
                             at_requested_revision=exact)
         except (BlameFailed, RepositoryUnavailable) as error:
             problem = str(error)

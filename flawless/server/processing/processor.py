@@ -186,13 +186,16 @@ class Processor(service.Service):
                 return Occurrence(report, route, None)
             try:
                 blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                 report.revision, blamed.frame.text)
+                                                 report.revision, blamed.frame.text,
+                                                 blamed.frame.function_name)
             except BlameFailed as failure:
                 log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
                          line=blamed.frame.line_number, reason=str(failure))
                 route = replace(route, explanation=route.explanation + (
                     f"git blame failed ({failure}); sent to the default contact",))
                 return Occurrence(report, route, None)
+            if blame.explanation:
+                route = replace(route, explanation=route.explanation + blame.explanation)
             if not route.key.text and blame.line_text.strip():
                 # The client could not read its source line: the repository's text of the
                 # blamed line keeps errors on different lines of one function apart.

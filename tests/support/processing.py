@@ -1,0 +1,66 @@
+"""The processor in-process: a real repository and SQLite file, every blocking call run at
+once in the test's thread, and a task.Clock for its timers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from email.message import EmailMessage
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from flawless.server.core.model import AlertSettings, Rules, RoutingSettings
+from flawless.server.git.repository import Repository
+from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.processor import Processor
+from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.threads import InlineRunner
+
+NOW = 1_763_700_000.0
+
+
+class World:
+    """A processor over a real repository and database, and what it queued for mail."""
+
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
+        runner = InlineRunner()
+        self.repository = Repository(str(repo_dir))
+        self.blamer = BlameService(self.repository, runner, runner, self.clock)
+        self.rules = rules
+        self.woken = 0
+        self.processor = Processor(
+            self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
+            AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
+            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
+            clock=self.clock)
+
+    def wake_outbox(self) -> None:
+        self.woken += 1
+
+    def send(self, *reports: dict) -> None:
+        calls = [{"jsonrpc": "2.0", "id": n, "method": "record_error",
+                  "params": {"report": report}} for n, report in enumerate(reports)]
+        self.storage.add_to_inbox([(json.dumps(calls).encode(), len(calls))], self.clock.seconds())
+
+    def counts(self) -> dict[str, int]:
+        return {row["function_name"]: row["count"] for row in self.storage._query(
+            "SELECT function_name, count FROM errors")}
+
+    def mails(self) -> list[list[str]]:
+        return [json.loads(row["recipients"]) for row in self.storage._query(
+            "SELECT recipients FROM outbox ORDER BY id")]
+
+    def messages(self) -> list[EmailMessage]:
+        """Every queued mail, parsed as its recipient reads it."""
+        return [email.message_from_bytes(bytes(row["message"]), policy=email.policy.default)
+                for row in self.storage._query("SELECT message FROM outbox ORDER BY id")]
+
+    def process(self, *reports: dict) -> None:
+        """Send ``reports`` in one request and process the inbox."""
+        self.send(*reports)
+        self.processor.wake()
