@@ -8,10 +8,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 
 import pytest
 
-from support.gitrepo import GitRepo, average_report, shop_repo
+from support.gitrepo import CAROL, GitRepo, average_report, shop_repo
 from support.server import FlawlessProcess, start_server
 
 # Runs in a separate process: imports the shop code from the repository, raises there,
@@ -197,3 +198,44 @@ def test_frames_without_source_text_take_the_line_from_the_repository(server):
         "SELECT text FROM errors")) == 2)
     assert sorted(row[0] for row in server.query("SELECT text FROM errors")) == [
         "if price < 0:", "self.items.append((name, price))"]
+
+
+def test_a_fix_commit_makes_old_deployments_quiet_and_a_regression_loud(tmp_path, shop,
+                                                                        smtp_sink):
+    """Bob's Cart.average divides by zero; Carol's commit says it fixes that error (its
+    link in a Fixes: trailer) but guards another caller. A report from before her commit is
+    an old deployment; one from after it is a regression, mailed to Bob and Carol."""
+    before = shop.head()
+    server = start_server(tmp_path / "server", repo_dir=shop.path,
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          fixes_scan_interval_seconds=0.2)
+    try:
+        assert server.record(dict(average_report(), revision=before))["result"]
+        [(recipients, first)] = smtp_sink.wait_for(1)
+        assert recipients == ["bob@example.org"]
+        link = next(line.split(" ", 1)[1] for line in
+                    first.get_body(("plain",)).get_content().splitlines()
+                    if line.startswith("Fixes: "))
+        fix = shop.commit(CAROL, {"shop/report.py": "def daily(cart):\n"
+                                  "    return cart.average() if cart.items else 0\n"},
+                          f"Skip empty carts in the daily report\n\nFixes: {link}\n")
+        assert server.wait_until(lambda: server.query(
+            "SELECT fix_commit FROM error_resolutions WHERE resolved_at IS NOT NULL") == [
+            (fix,)], timeout=30)
+        for _ in range(2):
+            assert server.record(dict(average_report(), revision=before))["result"]
+        assert server.wait_until(lambda: server.query(
+            "SELECT old_deployments FROM error_resolutions") == [(2,)], timeout=30)
+        assert server.record(dict(average_report(), revision=fix))["result"]
+        mails = smtp_sink.wait_for(2)
+        time.sleep(0.5)  # a third mail would be a bug: give it the chance to show
+        assert [recipients for recipients, _ in smtp_sink.messages] == [
+            ["bob@example.org"], ["bob@example.org", "carol@example.net"]]
+        regression = mails[1][1]
+        assert regression["Subject"].startswith("Regression: ZeroDivisionError in average")
+        assert f"regressed in {fix[:12]}" in regression.get_body(("plain",)).get_content()
+        with urllib.request.urlopen(link, timeout=30) as answer:   # the error's page
+            page = answer.read().decode()
+        assert "regressed</span>" in page and f"<code>{fix[:12]}</code>" in page
+    finally:
+        server.stop()

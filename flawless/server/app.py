@@ -2,7 +2,8 @@
 
 Children start in the order they are added and stop in reverse:
 
-    thread pools -> rules -> blame -> outbox -> processor -> inbox -> pruning -> listeners
+    thread pools -> rules -> blame -> outbox -> processor -> fix trailers -> inbox -> pruning
+    -> listeners
 
 The listeners come last so that they stop first (no new report is accepted), then the inbox
 commits every accepted report, the batch in progress finishes, the mail in flight is
@@ -34,6 +35,7 @@ from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.rpc import RpcResource
 from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.fix_trailers import FixTrailerService
 from flawless.server.processing.processor import Processor
 from flawless.server.rules.reloading import RulesService
 from flawless.server.settings import alert_settings, routing_settings
@@ -125,6 +127,12 @@ class FlawlessServer(service.MultiService):
             self.base_url, self.outbox.wake, clock=reactor,
             ingest_busy=lambda: self.inbox.busy)
         self.processor.setServiceParent(self)
+        if self.blamer is not None:
+            FixTrailerService(
+                self.blamer, self.storage, self.writer, reactor,
+                config.fixes_scan_interval_seconds,
+                config.retention_weeks * 7 * 86400 if config.retention_weeks else None
+            ).setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)
         self.inbox.setServiceParent(self)
@@ -170,10 +178,11 @@ class FlawlessServer(service.MultiService):
     def _web_site(self) -> server.Site:
         config = self.config
         site = server.Site(build_web_root(WebParts(
-            storage=self.storage, reader=self.reader, clock=self.reactor,
+            storage=self.storage, reader=self.reader, writer=self.writer, clock=self.reactor,
             health=HealthPage(self.health, self.reader, config_secrets(config)),
             config_dir=config.config_dir_path, config_path=config.path or "",
-            admin_password=config.admin_password, reload_rules=self.rules.poll)))
+            admin_password=config.admin_password, reload_rules=self.rules.poll,
+            commits=self.blamer.commit_info if self.blamer is not None else None)))
         site.displayTracebacks = False
         return site
 

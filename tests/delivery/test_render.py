@@ -8,6 +8,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 from flawless.report import Frame, Report
+from flawless.server.core.fixes import error_link
 from flawless.server.core.model import (Blame, Decision, ErrorKey, KnownError, Recipient, Route,
                                         RoutedException, RoutedFrame)
 from flawless.server.delivery import render
@@ -38,6 +39,20 @@ def test_different_errors_of_one_file_have_different_subjects() -> None:
     subjects = {render.render_alert(one, SENDER, now=NOW)["Subject"] for one in (alert, other)}
     assert subjects == {"ValueError in add_item (shop/cart.py:7) on web-3",
                         "KeyError in total (shop/cart.py:9) on web-3"}
+
+
+def test_a_regression_says_so_first_in_the_subject_and_the_body() -> None:
+    alert = make_alert()
+    regressed = replace(alert, decision=replace(
+        alert.decision, reason="regression: regressed in 89e6c98d9288, which contains the fix",
+        regression="regressed in 89e6c98d9288, which contains the fix"))
+    message = render.render_alert(regressed, SENDER, now=NOW)
+    assert message["Subject"] == "Regression: ValueError in add_item (shop/cart.py:7) on web-3"
+    text, html = parts(message)
+    assert text.startswith("Regression: regressed in 89e6c98d9288, which contains the fix\n")
+    assert "<b>Regression:</b> regressed in 89e6c98d9288" in html
+    assert "* alert: regression: regressed in 89e6c98d9288" in text   # the footer
+    assert not parts(render.render_alert(alert, SENDER, now=NOW))[0].startswith("Regression")
 
 
 def test_headers_carry_sender_recipients_date_and_a_message_id_of_the_sender_domain() -> None:
@@ -168,7 +183,11 @@ def test_links_carry_the_error_identity_and_parse_back() -> None:
         else:
             assert query == expected
     text_links = [word for word in text.split() if word.startswith("http://")]
-    assert sorted(text_links) == sorted(hrefs)
+    assert set(text_links) == set(hrefs)
+    # The line offered for a fixing commit's message names this very error.
+    [fixes_line] = [line for line in text.splitlines() if line.startswith("Fixes: ")]
+    assert error_link(fixes_line.split(" ", 1)[1]) == alert.route.key
+    assert "Fixes: http://flawless.example.com:8080/view_traceback?" in html
 
 
 def test_links_of_an_unblamable_error_use_the_innermost_line() -> None:

@@ -83,3 +83,123 @@ def test_a_function_moved_across_files_alerts_its_author_not_the_mover(tmp_path,
     without.process(report(frame("app/money.py", 5, "money", "cents = round(value * 100)"),
                            revision=moved))
     assert without.mails() == [[CAROL[1]]]
+
+
+# -- fixes by revision --------------------------------------------------------------------
+
+STATS = '''\
+def mean(values):
+    total = sum(values)
+    return total / len(values)
+'''
+REPORTS = '''\
+from stats import mean
+
+
+def daily(rows):
+    return mean([row.amount for row in rows])
+'''
+GUARDED = REPORTS.replace("    return mean(", "    if not rows:\n        return 0\n    return mean(")
+
+
+def mean_report(revision: str) -> dict:
+    return report(frame("reports.py", 5, "daily", "return mean([row.amount for row in rows])"),
+                  frame("stats.py", 3, "mean", "return total / len(values)"),
+                  exception_type="builtins.ZeroDivisionError", revision=revision)
+
+
+def error_link(function: str = "mean") -> str:
+    """The link of the error's page, as the alert gives it."""
+    return ("http://flawless.test/view_traceback?filename=stats.py&function_name="
+            f"{function}&line_number=3&text=return+total+%2F+len%28values%29&timestamp=1")
+
+
+@pytest.fixture
+def fixed(tmp_path):
+    """Alice wrote mean(); Bob's reports.py calls it with empty lists; then Bob's fix, whose
+    message says which error it fixes, guards the call. Reports from before and after it."""
+    repo = init_repo(tmp_path / "repo")
+    before = repo.commit(ALICE, {"stats.py": STATS}, "Add mean",
+                         date="2026-10-01T10:00:00+00:00")
+    before = repo.commit(BOB, {"reports.py": REPORTS}, "Add daily report",
+                         date="2026-10-02T10:00:00+00:00")
+    return repo, before
+
+
+def commit_fix(repo, message: str) -> str:
+    return repo.commit(BOB, {"reports.py": GUARDED}, message, date="2026-10-05T10:00:00+00:00")
+
+
+def test_a_fixed_error_from_a_revision_with_the_fix_is_a_regression_mailed_to_both(fixed,
+                                                                                   world):
+    repo, before = fixed
+    processed = world(repo)
+    processed.process(mean_report(before))
+    assert processed.mails() == [[ALICE[1]]]
+    fix = commit_fix(repo, f"Skip days without rows\n\nFixes: {error_link()}\n")
+    after = repo.commit(CAROL, {"README": "docs\n"}, "Docs", date="2026-10-06T10:00:00+00:00")
+    scanner = processed.trailers()
+    resolution = processed.resolution("mean")
+    assert resolution.resolved and resolution.fix_commit == fix
+    assert resolution.fix_author_email == BOB[1]
+    assert resolution.source == f"a Fixes: trailer in {fix[:12]}"
+
+    processed.process(mean_report(before), mean_report(before))       # old deployments
+    assert processed.mails() == [[ALICE[1]]]
+    resolution = processed.resolution("mean")
+    assert resolution.resolved and resolution.old_deployments == 2
+    assert resolution.old_deployment_revision == before
+
+    processed.process(mean_report(after))                             # the fix regressed
+    assert processed.mails()[1:] == [[ALICE[1], BOB[1]]]
+    message = processed.messages()[1]
+    assert message["Subject"].startswith("Regression: ZeroDivisionError in mean")
+    text = " ".join(text_of(message).split())
+    assert f"regressed in {after[:12]}, which contains the fix {fix[:12]} by Bob Builder" in text
+    assert f"{BOB[1]}: wrote the fix {fix[:12]}" in text
+    resolution = processed.resolution("mean")
+    assert not resolution.resolved and resolution.regressed_in == after
+    # Read again (a restart), the trailer does not resolve the regressed error a second time.
+    scanner.stopService()
+    processed.trailers().stopService()
+    assert not processed.resolution("mean").resolved
+    processed.process(mean_report(before))
+    assert len(processed.mails()) == 2
+
+
+def test_a_report_without_a_known_revision_after_a_fix_counts_as_a_regression(fixed, world):
+    repo, before = fixed
+    processed = world(repo)
+    processed.process(mean_report(before))
+    commit_fix(repo, f"Skip days without rows\n\nFixes: {error_link()}\n")
+    processed.trailers().stopService()
+    processed.process(mean_report("0badc0de" * 5))
+    assert processed.mails() == [[ALICE[1]], [ALICE[1], BOB[1]]]
+    text = " ".join(text_of(processed.messages()[1]).split())
+    assert "names a revision (0badc0de0badc0de" in text
+    assert "cannot be told from an old deployment" in text
+
+
+def test_trailers_that_link_elsewhere_resolve_nothing(fixed, world):
+    repo, before = fixed
+    processed = world(repo)
+    processed.process(mean_report(before))
+    commit_fix(repo, "Skip days without rows\n\nFixes: 1234567890ab (\"Add mean\")\n"
+                     f"Fixes: {error_link('median')}\nFixes: https://github.com/o/r/issues/3\n")
+    processed.trailers().stopService()
+    assert processed.resolution("mean") is None
+
+
+def test_a_trailer_read_before_its_error_was_recorded_applies_once_it_is(fixed, world):
+    repo, before = fixed
+    processed = world(repo)
+    fix = commit_fix(repo, f"Skip days without rows\n\nFixes: {error_link()}\n")
+    scanner = processed.trailers()
+    assert scanner.scanned == fix
+    processed.process(mean_report(before))          # the error is first seen here
+    assert processed.mails() == [[ALICE[1]]]
+    processed.clock.advance(60)                       # the next look at the tip
+    assert processed.resolution("mean").fix_commit == fix
+    processed.process(mean_report(fix))
+    assert processed.mails()[1] == [ALICE[1], BOB[1]]
+    scanner.stopService()

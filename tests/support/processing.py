@@ -7,13 +7,14 @@ import email
 import email.policy
 import json
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Optional
 
 from twisted.internet.task import Clock
 
-from flawless.server.core.model import AlertSettings, Rules, RoutingSettings
+from flawless.server.core.model import AlertSettings, Resolution, Rules, RoutingSettings
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.fix_trailers import FixTrailerService
 from flawless.server.processing.processor import Processor
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
@@ -33,6 +34,7 @@ class World:
         self.blamer = BlameService(self.repository, runner, runner, self.clock)
         self.rules = rules
         self.woken = 0
+        self.runner = runner
         self.processor = Processor(
             self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
             AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
@@ -64,3 +66,15 @@ class World:
         """Send ``reports`` in one request and process the inbox."""
         self.send(*reports)
         self.processor.wake()
+
+    def trailers(self) -> FixTrailerService:
+        """A started reader of the repository's Fixes: trailers (it reads them at once)."""
+        service = FixTrailerService(self.blamer, self.storage, self.runner, self.clock, 60.0)
+        service.startService()
+        return service
+
+    def resolution(self, function_name: str) -> Optional[Resolution]:
+        """How the error in ``function_name`` is resolved, if it is."""
+        [row] = self.storage._query("SELECT id FROM errors WHERE function_name = ?",
+                                    function_name)
+        return self.storage.resolution(row["id"])

@@ -173,6 +173,48 @@ class Blame:
     explanation: tuple[str, ...] = ()   # how the blame was found, when more than plain blame
 
 
+# -- fixes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resolution:
+    """An error marked resolved (from the dashboard, the API or a ``Fixes:`` trailer),
+    perhaps by a commit that fixes it, and what happened to it since."""
+
+    resolved_at: Optional[float]            # None once it regressed or was reopened
+    source: str                             # "the dashboard", "Fixes: trailer of 1a2b3c4d5e6f"
+    fix_commit: Optional[str] = None        # full sha; None: resolved without naming a fix
+    fix_author_name: Optional[str] = None
+    fix_author_email: Optional[str] = None
+    regressed_at: Optional[float] = None
+    regressed_in: Optional[str] = None      # the revision of the report that regressed it
+    old_deployments: int = 0                # occurrences since, from revisions without the fix
+    old_deployment_revision: Optional[str] = None   # the latest such revision
+    old_deployment_seen: Optional[float] = None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the error counts as fixed now."""
+        return self.resolved_at is not None
+
+
+@dataclass(frozen=True)
+class FixCheck:
+    """Whether the revision a report came from contains an error's fix commit (git says)."""
+
+    fix_commit: str
+    revision: Optional[str]          # the report's revision, None when the repository lacks it
+    contains: Optional[bool]         # None when it cannot be told
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit of the repository and its author (after .mailmap)."""
+
+    sha: str
+    author_name: str
+    author_email: str
+
+
 # -- alerting ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -196,6 +238,7 @@ class Decision:
     recipients: tuple[Recipient, ...] = ()
     rejected: tuple[tuple[str, str], ...] = ()   # (address, why it was dropped)
     email_header: Optional[str] = None
+    regression: Optional[str] = None             # the sentence saying how a fix regressed
 
 
 @dataclass(frozen=True)
@@ -218,6 +261,7 @@ class Occurrence:
     report: Report
     route: Route
     blame: Optional[Blame]
+    fix_check: Optional[FixCheck] = None   # set when its error was resolved by a fix commit
 
 
 @dataclass(frozen=True)

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flawless.server.core import alerting
+from flawless.server.core import alerting, fixes
 from flawless.server.core.calendar import day_of
 from flawless.server.core.model import (AlertSettings, Decision, ErrorRecord, ErrorState,
-                                        Occurrence, Rules)
+                                        Occurrence, Resolution, Rules)
 
 
 class ErrorTally:
     """One error's stored state plus the occurrences of the batch being applied."""
 
-    def __init__(self, state: Optional[ErrorState], when: float):
+    def __init__(self, state: Optional[ErrorState], when: float,
+                 resolution: Optional[Resolution] = None):
         self.error_id = state.error_id if state else 0
         self.count = state.count if state else 0
         self.first_seen = state.first_seen if state else when
@@ -31,6 +32,8 @@ class ErrorTally:
         self.rejected: list[tuple[str, str]] = []    # recipients dropped: (address, why)
         self.latest: Optional[Occurrence] = None
         self.decision: Optional[Decision] = None
+        self.resolution = resolution
+        self.resolution_changed = False
 
     def add(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
             settings: AlertSettings) -> Decision:
@@ -39,10 +42,13 @@ class ErrorTally:
         report, route, blame = occurrence.report, occurrence.route, occurrence.blame
         count_before = self.count
         self.count += report.error_count
-        decision = alerting.decide(
-            route, blame.author_email if blame else None,
-            blame.commit_timestamp if blame else None, count_before, self.count,
-            self.alerted_at is not None, report.error_threshold, rules, settings)
+        if self.resolution is not None and self.resolution.resolved:
+            decision = self._recurrence(occurrence, when, now, rules, settings)
+        else:
+            decision = alerting.decide(
+                route, blame.author_email if blame else None,
+                blame.commit_timestamp if blame else None, count_before, self.count,
+                self.alerted_at is not None, report.error_threshold, rules, settings)
         self.latest = occurrence
         self.decision = decision
         self.first_seen = min(self.first_seen, when)
@@ -55,6 +61,25 @@ class ErrorTally:
             self.alerts.append((occurrence, decision, self.count))
         self.rejected.extend(decision.rejected)
         return decision
+
+    def _recurrence(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
+                    settings: AlertSettings) -> Decision:
+        """Decide an occurrence of the resolved error; it reopens it (a regression) or is
+        counted as coming from an old deployment."""
+        resolution = self.resolution
+        assert resolution is not None
+        report, check = occurrence.report, occurrence.fix_check
+        outcome = fixes.recurrence(resolution, check, report.revision)
+        if outcome.regression:
+            self.resolution = fixes.regressed(resolution, now, check)
+        else:
+            assert check is not None
+            self.resolution = fixes.counted_as_old(resolution, report.error_count, check, when)
+        self.resolution_changed = True
+        blame = occurrence.blame
+        return alerting.decide_recurrence(occurrence.route,
+                                          blame.author_email if blame else None, rules,
+                                          settings, resolution, outcome)
 
     def record(self) -> ErrorRecord:
         """The error as it is to be stored, from its latest occurrence."""

@@ -202,13 +202,15 @@ def error_query(alert: Alert) -> str:
 
 
 def alert_subject(alert: Alert) -> str:
-    """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``: two errors of one file never share a
-    subject. Safe for a header and bounded."""
+    """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``, after ``Regression:`` when a fix
+    regressed: two errors of one file never share a subject. Safe for a header and bounded."""
     path, line = alert_location(alert)
     kind = alert.report.exception_type.rpartition(".")[2] or alert.report.exception_type
     function = _culprit(alert).frame.function_name
     where = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
-    return header_text(f"{kind} in {function} ({path}:{line}) {where}", MAX_SUBJECT_CHARS)
+    regression = "Regression: " if alert.decision.regression else ""
+    return header_text(f"{regression}{kind} in {function} ({path}:{line}) {where}",
+                       MAX_SUBJECT_CHARS)
 
 
 def _alert_values(alert: Alert) -> dict[str, Any]:
@@ -238,7 +240,11 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
                           if alert.blame else None),
         "recipients": tuple((body_text(recipient.email), body_text(recipient.reason))
                             for recipient in alert.decision.recipients),
-        "explanation": tuple(body_text(line) for line in alert.route.explanation),
+        "regression": body_text(alert.decision.regression) if alert.decision.regression
+        else None,
+        "explanation": tuple(body_text(line) for line in (
+            *alert.route.explanation, ("alert: " if alert.decision.alert else "no alert: ")
+            + alert.decision.reason)),
     }
 
 

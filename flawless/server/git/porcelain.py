@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
-from flawless.server.core.model import Blame
+from flawless.server.core.model import Blame, CommitInfo
 from flawless.server.core.text import fold_whitespace
 
 MOVED_CODE_WINDOW = 50          # lines searched either side for a frame's text
@@ -155,3 +155,20 @@ def parse_tree(output: bytes) -> Tree:
         if len(parts) == 3 and parts[1] == b"blob":
             blobs[os.fsdecode(name)] = parts[2].decode("ascii")
     return Tree(paths=frozenset(blobs), blobs=blobs)
+
+
+# git log --format of fix_log: fields split by US, Fixes: trailer values by RS, commits by NUL
+FIX_LOG_FORMAT = "%H%x1f%aN%x1f%aE%x1f%(trailers:key=Fixes,valueonly,separator=%x1e)"
+
+
+def parse_fix_log(output: bytes) -> list[tuple[CommitInfo, tuple[str, ...]]]:
+    """Each commit of ``git log -z --format=FIX_LOG_FORMAT`` with its Fixes: trailer values."""
+    commits = []
+    for entry in output.split(b"\0"):
+        fields = entry.decode("utf-8", "replace").strip("\n").split("\x1f")
+        if len(fields) != 4 or not FULL_SHA.fullmatch(fields[0]):
+            continue
+        sha, name, email, values = fields
+        commits.append((CommitInfo(sha, name, email),
+                        tuple(value for value in values.split("\x1e") if value.strip())))
+    return commits

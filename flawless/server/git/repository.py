@@ -27,12 +27,13 @@ import git  # noqa: E402
 
 from flawless.server.atomic import write_atomically  # noqa: E402
 from flawless.server.core.lru import Lru  # noqa: E402
-from flawless.server.core.model import Blame  # noqa: E402
+from flawless.server.core.model import Blame, CommitInfo  # noqa: E402
 from flawless.server.core.redaction import redact, url_secrets  # noqa: E402
 from flawless.server.core.text import fold_whitespace  # noqa: E402
-from flawless.server.git.porcelain import (FULL_SHA, Tree, enclosing_block,  # noqa: E402
-                                           listed_revisions, locate_line, parse_porcelain,
-                                           parse_tree, split_lines)
+from flawless.server.git.porcelain import (FIX_LOG_FORMAT, FULL_SHA, Tree,  # noqa: E402
+                                           enclosing_block, listed_revisions, locate_line,
+                                           parse_fix_log, parse_porcelain, parse_tree,
+                                           split_lines)
 
 IGNORE_REVS_FILE = ".git-blame-ignore-revs"
 FETCHED_HEAD = "refs/flawless/head"
@@ -283,6 +284,59 @@ class Repository:
         raise RepositoryUnavailable(
             f"{' nor '.join(self._tip_refs)} names a commit in {self.repo_dir}")
 
+    def commit_info(self, revision: str) -> Optional[CommitInfo]:
+        """The commit a hex ``revision`` (4 to 40 digits) names and its author, or None
+        when the repository has no such commit."""
+        if not (isinstance(revision, str) and _REQUESTED_REVISION.fullmatch(revision)):
+            return None
+        sha = self._commit_sha(revision.lower())
+        if sha is None:
+            return None
+        try:
+            out = self._git("log", "-1", "-z", f"--format={FIX_LOG_FORMAT}", sha, "--",
+                            config=self._mailmap())
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(str(failure)) from None
+        found = parse_fix_log(out)
+        return found[0][0] if found else None
+
+    def contains(self, revision: str, commit: str) -> Optional[bool]:
+        """Whether commit ``revision`` has ``commit`` in its history (or is it); None when
+        the repository lacks ``commit``."""
+        _require_sha(revision)
+        _require_sha(commit)
+        if self._commit_sha(commit) is None:
+            return None
+        try:
+            base = self._git("merge-base", commit, revision)
+        except _CommandFailed:
+            return False      # no common history at all
+        return base.decode("ascii", "replace").strip() == commit
+
+    def fix_log(self, tip: str, after: Optional[str] = None,
+                since: Optional[float] = None) -> list[tuple[CommitInfo, tuple[str, ...]]]:
+        """The commits reachable from ``tip`` (and not from ``after``, or committed since
+        ``since`` seconds after the epoch) whose message has a ``Fixes:`` line, with the
+        values of their ``Fixes:`` trailers; newest first."""
+        _require_sha(tip)
+        limits = [tip]
+        if after is not None:
+            _require_sha(after)
+            limits.append("^" + after)
+        if since is not None:
+            limits.insert(0, f"--since={int(since)}")
+        try:
+            out = self._git("log", "-z", "-i", "--grep=^fixes:", f"--format={FIX_LOG_FORMAT}",
+                            *limits, "--", config=self._mailmap())
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(str(failure)) from None
+        return parse_fix_log(out)
+
+    def _mailmap(self) -> tuple[str, ...]:
+        # The mailmap of the branch tip: it knows people's current addresses, also for
+        # commits older than the mailmap.
+        return (f"mailmap.blob={self._tip_refs[0]}:.mailmap",)
+
     def _tree(self, sha: str) -> Tree:
         _require_sha(sha)
         tree = self._trees.get(sha)
@@ -452,11 +506,8 @@ class Repository:
             options += ["--ignore-revs-file", ignore_file]
         if lines is not None:
             options += ["-L", f"{lines[0]},{lines[1]}"]
-        # The mailmap of the branch tip: it knows people's current addresses, also for
-        # commits older than the mailmap.
-        config = (f"mailmap.blob={self._tip_refs[0]}:.mailmap",)
         try:
-            output = self._git("blame", *options, sha, "--", path, config=config)
+            output = self._git("blame", *options, sha, "--", path, config=self._mailmap())
         except _CommandFailed as failure:
             where = path if lines is None else f"{path}:{lines[0]}"
             raise BlameFailed(f"{where} at {sha[:12]}: {failure}") from None

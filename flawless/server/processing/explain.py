@@ -8,8 +8,8 @@ from typing import Optional
 
 from flawless.config import Config
 from flawless.report import Report
-from flawless.server.core import alerting, routing
-from flawless.server.core.model import Blame
+from flawless.server.core import alerting, fixes, routing
+from flawless.server.core.model import Blame, ErrorKey, FixCheck, Resolution
 from flawless.server.core.routing import RepoIndex
 from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
 from flawless.server.rules.loading import load_rules
@@ -57,7 +57,36 @@ def explain_report(config: Config, report: Report) -> str:
                             at_requested_revision=exact)
         except (BlameFailed, RepositoryUnavailable) as error:
             problem = str(error)
-    decision = alerting.decide(
-        route, blame.author_email if blame else None, blame.commit_timestamp if blame else None,
-        0, report.error_count, False, report.error_threshold, rules, alert_settings(config))
-    return "\n".join([*_blame_lines(blame, problem), alerting.explain(route, decision)])
+    lines = _blame_lines(blame, problem)
+    settings = alert_settings(config)
+    author = blame.author_email if blame else None
+    resolution = None
+    if repository is not None and sha is not None and route.dropped_reason is None:
+        try:
+            resolution = _trailer_fix(repository, route.key)
+        except RepositoryUnavailable as error:
+            lines.append(f"Fixes: trailers cannot be read: {error}")
+    if resolution is None or repository is None or sha is None:
+        decision = alerting.decide(
+            route, author, blame.commit_timestamp if blame else None, 0, report.error_count,
+            False, report.error_threshold, rules, settings)
+        return "\n".join([*lines, alerting.explain(route, decision)])
+    fix = resolution.fix_commit
+    assert fix is not None
+    check = FixCheck(fix, sha if exact else None, repository.contains(sha, fix) if exact else None)
+    decision = alerting.decide_recurrence(route, author, rules, settings, resolution,
+                                          fixes.recurrence(resolution, check, report.revision))
+    lines.append(f"fixed: {fixes.fixed_by(resolution)} names this error (read from the "
+                 "repository alone: a resolution or reopening on the dashboard is not)")
+    return "\n".join([*lines, alerting.explain(route, decision)])
+
+
+def _trailer_fix(repository: Repository, key: ErrorKey) -> Optional[Resolution]:
+    """The resolution the newest ``Fixes:`` trailer naming the error at the tip gives it."""
+    tip, _ = repository.resolve_revision(None)
+    for commit, values in repository.fix_log(tip):
+        if key in fixes.error_links(values):
+            return Resolution(resolved_at=0.0, source=f"a Fixes: trailer in {commit.sha[:12]}",
+                              fix_commit=commit.sha, fix_author_name=commit.author_name,
+                              fix_author_email=commit.author_email)
+    return None

@@ -20,8 +20,8 @@ from twisted.logger import Logger
 from flawless.backoff import backoff_delay
 from flawless.report import Report
 from flawless.server.core import routing
-from flawless.server.core.model import (AlertSettings, ErrorKey, Occurrence, Rules,
-                                        RoutingSettings)
+from flawless.server.core.model import (AlertSettings, ErrorKey, FixCheck, Occurrence,
+                                        Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
@@ -156,6 +156,7 @@ class Processor(service.Service):
             batch = [(item, await defer.gatherResults(
                 [defer.ensureDeferred(self._prepare(report)) for report in item.reports],
                 consumeErrors=True)) for item in claim.items]
+            batch = await self._check_fixes(batch)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
@@ -208,6 +209,34 @@ class Processor(service.Service):
                      reason=str(unavailable))
             return Postponed(str(unavailable))
 
+    async def _check_fixes(self, batch: list[tuple[InboxItem, list[Prepared]]]
+                           ) -> list[tuple[InboxItem, list[Prepared]]]:
+        """Each occurrence of an error resolved by a fix commit, told whether its report's
+        revision contains that commit (a regression) or not (an old deployment)."""
+        keys = list({entry.route.key for _, prepared in batch for entry in prepared
+                     if isinstance(entry, Occurrence)})
+        fixed = await self._reader.run(self._storage.fixes_to_check, keys) if keys else {}
+        if not fixed:
+            return batch
+        checked = []
+        for item, prepared in batch:
+            entries: list[Prepared] = []
+            for entry in prepared:
+                resolution = fixed.get(entry.route.key) \
+                    if isinstance(entry, Occurrence) else None
+                if resolution is not None and resolution.fix_commit is not None:
+                    assert isinstance(entry, Occurrence)
+                    entry = replace(entry, fix_check=await self._check_fix(
+                        entry.report.revision, resolution.fix_commit))
+                entries.append(entry)
+            checked.append((item, entries))
+        return checked
+
+    async def _check_fix(self, revision: Optional[str], fix_commit: str) -> FixCheck:
+        if self._blamer is None:
+            return FixCheck(fix_commit, None, None)
+        return await self._blamer.check_fix(revision, fix_commit)
+
     # -- the database transaction (runs in the database writer's thread) --
 
     def _apply(self, transaction: Transaction,
@@ -231,8 +260,10 @@ class Processor(service.Service):
                 assert isinstance(entry, Occurrence)
                 tally = tallies.get(entry.route.key)
                 if tally is None:
+                    state = transaction.error_state(entry.route.key)
                     tally = tallies[entry.route.key] = ErrorTally(
-                        transaction.error_state(entry.route.key), item.received_at)
+                        state, item.received_at,
+                        transaction.resolution(state.error_id) if state else None)
                 tally.add(entry, item.received_at, now, rules, self._alert_settings)
             transaction.remove_from_inbox(item.inbox_id)
         return sum(self._save(transaction, tally, now) for tally in tallies.values())
@@ -240,6 +271,8 @@ class Processor(service.Service):
     def _save(self, transaction: Transaction, tally: ErrorTally, now: float) -> int:
         """Write one error's new state and counts, and queue its mail; return mails queued."""
         error_id = transaction.save_error(tally.record())
+        if tally.resolution_changed and tally.resolution is not None:
+            transaction.save_resolution(error_id, tally.resolution)
         for when, occurrences in tally.days.values():
             transaction.count_occurrences(error_id, when, int(occurrences))
         messages = [render.render_alert(render.Alert(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ContextManager, Optional, Protocol, Sequence
 
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.records import InboxItem, OutboxMail
 
 
@@ -22,6 +22,16 @@ class Transaction(Protocol):
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
+
+    def resolution(self, error_id: int) -> Optional[Resolution]:
+        """How the error was resolved and what became of it, if it ever was."""
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved, replacing what was stored."""
+
+    def note_fix_trailer(self, error_id: int, fix_commit: str) -> bool:
+        """Remember that a Fixes: trailer of ``fix_commit`` names the error; True the first
+        time, so that each trailer resolves its error once (a reopened error stays open)."""
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
@@ -111,6 +121,13 @@ class Storage(Protocol):
     def week_errors(self, week: str, include_known: bool = True
                     ) -> list[tuple[ErrorRecord, int]]:
         """The errors seen in the week starting ``week``, with their count in that week."""
+
+    def resolution(self, error_id: int) -> Optional[Resolution]:
+        """How the error was resolved and what became of it, if it ever was."""
+
+    def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
+        """The errors among ``keys`` that are resolved by a fix commit, with their
+        resolution (whether a report's revision contains the fix is for git to say)."""
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""

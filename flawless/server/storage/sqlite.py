@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
 from flawless.server.core.calendar import day_of, week_start
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.records import (InboxItem, OutboxMail,
                                              StorageUnavailable, decode_report, encode_report,
                                              reports_in_payload)
@@ -101,6 +101,28 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
+    # 3: fixes by revision. An error marked resolved (and by which commit), what became of
+    # it; and the Fixes: trailers already applied, so that each applies once.
+    """
+    CREATE TABLE IF NOT EXISTS error_resolutions (
+        error_id INTEGER PRIMARY KEY REFERENCES errors (id),
+        resolved_at REAL,
+        source TEXT NOT NULL,
+        fix_commit TEXT,
+        fix_author_name TEXT,
+        fix_author_email TEXT,
+        regressed_at REAL,
+        regressed_in TEXT,
+        old_deployments INTEGER NOT NULL DEFAULT 0,
+        old_deployment_revision TEXT,
+        old_deployment_seen REAL
+    );
+    CREATE TABLE IF NOT EXISTS fix_trailers (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        fix_commit TEXT NOT NULL,
+        PRIMARY KEY (error_id, fix_commit)
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -129,6 +151,16 @@ def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
         alerted_at=row["alerted_at"], recipients=tuple(json.loads(row["recipients"] or "[]")),
         explanation=tuple(json.loads(row["explanation"] or "[]")),
     )
+
+
+_RESOLUTION_COLUMNS = (
+    "resolved_at, source, fix_commit, fix_author_name, fix_author_email, regressed_at, "
+    "regressed_in, old_deployments, old_deployment_revision, old_deployment_seen"
+)
+
+
+def _resolution_from_row(row: sqlite3.Row) -> Resolution:
+    return Resolution(**{column: row[column] for column in _RESOLUTION_COLUMNS.split(", ")})
 
 
 def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
@@ -178,6 +210,31 @@ class SqliteTransaction:
             f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
             values)
         return int(cursor.lastrowid or 0)
+
+    def resolution(self, error_id: int) -> Optional[Resolution]:
+        """How the error was resolved and what became of it, if it ever was."""
+        row = self._connection.execute(
+            f"SELECT {_RESOLUTION_COLUMNS} FROM error_resolutions WHERE error_id = ?",
+            (error_id,)).fetchone()
+        return None if row is None else _resolution_from_row(row)
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved, replacing what was stored."""
+        columns = _RESOLUTION_COLUMNS.split(", ")
+        values = [getattr(resolution, column) for column in columns]
+        self._connection.execute(
+            f"INSERT INTO error_resolutions (error_id, {_RESOLUTION_COLUMNS}) VALUES "
+            f"({', '.join('?' * (len(columns) + 1))}) ON CONFLICT (error_id) DO UPDATE SET "
+            + ", ".join(f"{column} = excluded.{column}" for column in columns),
+            (error_id, *values))
+
+    def note_fix_trailer(self, error_id: int, fix_commit: str) -> bool:
+        """Remember that a Fixes: trailer of ``fix_commit`` names the error; True the first
+        time, so that each trailer resolves its error once (a reopened error stays open)."""
+        cursor = self._connection.execute(
+            "INSERT INTO fix_trailers (error_id, fix_commit) VALUES (?, ?) "
+            "ON CONFLICT (error_id, fix_commit) DO NOTHING", (error_id, fix_commit))
+        return cursor.rowcount == 1
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
@@ -379,6 +436,9 @@ class SqliteStorage:
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            for table in ("error_resolutions", "fix_trailers"):
+                transaction.execute(f"DELETE FROM {table} WHERE error_id IN "
+                                    "(SELECT id FROM errors WHERE last_seen < ?)", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
                                        before).rowcount
 
@@ -422,6 +482,28 @@ class SqliteStorage:
             "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
             + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC", week)
         return [(_error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def resolution(self, error_id: int) -> Optional[Resolution]:
+        """How the error was resolved and what became of it, if it ever was."""
+        return SqliteTransaction(self._connection).resolution(error_id)
+
+    def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
+        """The errors among ``keys`` that are resolved by a fix commit, with their
+        resolution (whether a report's revision contains the fix is for git to say)."""
+        if not self._query("SELECT 1 FROM error_resolutions WHERE resolved_at IS NOT NULL "
+                           "AND fix_commit IS NOT NULL LIMIT 1"):
+            return {}
+        columns = ", ".join("r." + column for column in _RESOLUTION_COLUMNS.split(", "))
+        found = {}
+        for key in keys:
+            rows = self._query(
+                f"SELECT {columns} FROM errors e JOIN error_resolutions r ON r.error_id = e.id "
+                "WHERE e.filename = ? AND e.function_name = ? AND e.text = ? "
+                "AND r.resolved_at IS NOT NULL AND r.fix_commit IS NOT NULL",
+                key.filename, key.function_name, key.text)
+            if rows:
+                found[key] = _resolution_from_row(rows[0])
+        return found
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
