@@ -69,6 +69,23 @@ class AdminPages:
             raise HttpError(403, "This form has expired. Reload the page and try again.")
         return session
 
+    def authorise(self, request: server.Request, params: Params) -> None:
+        """Let a state-changing request through: a browser's session with its CSRF token,
+        or (for scripts calling ``/api/``) ``Authorization: Bearer ADMIN_PASSWORD``."""
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer":
+            self._admin(request, params)
+            return
+        if not self._gate.enabled:
+            raise HttpError(403, "Changes are off: set admin_password in flawless.cfg.")
+        try:
+            allowed = self._gate.check(request.getClientAddress().host or "", token.strip())
+        except TooManyAttempts as refused:
+            raise TooManyLogins(refused.retry_after) from None
+        if not allowed:
+            raise HttpError(401, "The bearer token is not the admin password.")
+
     def _disabled(self, visitor: Visitor) -> Answer:
         return self._renderer.render("page_disabled.html", visitor, 403,
                                      config_path=self._config_path or "flawless.cfg")

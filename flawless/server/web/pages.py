@@ -19,7 +19,7 @@ from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
 from flawless.server.web.render import Renderer, Visitor
 from flawless.server.web.views import (CHART_DAYS, blamed_frame_index, daily_chart, error_json,
-                                       leaderboard)
+                                       leaderboard, resolution_json)
 
 
 def error_key(params: Params, required: bool = True) -> tuple[ErrorKey, Optional[int]]:
@@ -109,11 +109,13 @@ class ReadPages:
         return self._renderer.render(
             "page_traceback.html", visitor, record=record, chart=chart,
             blamed_index=blamed_frame_index(record),
+            resolution=self._storage.resolution(record.error_id),
             week_timestamp=int(timestamp if timestamp is not None else record.last_seen))
 
     def _error_json(self, key: ErrorKey, line_number: Optional[int]) -> dict[str, Any]:
         record = find_error(self._storage, key, line_number)
         data = error_json(record)
+        data["resolution"] = resolution_json(self._storage.resolution(record.error_id))
         data["report"] = report_to_dict(record.last_report)
         data["explanation"] = list(record.explanation)
         data["daily_counts"] = self._storage.daily_counts(record.error_id, "0000-00-00")
@@ -163,4 +165,8 @@ class ReadPages:
             "/api/weekly_report": "timestamp, include_known_errors, q",
             "/api/error": "filename, function_name, text, line_number",
             "/api/developer": "email",
-            "/api/health": ""}})
+            "/api/health": "",
+            "POST /api/resolve": "filename, function_name, text, line_number, fix_commit "
+                                 "(Authorization: Bearer ADMIN_PASSWORD)",
+            "POST /api/reopen": "filename, function_name, text, line_number "
+                                "(Authorization: Bearer ADMIN_PASSWORD)"}})

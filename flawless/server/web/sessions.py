@@ -72,8 +72,18 @@ class AdminGate:
         Raises TooManyAttempts while ``client`` (or everyone together) failed too often
         recently; the password is then not even compared.
         """
-        if not self.enabled:
+        if not self.check(client, password):
             return None
+        return self._open_session(self._clock())
+
+    def check(self, client: str, password: str) -> bool:
+        """Whether ``password`` is the admin password (for a request that carries it, as
+        the API's do); failures count towards the same limits as logins.
+
+        Raises TooManyAttempts as :meth:`login` does.
+        """
+        if not self.enabled:
+            return False
         now = self._clock()
         self._forget_old_failures(now)
         attempts = self._failures.get(client, deque())
@@ -84,9 +94,9 @@ class AdminGate:
         if not tokens_match(self._password, password):
             self._failures.setdefault(client, deque()).append(now)
             self._all_failures.append(now)
-            return None
+            return False
         self._failures.pop(client, None)
-        return self._open_session(now)
+        return True
 
     def _forget_old_failures(self, now: float) -> None:
         horizon = now - FAILURE_WINDOW_SECONDS

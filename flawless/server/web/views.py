@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from flawless.server.core.model import ErrorRecord
+from flawless.server.core.model import ErrorRecord, Resolution
 
 CHART_DAYS = 56
 
@@ -165,6 +166,13 @@ def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[st
     if week_count is not None:
         data["week_count"] = week_count
     return data
+
+
+def resolution_json(resolution: Optional[Resolution]) -> Optional[dict[str, Any]]:
+    """An error's resolution as plain JSON data (None: never marked resolved)."""
+    if resolution is None:
+        return None
+    return {"resolved": resolution.resolved, **dataclasses.asdict(resolution)}
 
 
 def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
