@@ -2,9 +2,9 @@
 
 :meth:`Transport.submit` puts an item on a bounded queue and returns at once; when the queue
 is full the item is dropped and counted. One daemon thread takes items off the queue, turns
-them into report dicts (``prepare``, which scrubs them), and POSTs them as one JSON-RPC batch,
-gzip'd when large, with timeouts on connect and read. When a server fails the next hostport
-is tried; when all fail the batch is kept and retried after an exponential backoff with
+them into report dicts (``prepare``, which scrubs them, or drops one by returning None), and
+POSTs them as one JSON-RPC batch, gzip'd when large, with timeouts on connect and read.
+When a server fails the next hostport is tried; when all fail the batch is kept and retried after an exponential backoff with
 jitter; a 429 answer is honoured by waiting its ``Retry-After``. :meth:`Transport.flush`
 waits, for a bounded time, until everything queued is settled. After ``os.fork()`` the child
 starts with an empty queue and its own thread; the parent's reports stay the parent's.
@@ -98,7 +98,8 @@ class Transport:
     """Bounded queue plus one sender thread; see the module docstring."""
 
     def __init__(self, hostports: Iterable[str], key: Optional[str],
-                 prepare: Callable[[Any], dict], options: TransportOptions = TransportOptions(),
+                 prepare: Callable[[Any], Optional[dict]],
+                 options: TransportOptions = TransportOptions(),
                  periodic: Optional[Callable[[], list]] = None) -> None:
         self.options = options
         self.key = key
@@ -124,7 +125,7 @@ class Transport:
         self._rate_limited = False
         self._next_periodic = time.monotonic() + self.options.periodic_interval
         self.stats = {"submitted": 0, "sent": 0, "dropped_queue_full": 0, "rejected": 0,
-                      "unprepared": 0, "failed_attempts": 0}
+                      "unprepared": 0, "dropped_before_send": 0, "failed_attempts": 0}
 
     def set_hostports(self, hostports: Iterable[str]) -> None:
         """Send to these servers from now on, in this order of preference."""
@@ -213,10 +214,15 @@ class Transport:
                 break
             wait = 0.0
             try:
-                batch.append(self.prepare(item))
+                prepared = self.prepare(item)
             except Exception:  # never let one odd report stop the sender
                 log.debug("flawless: could not prepare a report", exc_info=True)
                 self._settle(1, "unprepared")
+                continue
+            if prepared is None:
+                self._settle(1, "dropped_before_send")
+            else:
+                batch.append(prepared)
         return batch
 
     def _send(self, batch: list[dict]) -> None:

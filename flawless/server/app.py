@@ -124,8 +124,7 @@ class FlawlessServer(service.MultiService):
         self.processor = Processor(
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
             routing_settings(config), alert_settings(config), config.smtp_from,
-            self.base_url, self.outbox.wake, clock=reactor,
-            ingest_busy=lambda: self.inbox.busy)
+            self.base_url, self.outbox.wake, clock=reactor)
         self.processor.setServiceParent(self)
         if self.blamer is not None:
             FixTrailerService(

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Optional
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flawless.report import Frame, Report
+from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.model import ErrorKey, KnownError, LineRule, RoutingSettings, Rules
-from flawless.server.core.routing import RepoIndex, is_raise_line, matches, route, rule_path
+from flawless.server.core.routing import (RepoIndex, is_raise_line, matches, route, route_inputs,
+                                          rule_path)
 from flawless.server.core.text import fold_whitespace
 
 RUNTIME = ("site-packages", "dist-packages")
@@ -401,21 +402,12 @@ def test_the_key_folds_whitespace_so_reindented_lines_stay_one_error() -> None:
 
 # -- chained exceptions -----------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class Chained:
-    """One exception of a report's ``chained`` list, as plain values."""
-
-    exception_type: str
-    exception_message: str
-    traceback: tuple[Frame, ...]
+def chained(exception_type: str, *frames: Frame) -> ChainedException:
+    return ChainedException(exception_type, "boom", frames)
 
 
-def chained(exception_type: str, *frames: Frame) -> Chained:
-    return Chained(exception_type, "boom", frames)
-
-
-def chain_route(rep: Report, *chain: Chained, rules: Rules = Rules()):
-    return route(rep, REPO, rules, RoutingSettings(), chain)
+def chain_route(rep: Report, *chain: ChainedException, rules: Rules = Rules()):
+    return route(replace(rep, chained=chain), REPO, rules, RoutingSettings())
 
 
 MAIN = frame("/srv/app/app.py", "main", "load_config(path)", line=3)
@@ -516,3 +508,14 @@ def test_a_known_error_is_matched_by_the_line_the_chain_leads_to() -> None:
     known = KnownError("shop/payments.py", "fee", source="known_errors.yaml:7")
     result = chain_route(outer, cause, rules=Rules(known_errors=(known,)))
     assert result.known_error == known and result.blamed.repo_path == "shop/payments.py"
+
+
+def test_the_chain_is_part_of_the_routing_inputs_so_a_cached_route_never_ignores_it() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load", "raise Wrapped() from e"))
+    cause = chained("builtins.KeyError", frame("/srv/app/shop/payments.py", "fee", "x = t[k]"))
+    other = chained("builtins.KeyError", frame("/srv/app/shop/validation.py", "ok", "y = u[k]"))
+    with_cause, with_other = replace(outer, chained=(cause,)), replace(outer, chained=(other,))
+    assert len({route_inputs(outer), route_inputs(with_cause), route_inputs(with_other)}) == 3
+    assert route_inputs(with_cause) == route_inputs(replace(
+        with_cause, chained=(replace(cause, exception_message="another message"),)))
+    assert chain_route(outer, cause).key != chain_route(outer, other).key

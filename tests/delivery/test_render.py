@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import replace
+from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
-from flawless.report import Frame, Report
+from flawless.report import ChainedException, Frame, NotebookCell, Report
 from flawless.server.core.fixes import error_link
-from flawless.server.core.model import (Blame, Decision, ErrorKey, KnownError, Recipient, Route,
-                                        RoutedException, RoutedFrame)
+from flawless.server.core.model import (Blame, CellBlame, Decision, ErrorKey, KnownError,
+                                        Recipient, Route, RoutedException, RoutedFrame)
 from flawless.server.delivery import render
 from support.alerts import (CART_LINE, HOSTILE, NOW, SENDER, html_links, make_alert, parts,
                             reparse)
@@ -86,9 +87,11 @@ def test_traceback_runs_outermost_first_and_marks_the_blamed_line() -> None:
 
 
 def test_every_exception_of_the_chain_is_shown_the_first_raised_first() -> None:
-    alert = make_alert(exception_type="shop.CartError", exception_message="cannot add")
     cause = Frame("/srv/app/shop/prices.py", 3, "parse", "return int(text)")
-    chain = (RoutedException("builtins.ValueError", "invalid literal: 'x'",
+    alert = make_alert(exception_type="shop.CartError", exception_message="cannot add",
+                       chained=(ChainedException("builtins.ValueError", "invalid literal: 'x'",
+                                                 (cause,)),))
+    chain = (RoutedException("builtins.ValueError",
                              (RoutedFrame(cause, "shop/prices.py", "shop/prices.py", True),)),)
     route = replace(alert.route, chain=chain, blamed_exception=1, blamed_index=0)
     text, html = parts(render.render_alert(replace(alert, route=route), SENDER, now=NOW))
@@ -272,3 +275,51 @@ def test_subject_is_bounded_and_free_of_control_characters() -> None:
 # -- delivery ---------------------------------------------------------------------------------
 
 
+
+
+# -- notebooks --------------------------------------------------------------------------------
+
+NOTEBOOK = "notebooks/analysis.ipynb"
+
+
+def notebook_alert(line: Optional[int] = 3) -> render.Alert:
+    """Bob's cell 7 of analysis.ipynb divides by zero; ``line`` None: it has unsaved edits."""
+    cell = NotebookCell(line=3, notebook=f"~/proj/{NOTEBOOK}", id="f426cbb7",
+                        execution_count=7, line_hash="aee756cf6175548f")
+    calling = replace(cell, line=4, id="0a1b2c3d", line_hash="0123456789abcdef")
+    frames = (Frame("<ipykernel>/12.py", 2, "<module>", "", None, calling),
+              Frame("<ipykernel>/11.py", 3, "ratio", "", None, cell))
+    alert = make_alert()
+    blame = replace(alert.blame, path=NOTEBOOK, line_number=56, cell=CellBlame(
+        position=5, cell_id="f426cbb7", line=line, by_id=True, checked=True))
+    route = replace(alert.route, frames=tuple(RoutedFrame(frame, NOTEBOOK, NOTEBOOK, True)
+                                              for frame in frames), blamed_index=1,
+                    key=ErrorKey(NOTEBOOK, "cell f426cbb7", "line_hash:aee756cf6175548f"))
+    return replace(alert, report=replace(alert.report, traceback=frames), route=route,
+                   blame=blame)
+
+
+def test_a_notebook_frame_is_shown_by_notebook_cell_and_line() -> None:
+    message = render.render_alert(notebook_alert(), SENDER, now=NOW)
+    assert message["Subject"] == (f"ValueError in ratio ({NOTEBOOK}, cell 7 (id f426cbb7), "
+                                  "line 3) on web-3")
+    text, html = parts(message)
+    assert ">> analysis.ipynb, cell 7 (id f426cbb7), line 3, in ratio\n" in text
+    assert "   analysis.ipynb, cell 7 (id 0a1b2c3d), line 4, in <module>\n" in text
+    assert "ipykernel" not in text and "ipykernel" not in html
+    assert "<b>analysis.ipynb, cell 7 (id f426cbb7), line 3</b>, in <b>ratio</b>" in html
+    assert "Blamed commit 3f786850e387 by Bob Builder" in text
+    note = (f"notebook cell found by its id: the 5th cell (id f426cbb7) of {NOTEBOOK} at "
+            "89e6c98d9288; its line 3 is the line raised (same hash); line 56 of the file")
+    assert note in text and note in html
+    query = parse_qs(urlsplit(html_links(html)[0]).query)
+    assert (query["function_name"], query["line_number"], query["text"]) == (
+        ["cell f426cbb7"], ["3"], ["line_hash:aee756cf6175548f"])
+
+
+def test_a_cell_with_unsaved_edits_names_its_last_change_not_a_blamed_line() -> None:
+    text, html = parts(render.render_alert(notebook_alert(line=None), SENDER, now=NOW))
+    assert "No line blamed; the cell's last change, commit 3f786850e387 by Bob" in text
+    assert "Blamed commit" not in text and "Blamed commit" not in html
+    assert "unsaved edits, no line blamed: line 3 of the cell as it ran is not in the 5th " \
+           f"cell (id f426cbb7) of {NOTEBOOK}" in " ".join(text.split())

@@ -77,4 +77,4 @@ class World:
         """How the error in ``function_name`` is resolved, if it is."""
         [row] = self.storage._query("SELECT id FROM errors WHERE function_name = ?",
                                     function_name)
-        return self.storage.resolution(row["id"])
+        return self.storage.resolutions([row["id"]]).get(row["id"])

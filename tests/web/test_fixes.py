@@ -39,6 +39,11 @@ def app(tmp_path: Path, fix: str) -> DashboardApp:
     return app
 
 
+def resolution_of(app: DashboardApp):
+    error_id = app.store.find_error(record().key).error_id
+    return app.store.resolutions([error_id]).get(error_id)
+
+
 def admin_client(app: DashboardApp) -> Client:
     client = Client(app)
     assert log_in(client).status == 303
@@ -54,7 +59,7 @@ def test_an_admin_marks_an_error_fixed_in_a_commit_from_its_page(app, fix):
     client = admin_client(app)
     answer = client.post("/resolve_error", resolve_form(client, fix_commit=fix[:10].upper()))
     assert answer.status == 303 and answer.headers["location"].startswith("/view_traceback?")
-    saved = app.store.resolution(app.store.find_error(record().key).error_id)
+    saved = resolution_of(app)
     assert saved == Resolution(resolved_at=NOW, source="the dashboard", fix_commit=fix,
                                fix_author_name=BOB[0], fix_author_email=BOB[1])
     page = client.get("/view_traceback", **ERROR).text
@@ -62,7 +67,7 @@ def test_an_admin_marks_an_error_fixed_in_a_commit_from_its_page(app, fix):
                                   "Bob Builder" in page
     assert "Reopen" in page and "Mark resolved" not in page
     assert client.post("/reopen_error", resolve_form(client)).status == 303
-    reopened = app.store.resolution(app.store.find_error(record().key).error_id)
+    reopened = resolution_of(app)
     assert not reopened.resolved and reopened.fix_commit == fix
     assert client.post("/reopen_error", resolve_form(client)).status == 409
 
@@ -76,7 +81,7 @@ def test_a_fix_commit_must_be_a_commit_of_the_repository(app, fix_commit, status
     client = admin_client(app)
     answer = client.post("/resolve_error", resolve_form(client, fix_commit=fix_commit))
     assert answer.status == status and says in answer.text
-    assert app.store.resolution(app.store.find_error(record().key).error_id) is None
+    assert resolution_of(app) is None
 
 
 def test_without_a_repository_an_error_is_resolved_without_a_commit(app, fix):
@@ -93,11 +98,11 @@ def test_resolving_needs_the_admin_and_the_forms_token(app, fix):
     anonymous = Client(app)
     page = anonymous.get("/view_traceback", **ERROR).text
     assert "Not marked resolved" in page and "Mark resolved" not in page
-    assert f"Fixes: /view_traceback?filename=shop%2Fcart.py&amp;function_name=total" in page
+    assert "Fixes: /view_traceback?filename=shop%2Fcart.py&amp;function_name=total" in page
     assert anonymous.post("/resolve_error", {**ERROR, "csrf_token": "x"}).status == 401
     client = admin_client(app)
     assert client.post("/resolve_error", {**ERROR, "csrf_token": "forged"}).status == 403
-    assert app.store.resolution(app.store.find_error(record().key).error_id) is None
+    assert resolution_of(app) is None
 
 
 def test_the_api_resolves_with_the_admin_password_as_bearer(app, fix):

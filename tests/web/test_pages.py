@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flawless.report import Frame
+from flawless.report import Frame, NotebookCell
+from flawless.server.core.model import ErrorRecord
 from flawless.server.core.redaction import redact_data
 from flawless.server.web.views import daily_chart, leaderboard
 
@@ -232,3 +233,36 @@ def test_unknown_addresses_and_static_files(client):
     assert css.status == 200 and css.headers["content-type"].startswith("text/css")
     assert "url(" not in css.text and "@import" not in css.text
     assert client.get("/static/logo.svg").status == 200
+
+
+def notebook_record(**changes) -> ErrorRecord:
+    """Bob's line 3 of cell 7 of analysis.ipynb, called from line 4 of another cell."""
+    cell = NotebookCell(line=3, notebook="~/proj/notebooks/analysis.ipynb", id="f426cbb7",
+                        execution_count=7, line_hash="aee756cf6175548f")
+    frames = (Frame("<ipykernel>/12.py", 2, "<module>", "", None,
+                    replace(cell, line=4, id="0a1b2c3d", line_hash="0123456789abcdef")),
+              Frame("<ipykernel>/11.py", 3, "ratio", "", None, cell))
+    base = record("notebooks/analysis.ipynb", "cell f426cbb7", 3, "line_hash:aee756cf6175548f",
+                  BOB)
+    return replace(base, last_report=replace(base.last_report, traceback=frames), **changes)
+
+
+def test_a_notebook_error_is_shown_by_notebook_cell_and_line(app, client):
+    store_error(app.store, notebook_record(), [NOW])
+    week = client.get("/").text
+    assert "<code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3</code>" in week
+    assert "in <code>ratio</code>" in week
+    link = re.search(r'href="(/view_traceback\?[^"]+)"', week).group(1).replace("&amp;", "&")
+    page = client.request("GET", link)
+    assert page.status == 200
+    assert ('<p class="location"><code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line '
+            '3</code> in <code>ratio</code></p>') in page.text
+    assert ('<div class="framehead"><code>analysis.ipynb, cell 7 (id f426cbb7), line 3</code>, '
+            'in <code>ratio</code> <span class="badge">blamed</span>') in page.text
+    assert "<code>analysis.ipynb, cell 7 (id 0a1b2c3d), line 4</code>, in <code>&lt;module&gt;"\
+        in page.text
+    assert "ipykernel" not in page.text
+    developer = client.get("/developer", email="bob@example.org").text
+    assert "<code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3</code>" in developer
+    [error] = json.loads(client.get("/api/developer", email="bob@example.org").body)["errors"]
+    assert error["where"] == "notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3"

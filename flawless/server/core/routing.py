@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-from flawless.report import Report
+from flawless.report import Frame, Report
+from flawless.server.core.cell_frames import (cell_function, cell_text, cell_where,
+                                              notebook_cell)
 from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, ExceptionLike, LineRule,
                                         RoutedException, RoutedFrame, Route, RoutingSettings,
                                         Rules)
+from flawless.server.core.notebooks import is_notebook_path
 from flawless.server.core.text import fold_whitespace
 
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
@@ -201,16 +204,26 @@ def _exception_name(name: str) -> str:
     return name
 
 
+def _line_identity(frame: Frame) -> tuple[tuple[str, ...], str]:
+    """The names a rule may give the frame's code, and its line as rules and keys see it:
+    for a frame in a cell, the cell (or function) and the line's hash, never typed text."""
+    if frame.cell is None:
+        return (frame.function_name,), frame.text
+    return tuple({cell_function(frame): None, frame.function_name: None}), cell_text(frame.cell)
+
+
 def _first_match(entries: Iterable[RuleT], routed: RoutedFrame) -> Optional[RuleT]:
-    frame = routed.frame
+    names, text = _line_identity(routed.frame)
     for entry in entries:
-        if matches(entry, routed.rule_path, frame.function_name, frame.text):
+        if any(matches(entry, routed.rule_path, name, text) for name in names):
             return entry
     return None
 
 
 def _where(routed: RoutedFrame) -> str:
     frame = routed.frame
+    if frame.cell is not None:
+        return f"{cell_where(frame.cell, routed.rule_path)} in {frame.function_name}"
     return f"{routed.rule_path}:{frame.line_number} in {frame.function_name}"
 
 
@@ -320,33 +333,38 @@ def _drop_reason(exceptions: Sequence[RoutedException], rules: Rules) -> Optiona
 
 
 def _key(routed: RoutedFrame) -> ErrorKey:
-    frame = routed.frame
-    return ErrorKey(routed.repo_path or routed.rule_path, frame.function_name,
-                    fold_whitespace(frame.text))
+    names, text = _line_identity(routed.frame)
+    return ErrorKey(routed.repo_path or routed.rule_path, names[0], fold_whitespace(text))
+
+
+def _route_frame(frame: Frame, index: RepoIndex, runtime_dirs: Sequence[str]) -> RoutedFrame:
+    """Where one frame's line is: a frame in a cell of a notebook (``cell.notebook``) is a
+    line of that notebook, in the repository when the notebook is one of its ``.ipynb``
+    files; any other frame is a line of its file."""
+    cell = notebook_cell(frame)
+    path = cell.notebook if cell is not None and cell.notebook else frame.filename
+    repo_path = index.resolve(path, runtime_dirs)
+    if cell is not None and repo_path is not None and not is_notebook_path(repo_path):
+        repo_path = None  # a cell is never a line of a .py file, whatever the client says
+    return RoutedFrame(frame, repo_path, rule_path(path, repo_path, runtime_dirs),
+                       in_app=repo_path is not None)
 
 
 def _routed_exception(exception: ExceptionLike, index: RepoIndex,
                       settings: RoutingSettings) -> RoutedException:
-    frames = []
-    for frame in exception.traceback:
-        repo_path = index.resolve(frame.filename, settings.runtime_dirs)
-        frames.append(RoutedFrame(frame, repo_path,
-                                  rule_path(frame.filename, repo_path, settings.runtime_dirs),
-                                  in_app=repo_path is not None))
-    return RoutedException(exception.exception_type, exception.exception_message,
-                           tuple(frames))
+    return RoutedException(exception.exception_type, tuple(
+        _route_frame(frame, index, settings.runtime_dirs) for frame in exception.traceback))
 
 
-def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSettings,
-          chained: Sequence[ExceptionLike] = ()) -> Route:
+def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSettings) -> Route:
     """Decide where a report goes: dropped (ignored exception or whitelisted line), or the
     frame to blame, the error's identity and the known error it is, with the reasons.
 
-    ``chained`` is the report's chain of exceptions (its cause or the one it was raised
-    while handling, and so on: the nearest first), each with its own traceback.
+    The report's ``chained`` exceptions (its cause or the one it was raised while handling,
+    and so on: the nearest first) are routed too: the blame may follow the chain.
     """
     exceptions = [_routed_exception(exception, index, settings)
-                  for exception in (report, *chained)]
+                  for exception in (report, *report.chained)]
     routed, chain = exceptions[0].frames, tuple(exceptions[1:])
     dropped = _drop_reason(exceptions, rules)
     if dropped is not None:
@@ -361,3 +379,17 @@ def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSetti
         explanation.append(f"known error ({known.source})")
     return Route(routed, None, None if blamed is None else blamed[1], _key(key_frame), known,
                  tuple(explanation), chain, 0 if blamed is None else blamed[0])
+
+
+def _frame_inputs(frames: Sequence[Frame]) -> tuple:
+    return tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
+                  frame.cell) for frame in frames)
+
+
+def route_inputs(report: Report) -> tuple:
+    """Everything :func:`route` reads of a report, its frames' locals aside: two reports with
+    equal inputs are routed alike (for one index, rules and settings), so a route can be
+    reused for every repeat of an error. Keep it in step with :func:`route`."""
+    return (report.exception_type, _frame_inputs(report.traceback),
+            tuple((chained.exception_type, _frame_inputs(chained.traceback))
+                  for chained in report.chained))

@@ -99,6 +99,8 @@ class OutboxService(service.Service):
         while self.running:
             entries = await self._reader.run(self._storage.due_mail, self._clock.seconds(),
                                              self._batch_size)
+            if entries:  # what queued them must outlive a power loss before they leave
+                await self._writer.run(self._storage.make_durable)
             for entry in entries:
                 if not self.running:
                     return

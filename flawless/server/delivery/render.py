@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 
 import jinja2
 
-from flawless.report import Report
+from flawless.report import Frame, Report
+from flawless.server.core.cell_frames import blame_note, cell_where, frame_line, frame_where
 from flawless.server.core.model import Blame, Decision, Route, RoutedFrame
 
 
@@ -109,6 +110,7 @@ class FrameView:
     text: str
     frame_locals: tuple[tuple[str, str], ...]
     blamed: bool
+    cell_where: Optional[str] = None  # "analysis.ipynb, cell 7 (id ...), line 3" in a cell
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,8 @@ class BlameView:
     author_email: str
     date: str
     head_fallback: Optional[str]   # sentence saying the blame ran at HEAD, when it did
+    cell_note: Optional[str] = None  # how a notebook's cell line was found, or why not blamed
+    heading: str = "Blamed commit"   # what the commit is: the blamed line's, or a cell's
 
 
 def _utc(timestamp: float) -> str:
@@ -137,8 +141,8 @@ class ExceptionView:
     frames: tuple[FrameView, ...]
 
 
-def _frame_views(route: Route, exception: int) -> tuple[FrameView, ...]:
-    blamed = route.blamed_index if exception == route.blamed_exception else None
+def _frame_views(frames: Sequence[Frame], blamed: Optional[int]) -> tuple[FrameView, ...]:
+    """Frames as shown, the ``blamed``-th marked."""
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -148,24 +152,31 @@ def _frame_views(route: Route, exception: int) -> tuple[FrameView, ...]:
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == blamed,
+            cell_where=body_text(frame_where(frame)) if frame.cell is not None else None,
         )
-        for index, frame in enumerate(item.frame for item in route.frames_of(exception)))
+        for index, frame in enumerate(frames))
 
 
 def _exception_views(report: Report, route: Route) -> tuple[ExceptionView, ...]:
-    """Every exception of the chain, the one raised first first (as Python prints them),
-    the reported one last."""
-    views = [ExceptionView(body_text(report.exception_type),
-                           body_text(report.exception_message), _frame_views(route, 0))]
-    views += [ExceptionView(body_text(chained.exception_type),
-                            body_text(chained.exception_message), _frame_views(route, number))
-              for number, chained in enumerate(route.chain, 1)]
-    return tuple(reversed(views))
+    """Every exception of the report's chain, the one raised first first (as Python prints
+    them), the reported one last. The frames are the report's own (a route may be shared by
+    the repeats of an error, whose locals differ), marked as the route decided."""
+    def blamed(exception: int) -> Optional[int]:
+        return route.blamed_index if exception == route.blamed_exception else None
+
+    exceptions = (report, *report.chained)
+    return tuple(ExceptionView(body_text(exception.exception_type),
+                               body_text(exception.exception_message),
+                               _frame_views(exception.traceback, blamed(number)))
+                 for number, exception in reversed(list(enumerate(exceptions))))
 
 
-def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
+def _blame_view(blame: Optional[Blame], report: Report,
+                culprit: RoutedFrame) -> Optional[BlameView]:
     if blame is None:
         return None
+    cell = culprit.frame.cell
+    cell_note = body_text(blame_note(blame, cell)) if blame.cell is not None and cell else None
     head_fallback = None
     if not blame.at_requested_revision:
         asked = f" ({body_text(report.revision)})" if report.revision else ""
@@ -174,7 +185,10 @@ def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
     return BlameView(short_sha=blame.commit_sha[:12], summary=body_text(blame.commit_summary),
                      author_name=body_text(blame.author_name),
                      author_email=body_text(blame.author_email),
-                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback)
+                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback,
+                     cell_note=cell_note,
+                     heading="Blamed commit" if blame.cell is None or blame.cell.line else
+                     "No line blamed; the cell's last change, commit")
 
 
 def _culprit(alert: Alert) -> RoutedFrame:
@@ -182,11 +196,14 @@ def _culprit(alert: Alert) -> RoutedFrame:
     return alert.route.blamed or alert.route.frames[-1]
 
 
-def alert_location(alert: Alert) -> tuple[str, int]:
-    """(path, line) the alert is about: the blamed repository path, else the innermost frame's."""
+def alert_location(alert: Alert) -> str:
+    """Where the line the alert is about is: ``PATH:LINE`` (the blamed repository path, else
+    the innermost frame's), or ``PATH, cell 7 (id ...), line 3`` in a notebook's cell."""
     culprit = _culprit(alert)
     path = culprit.repo_path or culprit.rule_path or culprit.frame.filename
-    return path, culprit.frame.line_number
+    if culprit.frame.cell is not None:
+        return cell_where(culprit.frame.cell, path)
+    return f"{path}:{culprit.frame.line_number}"
 
 
 def error_query(alert: Alert) -> str:
@@ -195,7 +212,7 @@ def error_query(alert: Alert) -> str:
     return urlencode({
         "filename": key.filename,
         "function_name": key.function_name,
-        "line_number": _culprit(alert).frame.line_number,
+        "line_number": frame_line(_culprit(alert).frame),
         "text": key.text,
         "timestamp": int(alert.last_seen),
     })
@@ -204,12 +221,11 @@ def error_query(alert: Alert) -> str:
 def alert_subject(alert: Alert) -> str:
     """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``, after ``Regression:`` when a fix
     regressed: two errors of one file never share a subject. Safe for a header and bounded."""
-    path, line = alert_location(alert)
     kind = alert.report.exception_type.rpartition(".")[2] or alert.report.exception_type
     function = _culprit(alert).frame.function_name
-    where = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
+    host = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
     regression = "Regression: " if alert.decision.regression else ""
-    return header_text(f"{regression}{kind} in {function} ({path}:{line}) {where}",
+    return header_text(f"{regression}{kind} in {function} ({alert_location(alert)}) {host}",
                        MAX_SUBJECT_CHARS)
 
 
@@ -227,7 +243,7 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
         "exceptions": _exception_views(report, alert.route),
-        "blame": _blame_view(alert.blame, report),
+        "blame": _blame_view(alert.blame, report, _culprit(alert)),
         "count": alert.count,
         "first_seen": _utc(alert.first_seen),
         "last_seen": _utc(alert.last_seen),

@@ -9,8 +9,10 @@ from typing import Optional
 from flawless.config import Config
 from flawless.report import Report
 from flawless.server.core import alerting, fixes, routing
+from flawless.server.core.cell_frames import blame_note, blame_reason, notebook_cell
 from flawless.server.core.model import Blame, ErrorKey, FixCheck, Resolution
 from flawless.server.core.routing import RepoIndex
+from flawless.server.git.notebooks import blame_cell
 from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
 from flawless.server.rules.loading import load_rules
 from flawless.server.settings import alert_settings, routing_settings
@@ -50,16 +52,21 @@ def explain_report(config: Config, report: Report) -> str:
     blamed = route.blamed
     if repository is not None and sha is not None and blamed is not None \
             and blamed.repo_path is not None and route.dropped_reason is None:
+        cell = notebook_cell(blamed.frame)
         try:
-            blame = replace(repository.blame_line(blamed.repo_path, blamed.frame.line_number,
-                                                  sha, blamed.frame.text,
-                                                  blamed.frame.function_name),
-                            at_requested_revision=exact)
+            if cell is not None:
+                blame = blame_cell(repository, blamed.repo_path, cell, sha)
+                route = replace(route, explanation=route.explanation + (
+                    blame_note(blame, cell),))
+            else:
+                blame = repository.blame_line(blamed.repo_path, blamed.frame.line_number, sha,
+                                              blamed.frame.text, blamed.frame.function_name)
+            blame = replace(blame, at_requested_revision=exact)
         except (BlameFailed, RepositoryUnavailable) as error:
             problem = str(error)
     lines = _blame_lines(blame, problem)
     settings = alert_settings(config)
-    author = blame.author_email if blame else None
+    author, reason = (blame.author_email, blame_reason(blame)) if blame else (None, None)
     resolution = None
     if repository is not None and sha is not None and route.dropped_reason is None:
         try:
@@ -69,13 +76,14 @@ def explain_report(config: Config, report: Report) -> str:
     if resolution is None or repository is None or sha is None:
         decision = alerting.decide(
             route, author, blame.commit_timestamp if blame else None, 0, report.error_count,
-            False, report.error_threshold, rules, settings)
+            False, report.error_threshold, rules, settings, reason)
         return "\n".join([*lines, alerting.explain(route, decision)])
     fix = resolution.fix_commit
     assert fix is not None
     check = FixCheck(fix, sha if exact else None, repository.contains(sha, fix) if exact else None)
     decision = alerting.decide_recurrence(route, author, rules, settings, resolution,
-                                          fixes.recurrence(resolution, check, report.revision))
+                                          fixes.recurrence(resolution, check, report.revision),
+                                          reason)
     lines.append(f"fixed: {fixes.fixed_by(resolution)} names this error (read from the "
                  "repository alone: a resolution or reopening on the dashboard is not)")
     return "\n".join([*lines, alerting.explain(route, decision)])

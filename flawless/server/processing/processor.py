@@ -9,6 +9,7 @@ whole effect stored, never half of it, so no report is lost and no alert doubled
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any, Callable, Optional, Union
@@ -19,27 +20,30 @@ from twisted.logger import Logger
 
 from flawless.backoff import backoff_delay
 from flawless.report import Report
-from flawless.server.core import routing
-from flawless.server.core.model import (AlertSettings, ErrorKey, FixCheck, Occurrence,
-                                        Rules, RoutingSettings)
+from flawless.server.core import alerting, routing
+from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
+from flawless.server.core.lru import Lru
+from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, FixCheck, Occurrence,
+                                        Route, RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.storage.interface import Claim, Storage, Transaction
+from flawless.server.storage.plan import PlanConflict, PlanningTransaction
 from flawless.server.storage.records import InboxItem
 from flawless.server.threads import Runner
 
 log = Logger()
 
 BATCH_SIZE = 200
+MAX_BATCH_SIZE = 3200
 IDLE_POLL_SECONDS = 1.0
 FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
-INGEST_FIRST_FACTOR = 3.0
-BUSY_MIN_DELAY = 0.05
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
+ROUTES_CACHED = 10000
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class Processor(service.Service):
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
                  sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
-                 clock: Any, ingest_busy: Callable[[], bool] = lambda: False):
+                 clock: Any):
         self._storage = storage
         self._reader = reader
         self._writer = writer
@@ -80,11 +84,12 @@ class Processor(service.Service):
         self._base_url = base_url
         self._on_mail_queued = on_mail_queued
         self._clock = clock
-        self._ingest_busy = ingest_busy
-        self._batch_seconds = 0.0
         self._later: Any = None
+        self._batch_size = BATCH_SIZE
         self._running: Optional[defer.Deferred] = None
         self._again = False
+        self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
+        self._recipients = alerting.RecipientsMemo(ROUTES_CACHED)
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = clock
         self.processed = 0
@@ -122,14 +127,8 @@ class Processor(service.Service):
         self._running.addBoth(self._finished)
 
     def wake_soon(self) -> None:
-        """New reports are stored: process them now, or, while requests arrive fast, a
-        little later in one larger batch."""
-        if self._running is not None:
-            self._again = True
-        elif not self._ingest_busy():
-            self.wake()
-        elif self._later is None or not self._later.active():
-            self._later = self._clock.callLater(BUSY_MIN_DELAY, self.wake)
+        """New reports are stored: process them now, or right after the batch in progress."""
+        self.wake()
 
     def _log_failure(self, failure) -> None:  # type: ignore[no-untyped-def]
         self.last_error = failure.getErrorMessage()
@@ -137,77 +136,150 @@ class Processor(service.Service):
 
     def _finished(self, more: object) -> None:
         self._running = None
-        if not self.running:
-            return
-        if self._again or more is True:
-            # Acknowledging reports comes first: while requests keep arriving, processing
-            # takes a bounded share of the CPU (it catches up as soon as they pause).
-            delay = max(BUSY_MIN_DELAY, INGEST_FIRST_FACTOR * self._batch_seconds) \
-                if self._ingest_busy() else 0
-            if self._later is None or not self._later.active():
-                self._later = self._clock.callLater(delay, self.wake)
+        if self.running and (self._again or more is True):
+            # The next batch is started from the reactor's queue, after the requests that
+            # arrived meanwhile: acknowledging and processing take turns, so neither starves
+            # (while processing lags, answers wait for the database thread it shares).
+            self._later = self._clock.callLater(0, self.wake)
 
     async def _process_due(self) -> bool:
-        started = self._clock.seconds()
-        claim: Claim = await self._reader.run(self._storage.claim_inbox, started, BATCH_SIZE)
+        claim: Claim = await self._reader.run(self._storage.claim_inbox, self._clock.seconds(),
+                                              self._batch_size)
         if not claim.items:
             return False
+        # A backlog is worked off in larger batches (fewer writes per report); a trickle in
+        # small ones (an alert waits for its whole batch).
+        full = sum(len(item.reports) for item in claim.items) >= self._batch_size
+        self._batch_size = min(MAX_BATCH_SIZE, self._batch_size * 2) if full else BATCH_SIZE
+        rules = self._rules()
         try:
-            batch = [(item, await defer.gatherResults(
-                [defer.ensureDeferred(self._prepare(report)) for report in item.reports],
-                consumeErrors=True)) for item in claim.items]
-            batch = await self._check_fixes(batch)
+            # Repeats of known errors are settled from the caches at once; only what needs
+            # git waits for it.
+            entries = [[self._prepare_now(report, rules) for report in item.reports]
+                       for item in claim.items]
+            waiting = [(entry_list, column, defer.ensureDeferred(self._prepare(report, rules)))
+                       for item, entry_list in zip(claim.items, entries)
+                       for column, (report, entry) in enumerate(zip(item.reports, entry_list))
+                       if entry is None]
+            outcomes = await defer.gatherResults([deferred for *_, deferred in waiting],
+                                                 consumeErrors=True)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
-        rules = self._rules()
-        queued = await self._writer.run(self._storage.apply, claim,
-                                        lambda transaction: self._apply(transaction, batch,
-                                                                        rules))
-        self.processed += sum(isinstance(entry, (Occurrence, Dropped))
-                              for _, prepared in batch for entry in prepared)
+        for (entry_list, column, _), outcome in zip(waiting, outcomes):
+            entry_list[column] = outcome
+        try:
+            batch = await self._check_fixes(list(zip(claim.items, entries)))
+        except BaseException:
+            await self._reader.run(self._storage.release, claim)
+            raise
+        queued = await self._write(claim, batch, rules)
+        done = sum(isinstance(entry, (Occurrence, Dropped))
+                   for _, prepared in batch for entry in prepared)
+        self.processed += done
+        log.debug("processed {done} reports of {requests} requests", done=done,
+                  requests=len(batch))
         if queued:
             self._on_mail_queued()
-        self._batch_seconds = self._clock.seconds() - started
         return True
 
-    async def _prepare(self, report: Report) -> Prepared:
-        rules = self._rules()
+    async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
+                     rules: Rules) -> int:
+        """Count, decide and queue mail for the batch; return the mails queued. The work is
+        planned in a reader thread and written in a short transaction, so that the database
+        thread stays free for acknowledging reports; if an error changed meanwhile, it is
+        done again within one transaction."""
+        planning = PlanningTransaction(self._storage.error_states, self._storage.resolutions)
+        planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
         try:
-            if self._blamer is None:
-                index = EMPTY_INDEX
-            else:
-                sha, _ = await self._blamer.resolve(report.revision)
-                index = await self._blamer.index_at(sha)
-            route = routing.route(report, index, rules, self._routing_settings)
-            if route.dropped_reason is not None:
-                return Dropped(route.dropped_reason)
-            blamed = route.blamed
-            if blamed is None or self._blamer is None or blamed.repo_path is None:
-                return Occurrence(report, route, None)
-            try:
-                blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                 report.revision, blamed.frame.text,
-                                                 blamed.frame.function_name)
-            except BlameFailed as failure:
-                log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
-                         line=blamed.frame.line_number, reason=str(failure))
-                route = replace(route, explanation=route.explanation + (
-                    f"git blame failed ({failure}); sent to the default contact",))
-                return Occurrence(report, route, None)
-            if blame.explanation:
-                route = replace(route, explanation=route.explanation + blame.explanation)
-            if not route.key.text and blame.line_text.strip():
-                # The client could not read its source line: the repository's text of the
-                # blamed line keeps errors on different lines of one function apart.
-                route = replace(route, key=replace(route.key,
-                                                   text=fold_whitespace(blame.line_text)))
-            return Occurrence(report, route, blame)
+            return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
+        except PlanConflict as conflict:
+            log.info("processing again within one transaction: {why}", why=str(conflict))
+            return await self._writer.run(
+                self._storage.apply, claim,
+                lambda transaction: self._apply(transaction, batch, rules))
+
+    def _prepare_now(self, report: Report, rules: Rules) -> Optional[Prepared]:
+        """What becomes of ``report`` when everything it needs is cached, else None."""
+        if self._blamer is None:
+            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None)
+        resolved = self._blamer.resolved_now(report.revision)
+        index = self._blamer.index_now(resolved[0]) if resolved is not None else None
+        if resolved is None or index is None:
+            return None
+        route = self._route(report, index, resolved[0], rules)
+        blamed = _to_blame(route)
+        if blamed is None:
+            return self._outcome(report, route, None)
+        cell = notebook_cell(blamed.frame)
+        assert blamed.repo_path is not None
+        blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
+                                       blamed.frame.text, blamed.frame.function_name,
+                                       resolved) if cell is None \
+            else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
+        return None if blame is None else self._outcome(report, route, blame)
+
+    async def _prepare(self, report: Report, rules: Rules) -> Prepared:
+        """What becomes of ``report``, asking git for what is not cached."""
+        assert self._blamer is not None
+        try:
+            sha, _ = await self._blamer.resolve(report.revision)
+            route = self._route(report, await self._blamer.index_at(sha), sha, rules)
+            blamed = _to_blame(route)
+            blame: Union[Blame, BlameFailed, None] = None
+            if blamed is not None:
+                assert blamed.repo_path is not None
+                cell = notebook_cell(blamed.frame)
+                try:
+                    blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                      report.revision, blamed.frame.text,
+                                                      blamed.frame.function_name)
+                                   if cell is None else
+                                   self._blamer.blame_cell(blamed.repo_path, cell,
+                                                           report.revision))
+                except BlameFailed as failure:
+                    blame = failure
+            return self._outcome(report, route, blame)
         except RepositoryUnavailable as unavailable:
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))
             return Postponed(str(unavailable))
+
+    @staticmethod
+    def _outcome(report: Report, route: Route,
+                 blame: Union[Blame, BlameFailed, None]) -> Prepared:
+        if route.dropped_reason is not None:
+            return Dropped(route.dropped_reason)
+        blamed = route.blamed
+        if isinstance(blame, BlameFailed):
+            assert blamed is not None
+            log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
+                     line=frame_line(blamed.frame), reason=str(blame))
+            return Occurrence(report, replace(route, explanation=route.explanation + (
+                f"git blame failed ({blame}); sent to the default contact",)), None)
+        if blame is not None and blame.explanation:
+            route = replace(route, explanation=route.explanation + blame.explanation)
+        cell = notebook_cell(blamed.frame) if blamed is not None else None
+        if blame is not None and cell is not None:
+            route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
+        elif blame is not None and not route.key.text and blame.line_text.strip():
+            # The client could not read its source line: the repository's text of the
+            # blamed line keeps errors on different lines of one function apart.
+            route = replace(route, key=replace(route.key, text=fold_whitespace(blame.line_text)))
+        return Occurrence(report, route, blame)
+
+    def _route(self, report: Report, index: routing.RepoIndex, sha: str, rules: Rules) -> Route:
+        """:func:`routing.route`, reused for the repeats of an error (same inputs, same tree,
+        same rules object): the frames of a reused route are those of the report first
+        routed, their locals another occurrence's (see Route)."""
+        key = (sha, routing.route_inputs(report))
+        cached = self._routes.get(key)
+        if cached is not None and cached[0] is rules:
+            return cached[1]
+        route = routing.route(report, index, rules, self._routing_settings)
+        self._routes.put(key, (rules, route))
+        return route
 
     async def _check_fixes(self, batch: list[tuple[InboxItem, list[Prepared]]]
                            ) -> list[tuple[InboxItem, list[Prepared]]]:
@@ -243,7 +315,8 @@ class Processor(service.Service):
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
         """Count, decide and queue mail for a batch of requests; return mails queued."""
         now = self._clock.seconds()
-        tallies: dict[ErrorKey, ErrorTally] = {}
+        counted: list[tuple[Occurrence, float]] = []
+        dropped: Counter[str] = Counter()
         for item, prepared in batch:
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
@@ -255,26 +328,39 @@ class Processor(service.Service):
                 continue
             for entry in prepared:
                 if isinstance(entry, Dropped):
-                    transaction.bump_stat("dropped: " + entry.reason.split(":")[0])
-                    continue
-                assert isinstance(entry, Occurrence)
-                tally = tallies.get(entry.route.key)
-                if tally is None:
-                    state = transaction.error_state(entry.route.key)
-                    tally = tallies[entry.route.key] = ErrorTally(
-                        state, item.received_at,
-                        transaction.resolution(state.error_id) if state else None)
-                tally.add(entry, item.received_at, now, rules, self._alert_settings)
+                    dropped["dropped: " + entry.reason.split(":")[0]] += 1
+                else:
+                    assert isinstance(entry, Occurrence)
+                    counted.append((entry, item.received_at))
             transaction.remove_from_inbox(item.inbox_id)
-        return sum(self._save(transaction, tally, now) for tally in tallies.values())
+        for name, count in dropped.items():
+            transaction.bump_stat(name, count)
+        states = transaction.error_states(list({occurrence.route.key: None
+                                                for occurrence, _ in counted}))
+        resolutions = transaction.resolutions([state.error_id for state in states.values()])
+        tallies: dict[ErrorKey, ErrorTally] = {}
+        for occurrence, when in counted:
+            tally = tallies.get(occurrence.route.key)
+            if tally is None:
+                state = states.get(occurrence.route.key)
+                tally = tallies[occurrence.route.key] = ErrorTally(
+                    state, when, resolutions.get(state.error_id) if state else None)
+            tally.add(occurrence, when, now, rules, self._alert_settings, self._recipients)
+        ids = transaction.save_errors([tally.record() for tally in tallies.values()])
+        for error_id, tally in zip(ids, tallies.values()):
+            if tally.resolution_changed and tally.resolution is not None:
+                transaction.save_resolution(error_id, tally.resolution)
+        transaction.count_many_occurrences([
+            (error_id, when, int(occurrences))
+            for error_id, tally in zip(ids, tallies.values())
+            for when, occurrences in tally.days.values()])
+        return sum(self._queue_mail(transaction, error_id, tally, now)
+                   for error_id, tally in zip(ids, tallies.values()))
 
-    def _save(self, transaction: Transaction, tally: ErrorTally, now: float) -> int:
-        """Write one error's new state and counts, and queue its mail; return mails queued."""
-        error_id = transaction.save_error(tally.record())
-        if tally.resolution_changed and tally.resolution is not None:
-            transaction.save_resolution(error_id, tally.resolution)
-        for when, occurrences in tally.days.values():
-            transaction.count_occurrences(error_id, when, int(occurrences))
+    def _queue_mail(self, transaction: Transaction, error_id: int, tally: ErrorTally,
+                    now: float) -> int:
+        """Queue the alerts of one error (and a note about rejected recipients); return how
+        many mails."""
         messages = [render.render_alert(render.Alert(
             report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
             decision=decision, count=count, first_seen=tally.first_seen,
@@ -300,3 +386,11 @@ class Processor(service.Service):
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
                                    [contact], self._sender)]
+
+
+def _to_blame(route: Route) -> Optional[RoutedFrame]:
+    """The frame of the repository ``route`` needs blamed, if any."""
+    blamed = route.blamed
+    if route.dropped_reason is not None or blamed is None or blamed.repo_path is None:
+        return None
+    return blamed

@@ -20,11 +20,17 @@ class Transaction(Protocol):
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
 
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_state` of many errors at once (those seen before)."""
+
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
 
-    def resolution(self, error_id: int) -> Optional[Resolution]:
-        """How the error was resolved and what became of it, if it ever was."""
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
 
     def save_resolution(self, error_id: int, resolution: Resolution) -> None:
         """Store how the error is resolved, replacing what was stored."""
@@ -35,6 +41,9 @@ class Transaction(Protocol):
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -74,7 +83,21 @@ class Storage(Protocol):
 
     def apply(self, claim: Claim, work: Any) -> Any:
         """Run ``work(transaction)`` and commit it with the end of ``claim``; return what
-        ``work`` returned. On any failure nothing of it is kept and the claim is released."""
+        ``work`` returned. On any failure nothing of it is kept and the claim is released.
+        The commit must survive a crash of the process; it may wait for
+        :meth:`make_durable` to survive a power loss."""
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction:
+        what a plan is worked out from (see plan.py)."""
+
+    def apply_plan(self, claim: Claim, plan: Any) -> Any:
+        """Write a plan worked out from ``claim`` as :meth:`apply` would have, and end the
+        claim; raise plan.PlanConflict, writing nothing, when an error it read changed."""
+
+    def make_durable(self) -> None:
+        """Make every commit so far survive a power loss (the outbox calls it before it lets
+        anything queued leave the server)."""
 
     def release(self, claim: Claim) -> None:
         """Give the claimed requests back untouched."""
@@ -122,8 +145,8 @@ class Storage(Protocol):
                     ) -> list[tuple[ErrorRecord, int]]:
         """The errors seen in the week starting ``week``, with their count in that week."""
 
-    def resolution(self, error_id: int) -> Optional[Resolution]:
-        """How the error was resolved and what became of it, if it ever was."""
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
 
     def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
         """The errors among ``keys`` that are resolved by a fix commit, with their

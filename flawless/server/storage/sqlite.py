@@ -14,8 +14,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import msgspec
+
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
+from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import (InboxItem, OutboxMail,
                                              StorageUnavailable, decode_report, encode_report,
                                              reports_in_payload)
@@ -101,7 +104,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
-    # 3: fixes by revision. An error marked resolved (and by which commit), what became of
+    # 3: claiming a batch reads ids and report counts in id order from this index alone:
+    # in the table they lie after each request's payload, whose overflow pages SQLite
+    # would otherwise walk for every row.
+    """
+    CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
+    """,
+    # 4: fixes by revision. An error marked resolved (and by which commit), what became of
     # it; and the Fixes: trailers already applied, so that each applies once.
     """
     CREATE TABLE IF NOT EXISTS error_resolutions (
@@ -133,6 +142,9 @@ _ERROR_COLUMNS = (
     "recipients, explanation"
 )
 _SAVED_COLUMNS = _ERROR_COLUMNS.split(", ", 1)[1]
+_JSON = msgspec.json.Encoder()
+STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
+IDS_PER_QUERY = 900
 
 
 def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
@@ -172,8 +184,8 @@ def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
         record.blame_revision,
         None if record.blame_at_requested is None else int(record.blame_at_requested),
         record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
-        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
-        json.dumps(list(record.explanation)),
+        int(record.known), record.alerted_at, _JSON.encode(record.recipients).decode(),
+        _JSON.encode(record.explanation).decode(),
     )
 
 
@@ -189,34 +201,78 @@ class SqliteTransaction:
 
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
-        row = self._connection.execute(
-            "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
-            "WHERE filename = ? AND function_name = ? AND text = ?",
-            (key.filename, key.function_name, key.text)).fetchone()
-        if row is None:
-            return None
-        return ErrorState(row["id"], row["count"], row["first_seen"], row["last_seen"],
-                          row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return self.error_states([key]).get(key)
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_state` of many errors at once (those seen before)."""
+        states = {}
+        for start in range(0, len(keys), STATES_PER_QUERY):
+            chunk = keys[start:start + STATES_PER_QUERY]
+            # A join, not a row-value IN: SQLite would scan every error for that.
+            rows = self._connection.execute(
+                "SELECT e.id, e.filename, e.function_name, e.text, e.count, e.first_seen, "
+                "e.last_seen, e.alerted_at, e.recipients FROM "
+                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS k JOIN errors e "
+                "ON e.filename = k.column1 AND e.function_name = k.column2 "
+                "AND e.text = k.column3",
+                [part for key in chunk for part in (key.filename, key.function_name, key.text)])
+            for row in rows:
+                states[ErrorKey(row["filename"], row["function_name"], row["text"])] = ErrorState(
+                    row["id"], row["count"], row["first_seen"], row["last_seen"],
+                    row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return states
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
-        values = _saved_values(record)
-        if record.error_id:
-            assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
-            self._connection.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
-                                     values + (record.error_id,))
-            return record.error_id
-        cursor = self._connection.execute(
-            f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
-            values)
-        return int(cursor.lastrowid or 0)
+        return self.save_errors([record])[0]
 
-    def resolution(self, error_id: int) -> Optional[Resolution]:
-        """How the error was resolved and what became of it, if it ever was."""
-        row = self._connection.execute(
-            f"SELECT {_RESOLUTION_COLUMNS} FROM error_resolutions WHERE error_id = ?",
-            (error_id,)).fetchone()
-        return None if row is None else _resolution_from_row(row)
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+        self._update_errors([record for record in records if record.error_id], None)
+        return self._with_inserted(records)
+
+    def save_checked(self, records: Sequence[ErrorRecord], plan: Plan) -> list[int]:
+        """:meth:`save_errors` of a plan: each stored error must still have the count the
+        plan read, and a new one must still be new; else PlanConflict."""
+        self._update_errors([record for record in records if record.error_id], plan)
+        try:
+            return self._with_inserted(records)
+        except sqlite3.IntegrityError as error:
+            raise PlanConflict(f"an error was stored meanwhile: {error}") from None
+
+    def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
+        """Rewrite stored errors; with a plan, only those still at the count it read."""
+        assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
+        if plan is None:
+            self._connection.executemany(f"UPDATE errors SET {assignments} WHERE id = ?",
+                                         [_saved_values(record) + (record.error_id,)
+                                          for record in records])
+            return
+        cursor = self._connection.executemany(
+            f"UPDATE errors SET {assignments} WHERE id = ? AND count = ?",
+            [_saved_values(record) + (record.error_id, plan.read[record.key].count)
+             for record in records])
+        if cursor.rowcount != len(records):
+            raise PlanConflict(f"{len(records) - cursor.rowcount} errors changed meanwhile")
+
+    def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """The ids of ``records``, inserting those that have none."""
+        insert = f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES " \
+                 f"({', '.join('?' * len(_SAVED_COLUMNS.split(', ')))})"
+        return [record.error_id or int(
+            self._connection.execute(insert, _saved_values(record)).lastrowid or 0)
+            for record in records]
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        found = {}
+        for start in range(0, len(error_ids), IDS_PER_QUERY):
+            chunk = error_ids[start:start + IDS_PER_QUERY]
+            for row in self._connection.execute(
+                    f"SELECT error_id, {_RESOLUTION_COLUMNS} FROM error_resolutions WHERE "
+                    f"error_id IN ({', '.join('?' * len(chunk))})", list(chunk)):
+                found[row["error_id"]] = _resolution_from_row(row)
+        return found
 
     def save_resolution(self, error_id: int, resolution: Resolution) -> None:
         """Store how the error is resolved, replacing what was stored."""
@@ -238,15 +294,20 @@ class SqliteTransaction:
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
-        self._connection.execute(
+        self.count_many_occurrences([(error_id, when, occurrences)])
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        self._connection.executemany(
             "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
             "count = count + excluded.count, last_seen = excluded.last_seen",
-            (error_id, week_start(when), occurrences, when, when))
-        self._connection.execute(
+            [(error_id, week_start(when), occurrences, when, when)
+             for error_id, when, occurrences in counts])
+        self._connection.executemany(
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
-            (error_id, day_of(when), occurrences))
+            [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
 
     def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
                    recipients: Sequence[str]) -> int:
@@ -329,10 +390,18 @@ class SqliteStorage:
         return self._connection.execute(sql, args).fetchall()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
-        """One atomic write; raises StorageUnavailable when the database refuses it."""
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it.
+
+        A durable one is on disk when it returns (synchronous=FULL: it survives power loss);
+        any other one survives the process being killed, and is made durable by the next
+        durable one (they share the write-ahead log, which that one syncs)."""
         connection = self._connection
         try:
+            level = "FULL" if durable else "NORMAL"
+            if getattr(self._local, "synchronous", "FULL") != level:
+                connection.execute(f"PRAGMA synchronous={level}")
+                self._local.synchronous = level
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise StorageUnavailable(str(error)) from error
@@ -373,8 +442,9 @@ class SqliteStorage:
         (at least one request)."""
         chosen, total = [], 0
         # Each request holds at least one report: ``limit`` rows are always enough.
-        for row in self._query("SELECT id, reports FROM inbox WHERE next_attempt_at <= ? "
-                               "ORDER BY id LIMIT ?", now, max(1, limit)):
+        for row in self._query("SELECT id, reports FROM inbox INDEXED BY inbox_claim "
+                               "WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                               now, max(1, limit)):
             chosen.append(row["id"])
             total += row["reports"]
             if total >= limit:
@@ -387,10 +457,27 @@ class SqliteStorage:
                                            reports_in_payload(row["payload"]), row["attempts"])
                                  for row in rows))
 
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction."""
+        return SqliteTransaction(self._connection).error_states(keys)
+
+    def apply_plan(self, claim: SqliteClaim, plan: Plan) -> Any:
+        """Write ``plan`` (worked out from ``claim``) as :meth:`apply` would have; raises
+        PlanConflict, writing nothing, when an error changed since the plan read it."""
+        with self.transaction(durable=False) as transaction:
+            return replay(plan, transaction, transaction.save_checked)
+
     def apply(self, claim: SqliteClaim, work: Callable[[SqliteTransaction], Any]) -> Any:
-        """Run ``work(transaction)`` atomically; return its result."""
-        with self.transaction() as transaction:
+        """Run ``work(transaction)`` atomically; return its result. It is not synced to disk
+        at once: a crash of the process cannot undo it, and what it queues is delivered only
+        after :meth:`make_durable`, so a power loss cannot undo it after its effect left."""
+        with self.transaction(durable=False) as transaction:
             return work(transaction)
+
+    def make_durable(self) -> None:
+        """Sync every transaction committed so far to disk (a durable write of its own)."""
+        with self.transaction() as transaction:
+            transaction.bump_stat("durability barriers")
 
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
@@ -483,9 +570,9 @@ class SqliteStorage:
             + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC", week)
         return [(_error_from_row(row), int(row["week_count"])) for row in rows]
 
-    def resolution(self, error_id: int) -> Optional[Resolution]:
-        """How the error was resolved and what became of it, if it ever was."""
-        return SqliteTransaction(self._connection).resolution(error_id)
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        return SqliteTransaction(self._connection).resolutions(error_ids)
 
     def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
         """The errors among ``keys`` that are resolved by a fix commit, with their

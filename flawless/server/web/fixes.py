@@ -112,7 +112,8 @@ class FixPages:
         """Apply ``change`` to the error's resolution in one transaction (the writer's)."""
         record = find_error(self._storage, key, line_number)
         with self._storage.transaction() as transaction:
-            resolution = change(transaction.resolution(record.error_id))
+            current = transaction.resolutions([record.error_id]).get(record.error_id)
+            resolution = change(current)
             transaction.save_resolution(record.error_id, resolution)
         return record, resolution
 

@@ -13,7 +13,7 @@ from twisted.web import server
 
 from flawless.report import report_to_dict
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
-from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
@@ -109,17 +109,20 @@ class ReadPages:
         return self._renderer.render(
             "page_traceback.html", visitor, record=record, chart=chart,
             blamed_index=blamed_frame_index(record),
-            resolution=self._storage.resolution(record.error_id),
+            resolution=self._resolution(record),
             week_timestamp=int(timestamp if timestamp is not None else record.last_seen))
 
     def _error_json(self, key: ErrorKey, line_number: Optional[int]) -> dict[str, Any]:
         record = find_error(self._storage, key, line_number)
         data = error_json(record)
-        data["resolution"] = resolution_json(self._storage.resolution(record.error_id))
+        data["resolution"] = resolution_json(self._resolution(record))
         data["report"] = report_to_dict(record.last_report)
         data["explanation"] = list(record.explanation)
         data["daily_counts"] = self._storage.daily_counts(record.error_id, "0000-00-00")
         return data
+
+    def _resolution(self, record: ErrorRecord) -> Optional[Resolution]:
+        return self._storage.resolutions([record.error_id]).get(record.error_id)
 
     async def traceback(self, request: server.Request) -> Answer:
         """``/view_traceback``."""

@@ -8,7 +8,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from flawless.server.core.model import ErrorRecord, Resolution
+from flawless.report import Frame
+from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
+from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 
 CHART_DAYS = 56
 
@@ -161,6 +163,7 @@ def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[st
         "commit_summary": record.commit_summary, "commit_timestamp": record.commit_timestamp,
         "known": record.known, "alerted_at": record.alerted_at,
         "recipients": list(record.recipients),
+        "where": record_place(record)[0],
         "url": link("/view_traceback", **error_params(record)),
     }
     if week_count is not None:
@@ -175,12 +178,29 @@ def resolution_json(resolution: Optional[Resolution]) -> Optional[dict[str, Any]
     return {"resolved": resolution.resolved, **dataclasses.asdict(resolution)}
 
 
+def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
+    """Whether ``frame`` is the line an error with this key and line number is known by."""
+    cell = frame.cell
+    if cell is not None:
+        return (cell_function(frame) == key.function_name and cell_text(cell) == key.text
+                and (cell.notebook or frame.filename).replace("\\", "/").endswith(key.filename))
+    return (frame.function_name == key.function_name and frame.line_number == line_number
+            and frame.filename.replace("\\", "/").endswith(key.filename))
+
+
 def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
     """Which frame of the latest report is the blamed one, if it can be told."""
     for index in range(len(record.last_report.traceback) - 1, -1, -1):
-        frame = record.last_report.traceback[index]
-        if (frame.function_name == record.key.function_name
-                and frame.line_number == record.line_number
-                and frame.filename.replace("\\", "/").endswith(record.key.filename)):
+        if _is_keyed_by(record.last_report.traceback[index], record.key, record.line_number):
             return index
     return None
+
+
+def record_place(record: ErrorRecord) -> tuple[str, str]:
+    """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
+    line in a notebook's cell) and its function."""
+    index = blamed_frame_index(record)
+    frame = record.last_report.traceback[index] if index is not None else None
+    if frame is not None and frame.cell is not None:
+        return cell_where(frame.cell, record.key.filename), frame.function_name
+    return f"{record.key.filename}:{record.line_number}", record.key.function_name
