@@ -4,6 +4,8 @@ processor and database, the recipient of the queued mail asserted."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from support.gitrepo import ALICE, BOB, CAROL, init_repo
@@ -99,7 +101,8 @@ from stats import mean
 def daily(rows):
     return mean([row.amount for row in rows])
 '''
-GUARDED = REPORTS.replace("    return mean(", "    if not rows:\n        return 0\n    return mean(")
+GUARDED = REPORTS.replace("    return mean(",
+                          "    if not rows:\n        return 0\n    return mean(")
 
 
 def mean_report(revision: str) -> dict:
@@ -203,3 +206,27 @@ def test_a_trailer_read_before_its_error_was_recorded_applies_once_it_is(fixed, 
     processed.process(mean_report(fix))
     assert processed.mails()[1] == [ALICE[1], BOB[1]]
     scanner.stopService()
+
+
+def test_a_resolution_changed_while_its_batch_was_planned_is_not_overwritten(fixed, world,
+                                                                            monkeypatch):
+    repo, before = fixed
+    processed = world(repo)
+    processed.process(mean_report(before))
+    commit_fix(repo, f"Skip days without rows\n\nFixes: {error_link()}\n")
+    processed.trailers().stopService()
+    storage = processed.storage
+    real_read = storage.resolutions
+
+    def read_then_reopened(error_ids):
+        found = real_read(error_ids)   # the plan sees it resolved...
+        with storage.transaction() as transaction:   # ...and it is reopened before the write
+            for error_id, resolution in found.items():
+                transaction.save_resolution(error_id, replace(resolution, resolved_at=None))
+        return found
+
+    monkeypatch.setattr(storage, "resolutions", read_then_reopened)
+    processed.process(mean_report(before))
+    resolution = processed.resolution("mean")
+    assert not resolution.resolved and resolution.old_deployments == 0
+    assert processed.counts() == {"mean": 2}

@@ -18,7 +18,7 @@ from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
 from flawless.server.web.render import Renderer, Visitor
-from flawless.server.web.views import (CHART_DAYS, blamed_frame_index, daily_chart, error_json,
+from flawless.server.web.views import (CHART_DAYS, daily_chart, error_json, exception_sections,
                                        leaderboard, resolution_json)
 
 
@@ -108,7 +108,7 @@ class ReadPages:
         chart = daily_chart(self._storage.daily_counts(record.error_id, since), last_day)
         return self._renderer.render(
             "page_traceback.html", visitor, record=record, chart=chart,
-            blamed_index=blamed_frame_index(record),
+            sections=exception_sections(record),
             resolution=self._resolution(record),
             week_timestamp=int(timestamp if timestamp is not None else record.last_seen))
 

@@ -6,9 +6,9 @@ import dataclasses
 import datetime
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Union
 
-from flawless.report import Frame
+from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
 from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 
@@ -188,19 +188,35 @@ def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
             and frame.filename.replace("\\", "/").endswith(key.filename))
 
 
-def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
-    """Which frame of the latest report is the blamed one, if it can be told."""
-    for index in range(len(record.last_report.traceback) - 1, -1, -1):
-        if _is_keyed_by(record.last_report.traceback[index], record.key, record.line_number):
-            return index
+def _exceptions(record: ErrorRecord) -> tuple[Union[Report, ChainedException], ...]:
+    """The latest report's exception and its chain, the nearest first."""
+    return (record.last_report, *record.last_report.chained)
+
+
+def blamed_frame(record: ErrorRecord) -> Optional[tuple[int, int]]:
+    """Which frame of the latest report is the blamed one, if it can be told: (0 for the
+    reported exception, n for its n-th chained one; the frame's index in it)."""
+    for number, exception in enumerate(_exceptions(record)):
+        for index in range(len(exception.traceback) - 1, -1, -1):
+            if _is_keyed_by(exception.traceback[index], record.key, record.line_number):
+                return number, index
     return None
+
+
+def exception_sections(record: ErrorRecord
+                       ) -> list[tuple[Union[Report, ChainedException], Optional[int]]]:
+    """Each exception of the latest report with the index of its blamed frame (if it holds
+    it), the one raised first first, as Python prints them."""
+    blamed = blamed_frame(record)
+    return [(exception, blamed[1] if blamed is not None and blamed[0] == number else None)
+            for number, exception in reversed(list(enumerate(_exceptions(record))))]
 
 
 def record_place(record: ErrorRecord) -> tuple[str, str]:
     """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
     line in a notebook's cell) and its function."""
-    index = blamed_frame_index(record)
-    frame = record.last_report.traceback[index] if index is not None else None
+    blamed = blamed_frame(record)
+    frame = _exceptions(record)[blamed[0]].traceback[blamed[1]] if blamed is not None else None
     if frame is not None and frame.cell is not None:
         return cell_where(frame.cell, record.key.filename), frame.function_name
     return f"{record.key.filename}:{record.line_number}", record.key.function_name
