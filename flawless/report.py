@@ -36,6 +36,7 @@ LEVELS = ("error", "warning", "info")
 TRIM_MARK = "…"
 
 ContextValue = Union[str, int, float, bool]
+MESSAGE_TYPE = "message"  # the exception_type of a report of record_message: text, no exception
 
 # -- A frame in a notebook cell (README, "Notebooks"): where the line is in the saved notebook.
 CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")   # nbformat 4.5 cell ids

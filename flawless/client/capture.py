@@ -24,8 +24,8 @@ from itertools import islice
 from typing import Any, Callable, Iterable, Optional, Union
 
 from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_CHAINED_FRAMES, MAX_FRAMES,
-                             MAX_MESSAGE_CHARS, MAX_STRING_CHARS, ChainedException, Frame,
-                             NotebookCell, Report, trim)
+                             MAX_MESSAGE_CHARS, MAX_STRING_CHARS, MESSAGE_TYPE,
+                             ChainedException, Frame, NotebookCell, Report, trim)
 from flawless.client.paths import is_library_file
 from flawless.client.scrub import MASK
 
@@ -42,7 +42,6 @@ _SKIPPED_VALUE_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunct
 _MAX_STACK_WALK = 256
 _MIN_SECRET_CHARS = 4
 _MAX_SECRETS = 64
-MESSAGE_TYPE = "message"  # the exception_type of record_message's reports
 
 
 @dataclass(frozen=True)

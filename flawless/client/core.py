@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterator, Mapping, Optional
+from typing import Any, Callable, Hashable, Iterator, Mapping, Optional
 
 from flawless.client import scope as scopes
 from flawless.client.aggregation import Aggregator
@@ -49,16 +49,6 @@ def claim(exception: BaseException) -> bool:
             return False
         _claimed_ids.append(id(exception))
         return True
-
-
-def is_reported(exception: BaseException) -> bool:
-    """True when ``exception`` was already claimed by a report."""
-    try:
-        if getattr(exception, _CLAIM_ATTRIBUTE, False):
-            return True
-    except Exception:
-        pass
-    return id(exception) in _claimed_ids
 
 
 def _source_files(report: Report) -> Iterator[str]:
@@ -146,7 +136,7 @@ class Client:
             return False
         key = grouping_key(exception_type, tb if tb is not None else
                            getattr(value, "__traceback__", None))
-        error_count = self.aggregator.occurrence(key)
+        error_count = self._occurrence(key)
         if error_count is None:
             return True
         captured = capture(exc_info, self.settings.capture, self.scrubber.is_sensitive_name,
@@ -166,7 +156,7 @@ class Client:
             self.dropped_unconfigured += 1
             return False
         key = message_grouping_key(level, stack)
-        error_count = self.aggregator.occurrence(key)
+        error_count = self._occurrence(key)
         if error_count is None:
             return True
         captured = capture_message(text, stack, self.settings.capture,
@@ -176,6 +166,14 @@ class Client:
                                        None, error_count, None, None, None, request, user_id))
         self.aggregator.remember(key, captured)
         return self.transport.submit(captured)
+
+    def _occurrence(self, key: Hashable) -> Optional[int]:
+        """The aggregator's count for one occurrence of ``key``; what it forgot to follow
+        ``key`` is sent now."""
+        error_count = self.aggregator.occurrence(key)
+        for released in self.aggregator.evicted():
+            self.transport.submit(released)
+        return error_count
 
     def _circumstances(self, hostname: Optional[str], error_count: int,
                        error_threshold: Optional[int], additional_info: Optional[str],

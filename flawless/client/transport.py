@@ -19,12 +19,13 @@ import json
 import logging
 import os
 import queue
-import random
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
+
+from flawless.backoff import backoff_delay
 
 log = logging.getLogger("flawless.client")
 
@@ -82,12 +83,6 @@ def retry_after_seconds(value: Optional[str], default: float) -> float:
     return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER)
 
 
-def backoff_delay(failures: int, first: float, maximum: float) -> float:
-    """Exponential backoff with full jitter around the nominal delay."""
-    nominal = min(maximum, first * (2 ** min(failures - 1, 30)))
-    return nominal * random.uniform(0.5, 1.5)
-
-
 def rpc_batch(reports: Sequence[dict]) -> list[dict]:
     """A JSON-RPC 2.0 batch of ``record_error`` calls."""
     return [{"jsonrpc": "2.0", "id": index, "method": "record_error",
@@ -124,6 +119,9 @@ class Transport:
         self._not_before = 0.0
         self._rate_limited = False
         self._next_periodic = time.monotonic() + self.options.periodic_interval
+        # One kept-open connection per server, used by the sender thread alone (after a
+        # fork the child opens its own: the parent's sockets are not shared).
+        self._connections: dict[Endpoint, http.client.HTTPConnection] = {}
         self.stats = {"submitted": 0, "sent": 0, "dropped_queue_full": 0, "rejected": 0,
                       "unprepared": 0, "dropped_before_send": 0, "failed_attempts": 0}
 
@@ -174,11 +172,6 @@ class Transport:
         self._wake.set()
         return flushed
 
-    def pending(self) -> int:
-        """Items queued or being sent."""
-        with self._lock:
-            return self._outstanding
-
     def _settle(self, count: int, stat: str) -> None:
         with self._lock:
             self.stats[stat] += count
@@ -197,6 +190,9 @@ class Transport:
                 self._wake.clear()
                 continue
             self._send(batch)
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
     def _next_batch(self) -> list[dict]:
         """Items to send next: those to retry first, then new ones from the queue."""
@@ -282,6 +278,18 @@ class Transport:
 
     def _post(self, endpoint: Endpoint, body: bytes, headers: dict
               ) -> tuple[int, Optional[str], bytes]:
+        """One request on the endpoint's kept-open connection (a new one when there is none,
+        and once more on a new one when the kept one turns out closed by the server)."""
+        kept = self._connections.pop(endpoint, None)
+        if kept is not None:
+            try:
+                return self._exchange(endpoint, kept, body, headers)
+            except (ConnectionError, http.client.RemoteDisconnected,
+                    http.client.BadStatusLine):
+                pass  # closed while idle: the request never reached the server's handler
+        return self._exchange(endpoint, self._connect(endpoint), body, headers)
+
+    def _connect(self, endpoint: Endpoint) -> http.client.HTTPConnection:
         connection_type = (http.client.HTTPSConnection if endpoint.tls
                            else http.client.HTTPConnection)
         connection = connection_type(endpoint.host, endpoint.port,
@@ -290,12 +298,25 @@ class Transport:
             connection.connect()
             assert connection.sock is not None
             connection.sock.settimeout(self.options.read_timeout)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _exchange(self, endpoint: Endpoint, connection: http.client.HTTPConnection,
+                  body: bytes, headers: dict) -> tuple[int, Optional[str], bytes]:
+        try:
             connection.request("POST", "/rpc", body, headers)
             response = connection.getresponse()
-            return response.status, response.getheader("Retry-After"), \
-                response.read(_MAX_ANSWER_BYTES)
-        finally:
+            answer = response.read(_MAX_ANSWER_BYTES)
+        except BaseException:
             connection.close()
+            raise
+        if response.will_close or not response.isclosed():
+            connection.close()  # closing, or an answer too long to read: not reusable
+        else:
+            self._connections[endpoint] = connection
+        return response.status, response.getheader("Retry-After"), answer
 
 
 def _count_errors(answer: bytes) -> int:

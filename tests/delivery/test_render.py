@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
-from flawless.report import ChainedException, Frame, NotebookCell, Report
+from flawless.report import ChainedException, Frame, NotebookCell, Report, RequestInfo
 from flawless.server.core.fixes import error_link
 from flawless.server.core.model import (Blame, CellBlame, Decision, ErrorKey, KnownError,
                                         Recipient, Route, RoutedException, RoutedFrame)
@@ -323,3 +323,23 @@ def test_a_cell_with_unsaved_edits_names_its_last_change_not_a_blamed_line() -> 
     assert "Blamed commit" not in text and "Blamed commit" not in html
     assert "unsaved edits, no line blamed: line 3 of the cell as it ran is not in the 5th " \
            f"cell (id f426cbb7) of {NOTEBOOK}" in " ".join(text.split())
+
+
+def test_a_request_tags_user_and_level_are_shown_in_both_alternatives() -> None:
+    alert = make_alert(request=RequestInfo("POST", "https://shop.example/cart/7?coupon",
+                                           "/cart/<int:id>", {"User-Agent": "curl/8"}),
+                       tags={"component": "billing"}, user_id="42", level="warning")
+    text, html = parts(render.render_alert(alert, SENDER, now=NOW))
+    for body in (text, html):
+        assert "POST https://shop.example/cart/7?coupon" in body and "/cart/&lt;int:id&gt;" \
+            in body.replace("/cart/<int:id>", "/cart/&lt;int:id&gt;")
+        assert "curl/8" in body and "billing" in body and "42" in body and "Warning" in body
+    subject = render.render_alert(alert, SENDER, now=NOW)["Subject"]
+    assert subject == "Warning: ValueError in add_item (shop/cart.py:7) on web-3"
+
+
+def test_a_message_is_named_by_its_level_and_text() -> None:
+    alert = make_alert(exception_type="message", exception_message="cache  miss\nstorm",
+                       level="info")
+    subject = render.render_alert(alert, SENDER, now=NOW)["Subject"]
+    assert subject == "Info: cache miss storm (shop/cart.py:7) on web-3"

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.model import KnownError, Rules
 from flawless.server.storage.records import StorageUnavailable
 from support.alerts import parts
 from support.gitrepo import ALICE, average_report, init_repo
+from support.runners import ManualRunner
 from support.notebooks import (CALLS_MEAN, CALLS_RATIO, CANARY, EDITED_SCALED, NOTEBOOK, RATIO,
                                SCALED, CellLine, cell_frame, cell_report, team_notebook_repo)
 from support.processing import NOW, World
@@ -78,7 +80,7 @@ def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
     world.processor.startService()
     world.send(*[average_report()] * 4)
     world.processor.wake()
-    assert world.mails() == [["bob@example.org", "team@example.com"]] * 2
+    assert world.mails() == [["bob@example.org"], ["team@example.com"]] * 2
     world.processor.stopService()
 
 
@@ -126,6 +128,59 @@ def test_an_error_changed_while_its_batch_was_planned_is_counted_exactly(world, 
     world.processor.wake()
     # The plan was written against a count of 1; the error stood at 11: it was redone.
     assert world.counts() == {"average": 13} and world.storage.inbox_depth() == 0
+
+
+
+def test_a_new_error_waiting_for_git_never_holds_up_the_repeats(tmp_path, shop) -> None:
+    git = ManualRunner()
+    world = World(tmp_path, shop.path, git=git)
+    world.processor.startService()
+    git.run_all()  # HEAD and the tree
+    world.send(average_report())
+    world.processor.wake()
+    git.run_all()  # the first blame of Cart.average
+    assert world.counts() == {"average": 1}
+    new_error = {"exception_type": "builtins.ValueError", "exception_message": "bad",
+                 "traceback": [{"filename": "/srv/app/shop/pricing.py", "line_number": 12,
+                                "function_name": "parse_price", "text": "return int(text)"}]}
+    world.send(new_error)  # needs git, which does not answer yet
+    world.send(average_report(), average_report())  # a repeat: everything it needs is known
+    world.processor.wake()
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3}  # counted without waiting for the new error
+    [(attempts, last_error)] = [(row["attempts"], row["last_error"]) for row in
+                                world.storage._query("SELECT attempts, last_error FROM inbox")]
+    assert (attempts, last_error) == (0, "waiting for git")  # not a failure: no backoff
+    git.run_all()  # git answers
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3, "parse_price": 1}
+    assert world.storage.inbox_depth() == 0 and ["bob@example.org"] in world.mails()
+    world.processor.stopService()
+
+
+def test_an_hourly_count_changed_while_a_batch_was_planned_keeps_the_bound(tmp_path, shop,
+                                                                           monkeypatch):
+    world = World(tmp_path, shop.path, threshold=1, bounds=HourlyBounds(per_destination=2))
+    world.processor.startService()
+    real_read = world.storage.hour_count
+
+    def read_then_changed(channel: str, destination: str, hour: float) -> int:
+        count = real_read(channel, destination, hour)  # the plan admits from this count...
+        with world.storage.transaction() as transaction:  # ...which a notice raises meanwhile
+            transaction.count_in_hour(channel, destination, hour)
+        return count
+
+    monkeypatch.setattr(world.storage, "hour_count", read_then_changed)
+    reports = [average_report() for _ in range(3)]
+    for index, report in enumerate(reports):
+        report["traceback"][-1]["function_name"] = f"f{index}"
+    world.send(*reports)
+    world.processor.wake()
+    # Redone within one transaction: two mails were admitted in all, not three.
+    assert world.storage._query(
+        "SELECT COUNT(*) FROM outbox WHERE held_until IS NULL")[0][0] == 1
+    assert len(world.mails()) == 3
+    world.processor.stopService()
 
 
 # -- notebooks ----------------------------------------------------------------------------------
@@ -230,6 +285,21 @@ def test_nothing_typed_in_a_cell_is_stored_or_mailed(lab) -> None:
     assert len(alerts(world)) == 3
     assert CANARY not in everything_stored(world)
     assert "scale = 10" not in everything_stored(world)
+
+
+def test_reports_kept_for_a_missing_repository_go_as_soon_as_it_is_back(world, shop, tmp_path):
+    moved = tmp_path / "moved-away"
+    shop.path.rename(moved)
+    world.send(average_report())
+    for _ in range(8):  # failure after failure: the next attempt is minutes away
+        world.storage._connection.execute("UPDATE inbox SET next_attempt_at = 0")
+        world.processor.wake()
+    [row] = world.storage._query("SELECT attempts, next_attempt_at FROM inbox")
+    assert row["attempts"] == 8 and row["next_attempt_at"] > world.clock.seconds() + 60
+    moved.rename(shop.path)
+    world.clock.advance(1.0)  # the idle poll finds git answering again
+    world.clock.advance(1.0)
+    assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0
 
 
 def test_a_line_that_cannot_be_blamed_goes_to_the_default_contact_not_back_to_the_inbox(

@@ -11,7 +11,10 @@ from typing import Any, Optional
 
 from twisted.internet.task import Clock
 
+from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.model import AlertSettings, Resolution, Rules, RoutingSettings
+from flawless.server.delivery.composing import Composer, Destinations
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.fix_trailers import FixTrailerService
@@ -25,21 +28,25 @@ NOW = 1_763_700_000.0
 class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
+                 bounds: HourlyBounds = HourlyBounds(), destinations: Destinations = Destinations(),
+                 channels: tuple[str, ...] = ("email",), comment_interval: float = 3600.0,
+                 git: Any = None):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
-        runner = InlineRunner()
+        runner = self.runner = InlineRunner()
         self.repository = Repository(str(repo_dir))
-        self.blamer = BlameService(self.repository, runner, runner, self.clock)
+        self.blamer = BlameService(self.repository, git or runner, runner, self.clock)
         self.rules = rules
         self.woken = 0
-        self.runner = runner
         self.processor = Processor(
             self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
             AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
-            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
-            clock=self.clock)
+            AlertQueue(Composer("flawless@example.com", destinations,
+                                lambda: "http://flawless.test"),
+                       bounds, channels, comment_interval),
+            self.wake_outbox, clock=self.clock)
 
     def wake_outbox(self) -> None:
         self.woken += 1

@@ -178,12 +178,19 @@ def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Opti
             f"report_only_after_minimum_date {minimum.isoformat()}")
 
 
+def effective_threshold(report_threshold: Optional[int], settings: AlertSettings) -> int:
+    """The threshold an error alerts at: a report may raise ``report_error_threshold`` (a
+    noisy path that wants fewer alerts), never lower it (a client must not turn every
+    error it sends into a mail)."""
+    return max(report_threshold or 0, settings.report_error_threshold)
+
+
 def counts_alert(route: Route, count_before: int, count_after: int, already_alerted: bool,
                  report_threshold: Optional[int], settings: AlertSettings) -> tuple[bool, str]:
     """Whether the counts alone make these occurrences alert, and why: the first question of
     :func:`decide`, and a cheap one (no recipients, no blame date)."""
-    threshold = report_threshold or settings.report_error_threshold
-    return should_alert(count_before, count_after, threshold, route.known_error,
+    return should_alert(count_before, count_after,
+                        effective_threshold(report_threshold, settings), route.known_error,
                         already_alerted)
 
 

@@ -59,6 +59,15 @@ class Disownership:
 
 
 @dataclass(frozen=True)
+class ChannelRule:
+    """An entry of channels.yaml: alerts of errors under ``filepath`` go to ``channels``."""
+
+    filepath: str
+    channels: tuple[str, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Rules:
     """Every rule file, parsed. The empty Rules() means no rule files."""
 
@@ -69,6 +78,7 @@ class Rules:
     watched_files: tuple[Watch, ...] = ()
     email_remapping: Mapping[str, str] = field(default_factory=dict, hash=False)
     disownership: tuple[Disownership, ...] = ()
+    channels: tuple[ChannelRule, ...] = ()
     # where each ignored exception / remapping was written ("file.yaml:LINE"), for explanations
     ignored_exception_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
                                                          compare=False)

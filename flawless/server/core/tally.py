@@ -24,6 +24,8 @@ class ErrorTally:
                  resolution: Optional[Resolution] = None):
         self.error_id = state.error_id if state else 0
         self.count = state.count if state else 0
+        self.count_before = self.count                # before this batch
+        self.alerted_before = bool(state and state.alerted_at is not None)
         self.first_seen = state.first_seen if state else when
         self.last_seen = state.last_seen if state else when
         self.alerted_at = state.alerted_at if state else None

@@ -28,6 +28,7 @@ from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, FixCheck
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.storage.interface import Claim, Storage, Transaction
@@ -44,6 +45,7 @@ FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
 ROUTES_CACHED = 10000
+WAIT_FOR_GIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,13 @@ class Postponed:
     reason: str
 
 
-Prepared = Union[Occurrence, Dropped, Postponed]
+@dataclass(frozen=True)
+class Waiting:
+    """A report whose blame git has not answered yet: its request is looked at again soon."""
+
+
+WAITING = Waiting()
+Prepared = Union[Occurrence, Dropped, Postponed, Waiting]
 
 
 class Processor(service.Service):
@@ -71,8 +79,7 @@ class Processor(service.Service):
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
-                 sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
-                 clock: Any):
+                 alerts: AlertQueue, on_mail_queued: Callable[[], None], clock: Any):
         self._storage = storage
         self._reader = reader
         self._writer = writer
@@ -80,12 +87,12 @@ class Processor(service.Service):
         self._rules = rules
         self._routing_settings = routing_settings
         self._alert_settings = alert_settings
-        self._sender = sender
-        self._base_url = base_url
+        self._alerts = alerts
         self._on_mail_queued = on_mail_queued
         self._clock = clock
         self._later: Any = None
         self._batch_size = BATCH_SIZE
+        self._repository_down = False
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
@@ -143,6 +150,8 @@ class Processor(service.Service):
             self._later = self._clock.callLater(0, self.wake)
 
     async def _process_due(self) -> bool:
+        if self._repository_down:
+            await self._probe_repository()
         claim: Claim = await self._reader.run(self._storage.claim_inbox, self._clock.seconds(),
                                               self._batch_size)
         if not claim.items:
@@ -153,23 +162,24 @@ class Processor(service.Service):
         self._batch_size = min(MAX_BATCH_SIZE, self._batch_size * 2) if full else BATCH_SIZE
         rules = self._rules()
         try:
-            # Repeats of known errors are settled from the caches at once; only what needs
-            # git waits for it.
-            entries = [[self._prepare_now(report, rules) for report in item.reports]
-                       for item in claim.items]
-            waiting = [(entry_list, column, defer.ensureDeferred(self._prepare(report, rules)))
-                       for item, entry_list in zip(claim.items, entries)
-                       for column, (report, entry) in enumerate(zip(item.reports, entry_list))
-                       if entry is None]
-            outcomes = await defer.gatherResults([deferred for *_, deferred in waiting],
-                                                 consumeErrors=True)
+            # Repeats of known errors are settled from the caches at once; what needs git
+            # is waited for a moment, and a request still waiting then is looked at again a
+            # moment later, so that new errors never hold up the batch.
+            entries: list[list[Optional[Prepared]]] = [
+                [self._prepare_now(report, rules) for report in item.reports]
+                for item in claim.items]
+            await self._settle([(entry_list, column, report)
+                                for item, entry_list in zip(claim.items, entries)
+                                for column, (report, entry)
+                                in enumerate(zip(item.reports, entry_list)) if entry is None],
+                               rules)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
-        for (entry_list, column, _), outcome in zip(waiting, outcomes):
-            entry_list[column] = outcome
+        batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
+                 for item, entry_list in zip(claim.items, entries)]
         try:
-            batch = await self._check_fixes(list(zip(claim.items, entries)))
+            batch = await self._check_fixes(batch)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
@@ -181,7 +191,46 @@ class Processor(service.Service):
                   requests=len(batch))
         if queued:
             self._on_mail_queued()
+        if any(WAITING in prepared for _, prepared in batch):
+            self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
+
+    async def _probe_repository(self) -> None:
+        """While the repository is unavailable, ask git (at most every few seconds: HEAD's
+        lookup is trusted that long) whether it is back; once it is, the reports kept for
+        it are due at once instead of at the end of their backoff."""
+        assert self._blamer is not None
+        try:
+            await self._blamer.resolve(None)
+        except RepositoryUnavailable:
+            return
+        self._repository_down = False
+        await self._writer.run(self._storage.retry_postponed, self._clock.seconds())
+
+    async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
+                      rules: Rules) -> None:
+        """Fill in each pending entry with what becomes of its report, as far as git
+        answers within WAIT_FOR_GIT_SECONDS (the rest stay None; git goes on, its answers
+        cached); raise what preparing one of them raised."""
+        if not pending:
+            return
+        done: list[tuple[list[Optional[Prepared]], int, Prepared]] = []
+        preparing = defer.gatherResults([
+            defer.ensureDeferred(self._prepare(report, rules)).addCallback(
+                lambda outcome, entries=entries, column=column: done.append(
+                    (entries, column, outcome)))
+            for entries, column, report in pending], consumeErrors=True)
+        deadline: defer.Deferred = defer.Deferred()
+        timer = self._clock.callLater(WAIT_FOR_GIT_SECONDS, deadline.callback, None)
+        try:
+            await defer.DeferredList([preparing, deadline], fireOnOneCallback=True,
+                                     fireOnOneErrback=True, consumeErrors=True)
+        finally:
+            if timer.active():
+                timer.cancel()
+        preparing.addErrback(self._log_failure)  # a late failure: the request waits
+        for entries, column, outcome in list(done):
+            entries[column] = outcome
 
     async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
                      rules: Rules) -> int:
@@ -189,7 +238,8 @@ class Processor(service.Service):
         planned in a reader thread and written in a short transaction, so that the database
         thread stays free for acknowledging reports; if an error changed meanwhile, it is
         done again within one transaction."""
-        planning = PlanningTransaction(self._storage.error_states, self._storage.resolutions)
+        planning = PlanningTransaction(self._storage.error_states, self._storage.hour_count,
+                                       self._storage.issue_update, self._storage.resolutions)
         planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
         try:
             return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
@@ -241,6 +291,7 @@ class Processor(service.Service):
                     blame = failure
             return self._outcome(report, route, blame)
         except RepositoryUnavailable as unavailable:
+            self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))
@@ -313,11 +364,16 @@ class Processor(service.Service):
 
     def _apply(self, transaction: Transaction,
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
-        """Count, decide and queue mail for a batch of requests; return mails queued."""
+        """Count, decide and queue alerts for a batch of requests; return the outbox entries
+        due now."""
         now = self._clock.seconds()
         counted: list[tuple[Occurrence, float]] = []
         dropped: Counter[str] = Counter()
         for item, prepared in batch:
+            if WAITING in prepared:  # all of a request's reports are processed together
+                transaction.postpone(item.inbox_id, item.attempts,
+                                     now + WAIT_FOR_GIT_SECONDS, "waiting for git")
+                continue
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
                 attempts = item.attempts + 1
@@ -354,23 +410,15 @@ class Processor(service.Service):
             (error_id, when, int(occurrences))
             for error_id, tally in zip(ids, tallies.values())
             for when, occurrences in tally.days.values()])
-        return sum(self._queue_mail(transaction, error_id, tally, now)
+        return sum(self._save(transaction, error_id, tally, rules, now)
                    for error_id, tally in zip(ids, tallies.values()))
 
-    def _queue_mail(self, transaction: Transaction, error_id: int, tally: ErrorTally,
-                    now: float) -> int:
-        """Queue the alerts of one error (and a note about rejected recipients); return how
-        many mails."""
-        messages = [render.render_alert(render.Alert(
-            report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
-            decision=decision, count=count, first_seen=tally.first_seen,
-            last_seen=tally.last_seen, base_url=self._base_url(), error_id=error_id),
-            self._sender, now) for occurrence, decision, count in tally.alerts]
-        messages += self._rejection_notes(tally)
-        for message in messages:
-            transaction.queue_mail(error_id, now, render.message_bytes(message),
-                                   render.message_recipients(message))
-        return len(messages)
+    def _save(self, transaction: Transaction, error_id: int, tally: ErrorTally, rules: Rules,
+              now: float) -> int:
+        """Queue the alerts of one error on their channels (and a note about rejected
+        recipients); return the outbox entries due now."""
+        return (self._alerts.queue_error(transaction, tally, error_id, rules, now)
+                + self._alerts.queue_notes(transaction, self._rejection_notes(tally), now))
 
     def _rejection_notes(self, tally: ErrorTally) -> list[EmailMessage]:
         """A note to the default contact about recipients dropped as invalid, if any."""
@@ -385,7 +433,7 @@ class Processor(service.Service):
             return []
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
-                                   [contact], self._sender)]
+                                   [contact], self._alerts.composer.sender)]
 
 
 def _to_blame(route: Route) -> Optional[RoutedFrame]:

@@ -11,10 +11,14 @@ which case the processor runs the unit of work again inside a transaction of its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
+from flawless.server.storage.records import NewEntry
+
+HourKey = tuple[str, str, float]   # (channel, destination, hour start)
 
 
 class PlanConflict(Exception):
@@ -30,6 +34,7 @@ class Plan:
 
     read: dict[ErrorKey, ErrorState] = field(default_factory=dict)
     resolutions: dict[int, Resolution] = field(default_factory=dict)  # as read, by error id
+    hours: dict[HourKey, int] = field(default_factory=dict)   # hourly counts as read
     writes: list[tuple[str, tuple]] = field(default_factory=list)
     result: Any = None
 
@@ -39,11 +44,19 @@ class PlanningTransaction:
     records what it would write."""
 
     def __init__(self, read_states: Callable[[Sequence[ErrorKey]], dict[ErrorKey, ErrorState]],
-                 read_resolutions: Callable[[Sequence[int]], dict[int, Resolution]]):
+                 read_hour: Callable[[str, str, float], int] = lambda *key: 0,
+                 read_issue_update: Callable[[int, str], Optional[tuple[float, int]]]
+                 = lambda *key: None,
+                 read_resolutions: Callable[[Sequence[int]], dict[int, Resolution]]
+                 = lambda error_ids: {}):
         self._read_states = read_states
+        self._read_hour = read_hour
+        self._read_issue_update = read_issue_update
         self._read_resolutions = read_resolutions
         self.plan = Plan()
         self._placeholders = 0
+        self._admitted: Counter[HourKey] = Counter()
+        self._issue_updates: dict[tuple[int, str], tuple[float, int]] = {}
 
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
@@ -89,11 +102,35 @@ class PlanningTransaction:
         """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
         self.plan.writes.append(("count_many_occurrences", (list(counts),)))
 
-    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
-                   recipients: Sequence[str]) -> int:
-        """Store a rendered mail for delivery (its id is known once written: 0 here)."""
-        self.plan.writes.append(("queue_mail", (error_id, now, message, list(recipients))))
+    def queue_entry(self, entry: NewEntry, now: float,
+                    held_until: Optional[float] = None) -> int:
+        """Store an entry for delivery (its id is known once written: 0 here)."""
+        self.plan.writes.append(("queue_entry", (entry, now, held_until)))
         return 0
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination in an hour: as read (the replay checks it is
+        still so), plus those this plan admits."""
+        key = (channel, destination, hour_start)
+        if key not in self.plan.hours:
+            self.plan.hours[key] = self._read_hour(*key)
+        return self.plan.hours[key] + self._admitted[key]
+
+    def count_in_hour(self, channel: str, destination: str, hour_start: float) -> None:
+        """Add one admitted entry to a destination's count for an hour."""
+        self._admitted[(channel, destination, hour_start)] += 1
+        self.plan.writes.append(("count_in_hour", (channel, destination, hour_start)))
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """When an error's issue was last queued an update (the processor alone writes it)."""
+        if (error_id, channel) in self._issue_updates:
+            return self._issue_updates[(error_id, channel)]
+        return None if error_id < 0 else self._read_issue_update(error_id, channel)
+
+    def set_issue_update(self, error_id: int, channel: str, now: float, count: int) -> None:
+        """Remember that an update of an error's issue was queued now, at ``count``."""
+        self._issue_updates[(error_id, channel)] = (now, count)
+        self.plan.writes.append(("set_issue_update", (error_id, channel, now, count)))
 
     def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
                  error: str) -> None:
@@ -120,6 +157,9 @@ def replay(plan: Plan, transaction: Any,
         return real.get(error_id, error_id) if error_id is not None and error_id < 0 \
             else error_id
 
+    for key, count in plan.hours.items():
+        if transaction.hour_count(*key) != count:
+            raise PlanConflict(f"the hourly count of {key[0]} {key[1]} changed")
     for name, args in plan.writes:
         if name == "save_errors":
             records, ids = args
@@ -128,8 +168,11 @@ def replay(plan: Plan, transaction: Any,
         elif name == "count_many_occurrences":
             transaction.count_many_occurrences([(mapped(error_id), when, count)
                                                 for error_id, when, count in args[0]])
-        elif name == "queue_mail":
-            transaction.queue_mail(mapped(args[0]), *args[1:])
+        elif name == "queue_entry":
+            entry: NewEntry = args[0]
+            transaction.queue_entry(replace(entry, error_id=mapped(entry.error_id)), *args[1:])
+        elif name == "set_issue_update":
+            transaction.set_issue_update(mapped(args[0]), *args[1:])
         elif name == "save_resolution":
             error_id, resolution = args
             # marked resolved or reopened from the dashboard meanwhile: work it out again

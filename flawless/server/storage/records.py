@@ -27,13 +27,84 @@ class InboxItem:
 
 @dataclass(frozen=True)
 class OutboxMail:
-    """An alert rendered for its channel (an email message today), waiting for delivery."""
+    """An outbox entry waiting for delivery: an alert (or a notice, or a digest) rendered
+    for its channel (``message``: an email message, a Slack or webhook JSON body, an issue
+    document) and its destination."""
 
     mail_id: int
     message: bytes
     recipients: tuple[str, ...]
     attempts: int
     channel: str = "email"
+    destination: str = ""    # whom the hourly bounds count it against; see NewEntry
+    message_id: str = ""     # stable across retries: a repeat after a crash is recognisable
+    interrupted: bool = False  # a delivery began and its outcome was never recorded
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """An outbox entry to queue.
+
+    ``destination`` names where it goes within its channel: the recipient of a mail, a
+    webhook by :func:`~flawless.server.core.channels.url_destination`, a repository. The
+    hourly bounds and a far end's "wait" apply per destination. ``summary`` is JSON
+    (``title``, ``count``, ``url``): what a digest says of it when it is held back.
+    """
+
+    channel: str
+    destination: str
+    message: bytes
+    recipients: tuple[str, ...]
+    message_id: str
+    summary: str
+    error_id: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class HeldEntry:
+    """An entry held back by the hourly bounds, waiting for its digest."""
+
+    entry_id: int
+    channel: str
+    destination: str
+    summary: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class IssueLink:
+    """The issue of an error in an issue tracker (GitHub, GitLab)."""
+
+    channel: str
+    destination: str
+    fingerprint: str
+    number: int
+    url: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where an alert of an error went, for its page."""
+
+    channel: str
+    destination: str
+    created_at: float
+    sent_at: Optional[float]
+    attempts: int
+    last_error: Optional[str]
+    held_until: Optional[float]
+    digest_id: Optional[int]
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One channel's outbox, for /check_health."""
+
+    channel: str
+    pending: int        # waiting for delivery (held entries included)
+    held: int           # held back by the hourly bounds, for a digest
+    failing: int        # pending and tried at least once
+    last_error: Optional[str]
 
 
 class _Params(msgspec.Struct):

@@ -19,7 +19,8 @@ import msgspec
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.plan import Plan, PlanConflict, replay
-from flawless.server.storage.records import (InboxItem, OutboxMail,
+from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
+                                             IssueLink, NewEntry, OutboxMail,
                                              StorageUnavailable, decode_report, encode_report,
                                              reports_in_payload)
 
@@ -110,7 +111,51 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
     """,
-    # 4: fixes by revision. An error marked resolved (and by which commit), what became of
+    # 4: channels. Each outbox entry names its channel and destination; entries over the
+    # hourly bounds are held for a digest; a destination that asked to wait is held; an
+    # error's issue in a tracker, and when its issue was last updated, are remembered.
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email';
+    ALTER TABLE outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE outbox ADD COLUMN held_until REAL;
+    ALTER TABLE outbox ADD COLUMN digest_id INTEGER;
+    ALTER TABLE outbox ADD COLUMN started_at REAL;
+    CREATE INDEX outbox_held ON outbox (held_until);
+    CREATE INDEX outbox_error ON outbox (error_id);
+    CREATE TABLE destination_holds (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        held_until REAL NOT NULL,
+        PRIMARY KEY (channel, destination)
+    );
+    CREATE TABLE delivery_hours (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        hour_start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (channel, destination, hour_start)
+    );
+    CREATE TABLE issue_updates (
+        error_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (error_id, channel)
+    );
+    CREATE TABLE issue_links (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        linked_at REAL NOT NULL,
+        PRIMARY KEY (channel, destination, fingerprint)
+    );
+    CREATE INDEX issue_links_fingerprint ON issue_links (fingerprint)
+    """,
+    # 5: fixes by revision. An error marked resolved (and by which commit), what became of
     # it; and the Fixes: trailers already applied, so that each applies once.
     """
     CREATE TABLE IF NOT EXISTS error_resolutions (
@@ -309,13 +354,51 @@ class SqliteTransaction:
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
             [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
 
-    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
-                   recipients: Sequence[str]) -> int:
-        """Store a rendered mail for delivery; return its id."""
+    def queue_entry(self, entry: NewEntry, now: float,
+                    held_until: Optional[float] = None) -> int:
+        """Store an entry for delivery (or, with ``held_until``, for the digest due then);
+        return its id."""
         cursor = self._connection.execute(
-            "INSERT INTO outbox (error_id, created_at, message, recipients) VALUES (?, ?, ?, ?)",
-            (error_id, now, message, json.dumps(list(recipients))))
+            "INSERT INTO outbox (error_id, created_at, message, recipients, channel, "
+            "destination, message_id, summary, held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.error_id, now, entry.message, json.dumps(list(entry.recipients)),
+             entry.channel, entry.destination, entry.message_id, entry.summary, held_until))
         return int(cursor.lastrowid or 0)
+
+    def mark_digested(self, entry_ids: Sequence[int], digest_id: int, now: float) -> None:
+        """Record held entries as carried by the digest ``digest_id`` (their bodies go)."""
+        self._connection.executemany(
+            "UPDATE outbox SET sent_at = ?, digest_id = ?, message = X'' WHERE id = ?",
+            [(now, digest_id, entry_id) for entry_id in entry_ids])
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination (or ``*``: the whole channel) in an hour."""
+        row = self._connection.execute(
+            "SELECT count FROM delivery_hours WHERE channel = ? AND destination = ? "
+            "AND hour_start = ?", (channel, destination, hour_start)).fetchone()
+        return int(row["count"]) if row else 0
+
+    def count_in_hour(self, channel: str, destination: str, hour_start: float) -> None:
+        """Add one admitted entry to a destination's (or ``*``'s) count for an hour."""
+        self._connection.execute(
+            "INSERT INTO delivery_hours (channel, destination, hour_start, count) "
+            "VALUES (?, ?, ?, 1) ON CONFLICT (channel, destination, hour_start) "
+            "DO UPDATE SET count = count + 1", (channel, destination, hour_start))
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """(when, at which count) an error's issue in ``channel`` was last queued an update."""
+        row = self._connection.execute(
+            "SELECT updated_at, count FROM issue_updates WHERE error_id = ? AND channel = ?",
+            (error_id, channel)).fetchone()
+        return (row["updated_at"], int(row["count"])) if row else None
+
+    def set_issue_update(self, error_id: int, channel: str, now: float, count: int) -> None:
+        """Remember that an update of an error's issue was queued now, at ``count``."""
+        self._connection.execute(
+            "INSERT INTO issue_updates (error_id, channel, updated_at, count) VALUES "
+            "(?, ?, ?, ?) ON CONFLICT (error_id, channel) DO UPDATE SET "
+            "updated_at = excluded.updated_at, count = excluded.count",
+            (error_id, channel, now, count))
 
     def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
                  error: str) -> None:
@@ -461,6 +544,14 @@ class SqliteStorage:
         """Stored state of these errors (those seen before), read outside any transaction."""
         return SqliteTransaction(self._connection).error_states(keys)
 
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination in an hour, read outside any transaction."""
+        return SqliteTransaction(self._connection).hour_count(channel, destination, hour_start)
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """When an error's issue was last queued an update, read outside any transaction."""
+        return SqliteTransaction(self._connection).issue_update(error_id, channel)
+
     def apply_plan(self, claim: SqliteClaim, plan: Plan) -> Any:
         """Write ``plan`` (worked out from ``claim``) as :meth:`apply` would have; raises
         PlanConflict, writing nothing, when an error changed since the plan read it."""
@@ -479,18 +570,35 @@ class SqliteStorage:
         with self.transaction() as transaction:
             transaction.bump_stat("durability barriers")
 
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE inbox SET next_attempt_at = ? WHERE next_attempt_at > ?",
+                                now, now)
+
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
 
     # -- delivery --
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
-        """Undelivered mail whose next attempt is due, oldest first."""
+        """Undelivered entries whose next attempt is due, oldest first, but those held for a
+        digest and those of a destination that asked to wait."""
         return [OutboxMail(row["id"], bytes(row["message"]), tuple(json.loads(row["recipients"])),
-                           row["attempts"])
+                           row["attempts"], row["channel"], row["destination"],
+                           row["message_id"], row["started_at"] is not None)
                 for row in self._query(
-                    "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
-                    "AND next_attempt_at <= ? ORDER BY id LIMIT ?", now, limit)]
+                    "SELECT id, message, recipients, attempts, channel, destination, message_id, "
+                    "started_at FROM outbox o WHERE sent_at IS NULL AND held_until IS NULL "
+                    "AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM destination_holds h "
+                    "WHERE h.channel = o.channel AND h.destination = o.destination "
+                    "AND h.held_until > ?) ORDER BY id LIMIT ?", now, now, limit)]
+
+    def mark_started(self, mail_id: int, now: float) -> None:
+        """Record that a delivery of the entry begins: if its outcome is never recorded (a
+        crash), the next attempt knows it may have reached the far end."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE outbox SET started_at = ? WHERE id = ?", now, mail_id)
 
     def mark_sent(self, mail_id: int, now: float) -> None:
         """Record a successful delivery so the mail is never sent again.
@@ -504,11 +612,66 @@ class SqliteStorage:
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
                     error: str) -> None:
-        """Record a failed delivery and when to try again."""
+        """Record a failed delivery and when to try again; the entry's destination waits
+        until then too (its entries keep their order, and a far end that is down or asked
+        to wait is not tried once per entry)."""
         with self.transaction() as transaction:
             transaction.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
-                "WHERE id = ?", attempts, next_attempt_at, error[:1000], mail_id)
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "started_at = NULL WHERE id = ?", attempts, next_attempt_at, error[:1000],
+                mail_id)
+            transaction.execute(
+                "INSERT INTO destination_holds (channel, destination, held_until) "
+                "SELECT channel, destination, ? FROM outbox WHERE id = ? "
+                "ON CONFLICT (channel, destination) DO UPDATE SET "
+                "held_until = excluded.held_until", next_attempt_at, mail_id)
+
+    def held_due(self, now: float, limit: int) -> list[HeldEntry]:
+        """Entries held back by the hourly bounds whose hour is over, by channel and
+        destination, oldest first."""
+        return [HeldEntry(row["id"], row["channel"], row["destination"], row["summary"],
+                          row["created_at"])
+                for row in self._query(
+                    "SELECT id, channel, destination, summary, created_at FROM outbox "
+                    "WHERE held_until <= ? AND sent_at IS NULL "
+                    "ORDER BY channel, destination, id LIMIT ?", now, limit)]
+
+    # -- issue trackers --
+
+    def issue_link(self, channel: str, destination: str,
+                   fingerprint: str) -> Optional[IssueLink]:
+        """The issue of an error in a tracker, if one is known."""
+        rows = self._query("SELECT number, url FROM issue_links WHERE channel = ? AND "
+                           "destination = ? AND fingerprint = ?", channel, destination,
+                           fingerprint)
+        return IssueLink(channel, destination, fingerprint, int(rows[0]["number"]),
+                         rows[0]["url"]) if rows else None
+
+    def save_issue_links(self, links: Sequence[IssueLink], now: float) -> None:
+        """Remember (or correct) the issues of errors."""
+        with self.transaction() as transaction:
+            for link in links:
+                transaction.execute(
+                    "INSERT INTO issue_links (channel, destination, fingerprint, number, url, "
+                    "linked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, destination, "
+                    "fingerprint) DO UPDATE SET number = excluded.number, url = excluded.url, "
+                    "linked_at = excluded.linked_at", link.channel, link.destination,
+                    link.fingerprint, link.number, link.url, now)
+
+    def forget_issue_link(self, link: IssueLink) -> None:
+        """Forget an issue that is gone (deleted, or moved away)."""
+        with self.transaction() as transaction:
+            transaction.execute("DELETE FROM issue_links WHERE channel = ? AND destination = ? "
+                                "AND fingerprint = ? AND number = ?", link.channel,
+                                link.destination, link.fingerprint, link.number)
+
+    def issue_links(self, fingerprint: str) -> list[IssueLink]:
+        """Every known issue of one error."""
+        return [IssueLink(row["channel"], row["destination"], fingerprint, int(row["number"]),
+                          row["url"])
+                for row in self._query("SELECT channel, destination, number, url FROM "
+                                       "issue_links WHERE fingerprint = ? ORDER BY channel",
+                                       fingerprint)]
 
     # -- retention and health --
 
@@ -523,9 +686,11 @@ class SqliteStorage:
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", before)
-            for table in ("error_resolutions", "fix_trailers"):
+            for table in ("error_resolutions", "fix_trailers", "issue_updates"):
                 transaction.execute(f"DELETE FROM {table} WHERE error_id IN "
                                     "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
+            transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
                                        before).rowcount
 
@@ -533,9 +698,42 @@ class SqliteStorage:
         """How many accepted reports are not processed yet."""
         return int(self._query("SELECT COALESCE(SUM(reports), 0) FROM inbox")[0][0])
 
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+        rows = self._query("SELECT received_at FROM inbox ORDER BY id LIMIT 1")
+        return rows[0][0] if rows else None
+
     def outbox_depth(self) -> int:
         """How many mails wait for delivery."""
         return int(self._query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")[0][0])
+
+    def channel_states(self) -> list[ChannelState]:
+        """Each channel with undelivered entries: how many, held, failing, the last error."""
+        rows = self._query(
+            "SELECT channel, COUNT(*) AS pending, "
+            "SUM(CASE WHEN held_until IS NOT NULL THEN 1 ELSE 0 END) AS held, "
+            "SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failing, "
+            "MAX(CASE WHEN attempts > 0 THEN id END) AS last_failing "
+            "FROM outbox WHERE sent_at IS NULL GROUP BY channel ORDER BY channel")
+        states = []
+        for row in rows:
+            error = None
+            if row["last_failing"] is not None:
+                error = self._query("SELECT last_error FROM outbox WHERE id = ?",
+                                    row["last_failing"])[0]["last_error"]
+            states.append(ChannelState(row["channel"], int(row["pending"]), int(row["held"]),
+                                       int(row["failing"]), error))
+        return states
+
+    def deliveries(self, error_id: int, limit: int = 50) -> list[Delivery]:
+        """Where the alerts of one error went (or are going), newest first."""
+        return [Delivery(row["channel"], row["destination"], row["created_at"], row["sent_at"],
+                         int(row["attempts"]), row["last_error"], row["held_until"],
+                         row["digest_id"])
+                for row in self._query(
+                    "SELECT channel, destination, created_at, sent_at, attempts, last_error, "
+                    "held_until, digest_id FROM outbox WHERE error_id = ? "
+                    "ORDER BY id DESC LIMIT ?", error_id, limit)]
 
     def stats(self) -> dict[str, int]:
         """Every named counter."""

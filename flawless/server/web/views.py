@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
 from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
+from flawless.server.storage.records import Delivery
 
 CHART_DAYS = 56
 
@@ -220,3 +221,32 @@ def record_place(record: ErrorRecord) -> tuple[str, str]:
     if frame is not None and frame.cell is not None:
         return cell_where(frame.cell, record.key.filename), frame.function_name
     return f"{record.key.filename}:{record.line_number}", record.key.function_name
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """Where one alert of an error went, in words."""
+
+    channel: str
+    destination: str
+    queued: str
+    status: str
+    delivered: bool
+
+
+def delivery_view(delivery: Delivery) -> DeliveryView:
+    """How the error page shows one outbox entry of the error."""
+    if delivery.digest_id is not None:
+        status = f"held back by the hourly bound; sent in a digest at " \
+                 f"{format_time(delivery.sent_at)}"
+    elif delivery.sent_at is not None:
+        status = f"sent {format_time(delivery.sent_at)}"
+    elif delivery.held_until is not None:
+        status = f"held back by the hourly bound until {format_time(delivery.held_until)}"
+    elif delivery.attempts:
+        status = f"not delivered yet ({delivery.attempts} attempts): {delivery.last_error}"
+    else:
+        status = "waiting"
+    return DeliveryView(delivery.channel, delivery.destination,
+                        format_time(delivery.created_at), status,
+                        delivery.sent_at is not None)
