@@ -20,6 +20,7 @@ from flawless.server.delivery.outbox import OutboxService
 from flawless.server.delivery.wiring import build_delivery
 from flawless.server.git.repository import Repository
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.rpc import RpcResource
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
@@ -68,7 +69,7 @@ class Pipeline:
         self.inbox = InboxWriter(self.storage, runner, self.clock,
                                  on_stored=self.processor.wake_soon)
         root = resource.Resource()
-        root.putChild(b"rpc", RpcResource(self.inbox, (), 1 << 20, clock=self.clock))
+        root.putChild(b"rpc", RpcResource(self.inbox, IngestKeys(()), 1 << 20, clock=self.clock))
         self.site = server.Site(root)
 
     def start(self) -> "Pipeline":

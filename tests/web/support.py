@@ -66,6 +66,8 @@ class DashboardApp:
             health=HealthPage(self.health, reader, config_secrets(self.config)),
             config_dir=self.config.config_dir_path, config_path=self.config.path or "",
             admin_password=self.config.admin_password, reload_rules=self.rules_service.poll,
+            viewer_password=self.config.viewer_password,
+            secure_cookies=self.config.behind_tls, page_size=self.config.page_size,
             commits=self.commits)
 
     def health(self) -> dict[str, Any]:

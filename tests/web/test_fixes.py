@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -37,6 +38,10 @@ def app(tmp_path: Path, fix: str) -> DashboardApp:
     app.commits = lambda revision: defer.maybeDeferred(repository.commit_info, revision)
     store_error(app.store, record(), [NOW - 60])
     return app
+
+
+def basic(password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"script:{password}".encode()).decode()}
 
 
 def resolution_of(app: DashboardApp):
@@ -105,14 +110,14 @@ def test_resolving_needs_the_admin_and_the_forms_token(app, fix):
     assert resolution_of(app) is None
 
 
-def test_the_api_resolves_with_the_admin_password_as_bearer(app, fix):
+def test_the_api_resolves_with_the_admin_password_over_http_basic(app, fix):
     client = Client(app)
     query = "&".join(f"{name}={value.replace(' ', '+')}" for name, value in ERROR.items())
     wrong = client.request("POST", f"/api/resolve?{query}&fix_commit={fix}",
-                           headers={"Authorization": "Bearer guess"})
+                           headers=basic("guess"))
     assert wrong.status == 401 and json.loads(wrong.body)["error"]
     answer = client.request("POST", f"/api/resolve?{query}&fix_commit={fix}",
-                            headers={"Authorization": f"Bearer {PASSWORD}"})
+                            headers=basic(PASSWORD))
     assert answer.status == 200
     data = json.loads(answer.body)
     assert data["resolution"]["resolved"] and data["resolution"]["fix_commit"] == fix
@@ -121,10 +126,10 @@ def test_the_api_resolves_with_the_admin_password_as_bearer(app, fix):
     shown = json.loads(client.get("/api/error", **ERROR).body)["resolution"]
     assert shown["fix_author_email"] == BOB[1]
     reopened = client.request("POST", f"/api/reopen?{query}",
-                              headers={"Authorization": f"Bearer {PASSWORD}"})
+                              headers=basic(PASSWORD))
     assert json.loads(reopened.body)["resolution"]["resolved"] is False
     missing = client.request("POST", "/api/resolve?filename=x.py&function_name=f",
-                             headers={"Authorization": f"Bearer {PASSWORD}"})
+                             headers=basic(PASSWORD))
     assert missing.status == 404
 
 
@@ -145,3 +150,14 @@ def test_the_page_says_what_became_of_a_fix(app, fix):
     page = " ".join(Client(app).get("/view_traceback", **ERROR).text.split())
     assert f"regressed</span> 2026-11-11 12:00 UTC in <code>{'b' * 12}</code>" in page
     assert f"by the fix <code class=\"sha\">{fix[:12]}</code> by Bob Builder" in page
+
+
+def test_the_viewers_password_reads_but_never_resolves(tmp_path, fix):
+    app = DashboardApp(tmp_path, admin_password=PASSWORD, viewer_password="viewer pass")
+    store_error(app.store, record(), [NOW - 60])
+    client = Client(app)
+    query = "&".join(f"{name}={value.replace(' ', '+')}" for name, value in ERROR.items())
+    assert client.request("GET", f"/api/error?{query}", headers=basic("viewer pass")).status \
+        == 200
+    refused = client.request("POST", f"/api/resolve?{query}", headers=basic("viewer pass"))
+    assert refused.status == 401 and resolution_of(app) is None

@@ -6,17 +6,20 @@ Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a
 
 from __future__ import annotations
 
-import hmac
 import json
-from typing import Any, Optional, Sequence
+import math
+from typing import Any, Optional
 
 from twisted.logger import Logger
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
+from flawless.server.connections import client_address
+from flawless.server.core.admission import TrustedProxies
 from flawless.server.ingest.fastpath import StorableCalls, storable_record_calls
 from flawless.server.ingest.http import BodyTooLarge, read_body
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets, retry_after_header
 from flawless.server.storage.records import StorageUnavailable
 
@@ -45,7 +48,7 @@ def answers_body(answers: list[dict], is_batch: bool) -> bytes:
     nothing at all when every call was a notification."""
     if not answers:
         return b""
-    return json.dumps(answers if is_batch else answers[0]).encode()
+    return json.dumps(answers if is_batch else answers[0], allow_nan=False).encode()
 
 
 def result_response(request_id: Any, result: Any) -> dict:
@@ -62,6 +65,20 @@ def _report_params(params: Any) -> Any:
     raise InvalidReport({"params": 'must be {"report": REPORT}'})
 
 
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's extension, not JSON."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def valid_id(request_id: Any) -> bool:
+    """Whether a JSON-RPC id is a string, a finite number or null (an id of 1e400 would
+    be echoed as Infinity, which is not JSON)."""
+    if isinstance(request_id, float):
+        return math.isfinite(request_id)
+    return request_id is None or (isinstance(request_id, (str, int))
+                                  and not isinstance(request_id, bool))
+
+
 class Call:
     """One request of a (possibly batched) JSON-RPC body, and its answer once known."""
 
@@ -74,9 +91,15 @@ class Call:
         # to be trimmed or cleaned, or fields that are not part of the wire contract).
         self.trimmed: Optional[dict] = None
         self.answer: Optional[dict] = None
+        if not valid_id(self.request_id):
+            self.request_id = None
+            self.answer = error_response(None, INVALID_REQUEST, "Invalid Request: the id must "
+                                         "be a string, a finite number or null")
 
     def examine(self) -> None:
         """Validate the call; set ``answer`` now unless a report must be stored first."""
+        if self.answer is not None:
+            return
         raw = self.raw
         if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0" or \
                 not isinstance(raw.get("method"), str):
@@ -118,16 +141,18 @@ class RpcResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int,
+    def __init__(self, inbox: InboxWriter, keys: IngestKeys, max_body_bytes: int,
                  clock: Any, per_key: Optional[TokenBuckets] = None,
-                 per_address: Optional[TokenBuckets] = None):
+                 per_address: Optional[TokenBuckets] = None,
+                 trusted: TrustedProxies = TrustedProxies()):
         super().__init__()
         self._inbox = inbox
         self._clock = clock
-        self._keys = [key.encode() for key in ingest_keys]
+        self._keys = keys
         self._max_body_bytes = max_body_bytes
         self._per_key = per_key or TokenBuckets(0, 0)
         self._per_address = per_address or TokenBuckets(0, 0)
+        self._trusted = trusted
 
     def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
         """A GET is a mistake: explain how to talk to this endpoint."""
@@ -139,30 +164,18 @@ class RpcResource(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode()
 
-    def _key(self, request: server.Request) -> Optional[bytes]:
-        """The ingest key the request authenticates with ("" when none is needed), or None."""
-        if not self._keys:
-            return b""
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, key = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        key = key.strip()
-        for known in self._keys:
-            if hmac.compare_digest(key, known):
-                return known
-        return None
-
     def _rate_limited(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
-        """Seconds to wait when the key or the client address is over its rate, else None."""
+        """Seconds to wait when over the rate, else None: a keyed request counts against
+        its key only (many keys may share one address: a proxy, a NAT), one without a key
+        against its client address."""
         now = self._clock.seconds()
-        address = getattr(request.getClientAddress(), "host", "") or ""
-        return self._per_key.take(key.decode(), cost, now) or \
-            self._per_address.take(address, cost, now)
+        if key:
+            return self._per_key.take(key.decode(), cost, now)
+        return self._per_address.take(client_address(request, self._trusted), cost, now)
 
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, parse and dispatch one JSON-RPC body."""
-        key = self._key(request)
+        key = self._keys.key_of(request)
         if key is None:
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Bearer realm="flawless"')
@@ -183,7 +196,7 @@ class RpcResource(resource.Resource):
         if fast is not None and fast.calls <= MAX_BATCH_REQUESTS:
             return self._store_as_received(request, key, body, fast)
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_not_json)
         except (ValueError, RecursionError) as error:
             return self._json(error_response(None, PARSE_ERROR, f"Parse error: {error}"))
         is_batch = isinstance(payload, list)
@@ -267,5 +280,5 @@ class RpcResource(resource.Resource):
         return body
 
     def _json(self, answer: dict) -> bytes:
-        return json.dumps(answer).encode()
+        return json.dumps(answer, allow_nan=False).encode()
 

@@ -1,5 +1,6 @@
 """Marking an error resolved, optionally fixed in a commit, and reopening it: from the
-error's page (a form) and from ``/api/`` (for scripts, with the admin password as bearer).
+error's page (a form) and from ``/api/`` (for scripts: HTTP Basic authentication with the
+admin password).
 
 Whether a later occurrence is a regression or an old deployment is the processor's to say
 (:mod:`flawless.server.core.fixes`); here only the resolution is stored.

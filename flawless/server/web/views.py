@@ -6,7 +6,7 @@ import dataclasses
 import datetime
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
@@ -18,12 +18,37 @@ CHART_DAYS = 56
 
 @dataclass(frozen=True)
 class DeveloperGroup:
-    """The errors of one week blamed on one developer (email None: blamed on nobody)."""
+    """The errors on one page of a week blamed on one developer (email None: blamed on
+    nobody), with the developer's totals of the whole week."""
 
     email: Optional[str]
     name: str
-    total: int
+    total: int                     # occurrences in the week
+    errors_in_week: int            # distinct errors in the week
     errors: tuple[tuple[ErrorRecord, int], ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which page of a list: its number, its size, and whether there are more."""
+
+    number: int
+    size: int
+    has_next: bool
+    count: Optional[int] = None    # how many pages in all, when known
+
+    @property
+    def offset(self) -> int:
+        """Entries before this page."""
+        return (self.number - 1) * self.size
+
+
+def page_of(rows: list, number: int, size: int, total: Optional[int] = None
+            ) -> tuple[list, Page]:
+    """The first ``size`` of ``rows`` (fetched with one more, to tell whether a next page
+    exists) and the page they make; ``total`` entries in all, when known."""
+    count = None if total is None else max(1, -(-total // size))
+    return rows[:size], Page(number, size, len(rows) > size, count)
 
 
 @dataclass(frozen=True)
@@ -100,29 +125,28 @@ def error_params(record: ErrorRecord, timestamp: Optional[float] = None) -> dict
             "timestamp": int(timestamp if timestamp is not None else record.last_seen)}
 
 
-def _matches(record: ErrorRecord, query: str) -> bool:
-    needle = query.casefold()
-    return any(needle in (value or "").casefold() for value in (
-        record.key.filename, record.key.function_name, record.key.text, record.exception_type,
-        record.author_name, record.author_email, record.last_report.exception_message))
+def author_key(email: Optional[str]) -> Optional[str]:
+    """Whom an error is grouped under: its developer's address without case, or None."""
+    return email.lower() if email else None
 
 
-def leaderboard(rows: Iterable[tuple[ErrorRecord, int]], query: str = ""
-                ) -> list[DeveloperGroup]:
-    """A week's errors grouped by blamed developer, most occurrences first."""
+def leaderboard(rows: Iterable[tuple[ErrorRecord, int]],
+                totals: Mapping[Optional[str], tuple[int, int]]) -> list[DeveloperGroup]:
+    """A page of a week's errors grouped by blamed developer: developers by their week's
+    occurrences (``totals``: author_key -> (occurrences, distinct errors)), each one's
+    errors most frequent first."""
     groups: dict[Optional[str], list[tuple[ErrorRecord, int]]] = {}
     for record, count in rows:
-        if query and not _matches(record, query):
-            continue
-        email = record.author_email.lower() if record.author_email else None
-        groups.setdefault(email, []).append((record, count))
+        groups.setdefault(author_key(record.author_email), []).append((record, count))
     result = []
     for email, errors in groups.items():
         errors.sort(key=lambda pair: (-pair[1], -pair[0].last_seen))
         name = next((record.author_name for record, _ in errors if record.author_name),
                     email or "Blamed on nobody")
-        result.append(DeveloperGroup(email, name, sum(count for _, count in errors),
-                                     tuple(errors)))
+        on_page = sum(count for _, count in errors)
+        total, distinct = totals.get(email, (on_page, len(errors)))
+        result.append(DeveloperGroup(email, name, max(total, on_page),
+                                     max(distinct, len(errors)), tuple(errors)))
     result.sort(key=lambda group: (-group.total, group.email is None, group.email or ""))
     return result
 
@@ -189,35 +213,36 @@ def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
             and frame.filename.replace("\\", "/").endswith(key.filename))
 
 
-def _exceptions(record: ErrorRecord) -> tuple[Union[Report, ChainedException], ...]:
-    """The latest report's exception and its chain, the nearest first."""
-    return (record.last_report, *record.last_report.chained)
+def _exceptions(report: Report) -> tuple[Union[Report, ChainedException], ...]:
+    """A report's exception and its chain, the nearest first."""
+    return (report, *report.chained)
 
 
-def blamed_frame(record: ErrorRecord) -> Optional[tuple[int, int]]:
-    """Which frame of the latest report is the blamed one, if it can be told: (0 for the
-    reported exception, n for its n-th chained one; the frame's index in it)."""
-    for number, exception in enumerate(_exceptions(record)):
+def blamed_frame(record: ErrorRecord, report: Report) -> Optional[tuple[int, int]]:
+    """Which frame of one of the error's reports is the blamed one, if it can be told: (0
+    for the reported exception, n for its n-th chained one; the frame's index in it)."""
+    for number, exception in enumerate(_exceptions(report)):
         for index in range(len(exception.traceback) - 1, -1, -1):
             if _is_keyed_by(exception.traceback[index], record.key, record.line_number):
                 return number, index
     return None
 
 
-def exception_sections(record: ErrorRecord
+def exception_sections(record: ErrorRecord, report: Report
                        ) -> list[tuple[Union[Report, ChainedException], Optional[int]]]:
-    """Each exception of the latest report with the index of its blamed frame (if it holds
-    it), the one raised first first, as Python prints them."""
-    blamed = blamed_frame(record)
+    """Each exception of one of the error's reports with the index of its blamed frame (if
+    it holds it), the one raised first first, as Python prints them."""
+    blamed = blamed_frame(record, report)
     return [(exception, blamed[1] if blamed is not None and blamed[0] == number else None)
-            for number, exception in reversed(list(enumerate(_exceptions(record))))]
+            for number, exception in reversed(list(enumerate(_exceptions(report))))]
 
 
 def record_place(record: ErrorRecord) -> tuple[str, str]:
     """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
     line in a notebook's cell) and its function."""
-    blamed = blamed_frame(record)
-    frame = _exceptions(record)[blamed[0]].traceback[blamed[1]] if blamed is not None else None
+    blamed = blamed_frame(record, record.last_report)
+    frame = _exceptions(record.last_report)[blamed[0]].traceback[blamed[1]] \
+        if blamed is not None else None
     if frame is not None and frame.cell is not None:
         return cell_where(frame.cell, record.key.filename), frame.function_name
     return f"{record.key.filename}:{record.line_number}", record.key.function_name
