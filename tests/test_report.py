@@ -413,3 +413,9 @@ def test_names_that_need_cleaning_take_the_general_path():
     kept = stored_form(valid(traceback=[frame], context={"a\ud800": 1}))
     assert kept["traceback"][0]["frame_locals"] == {"\ufffd": "x"}
     assert kept["context"] == {"a\ufffd": 1}
+
+
+def test_a_name_that_is_empty_once_cleaned_is_refused():
+    for blank in ("\x00", " \x00 "):
+        with pytest.raises(InvalidReport, match="must not be empty"):
+            parse_report(valid(exception_type=blank))

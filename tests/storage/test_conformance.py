@@ -16,7 +16,7 @@ import pytest
 
 from flawless.report import Frame, Report, report_to_dict
 from flawless.server.core.calendar import day_of, week_start
-from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 from flawless.server.storage.records import IssueLink
 from flawless.server.storage.sql import ALIVE_SECONDS, LEASE_SECONDS
 from support.outbox import entry
@@ -498,3 +498,21 @@ def test_prune_keeps_working_when_an_error_was_last_seen_on_the_cutoff_day(store
     assert store.prune(before=cutoff + 7 * 86400) == 1
     assert store.week_totals("2026-11-16").occurrences == 0
 
+
+
+def test_resolutions_and_fix_trailers(store):
+    [error_id] = save(store, record())
+    resolution = Resolution(resolved_at=5.0, source="a Fixes: trailer in abc", fix_commit="abc",
+                            fix_author_name="Bob", fix_author_email="bob@example.org")
+    with store.transaction() as transaction:
+        assert transaction.resolutions([error_id]) == {}
+        transaction.save_resolution(error_id, resolution)
+        assert transaction.note_fix_trailer(error_id, "abc")
+        assert not transaction.note_fix_trailer(error_id, "abc")   # once per trailer
+    assert store.resolutions([error_id]) == {error_id: resolution}
+    assert store.fixes_to_check([KEY, ErrorKey("x.py", "f", "")]) == {KEY: resolution}
+    reopened = replace(resolution, resolved_at=None, regressed_at=9.0, regressed_in="def")
+    with store.transaction() as transaction:
+        transaction.save_resolution(error_id, reopened)
+    assert store.resolutions([error_id]) == {error_id: reopened}
+    assert store.fixes_to_check([KEY]) == {}

@@ -23,8 +23,8 @@ from flawless.report import Report
 from flawless.server.core import alerting, routing
 from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
 from flawless.server.core.lru import Lru
-from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Route,
-                                        RoutedFrame, Rules, RoutingSettings)
+from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, FixCheck, Occurrence,
+                                        Route, RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
@@ -178,6 +178,11 @@ class Processor(service.Service):
             raise
         batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
                  for item, entry_list in zip(claim.items, entries)]
+        try:
+            batch = await self._check_fixes(batch)
+        except BaseException:
+            await self._reader.run(self._storage.release, claim)
+            raise
         queued = await self._write(claim, batch, rules)
         done = sum(isinstance(entry, (Occurrence, Dropped))
                    for _, prepared in batch for entry in prepared)
@@ -234,7 +239,7 @@ class Processor(service.Service):
         thread stays free for acknowledging reports; if an error changed meanwhile, it is
         done again within one transaction."""
         planning = PlanningTransaction(self._storage.error_states, self._storage.hour_count,
-                                       self._storage.issue_update)
+                                       self._storage.issue_update, self._storage.resolutions)
         planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
         try:
             return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
@@ -259,7 +264,8 @@ class Processor(service.Service):
         cell = notebook_cell(blamed.frame)
         assert blamed.repo_path is not None
         blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
-                                       blamed.frame.text, resolved) if cell is None \
+                                       blamed.frame.text, blamed.frame.function_name,
+                                       resolved) if cell is None \
             else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
         return None if blame is None else self._outcome(report, route, blame)
 
@@ -276,7 +282,8 @@ class Processor(service.Service):
                 cell = notebook_cell(blamed.frame)
                 try:
                     blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                      report.revision, blamed.frame.text)
+                                                      report.revision, blamed.frame.text,
+                                                      blamed.frame.function_name)
                                    if cell is None else
                                    self._blamer.blame_cell(blamed.repo_path, cell,
                                                            report.revision))
@@ -302,6 +309,8 @@ class Processor(service.Service):
                      line=frame_line(blamed.frame), reason=str(blame))
             return Occurrence(report, replace(route, explanation=route.explanation + (
                 f"git blame failed ({blame}); sent to the default contact",)), None)
+        if blame is not None and blame.explanation:
+            route = replace(route, explanation=route.explanation + blame.explanation)
         cell = notebook_cell(blamed.frame) if blamed is not None else None
         if blame is not None and cell is not None:
             route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
@@ -322,6 +331,34 @@ class Processor(service.Service):
         route = routing.route(report, index, rules, self._routing_settings)
         self._routes.put(key, (rules, route))
         return route
+
+    async def _check_fixes(self, batch: list[tuple[InboxItem, list[Prepared]]]
+                           ) -> list[tuple[InboxItem, list[Prepared]]]:
+        """Each occurrence of an error resolved by a fix commit, told whether its report's
+        revision contains that commit (a regression) or not (an old deployment)."""
+        keys = list({entry.route.key for _, prepared in batch for entry in prepared
+                     if isinstance(entry, Occurrence)})
+        fixed = await self._reader.run(self._storage.fixes_to_check, keys) if keys else {}
+        if not fixed:
+            return batch
+        checked = []
+        for item, prepared in batch:
+            entries: list[Prepared] = []
+            for entry in prepared:
+                resolution = fixed.get(entry.route.key) \
+                    if isinstance(entry, Occurrence) else None
+                if resolution is not None and resolution.fix_commit is not None:
+                    assert isinstance(entry, Occurrence)
+                    entry = replace(entry, fix_check=await self._check_fix(
+                        entry.report.revision, resolution.fix_commit))
+                entries.append(entry)
+            checked.append((item, entries))
+        return checked
+
+    async def _check_fix(self, revision: Optional[str], fix_commit: str) -> FixCheck:
+        if self._blamer is None:
+            return FixCheck(fix_commit, None, None)
+        return await self._blamer.check_fix(revision, fix_commit)
 
     # -- the database transaction (runs in the database writer's thread) --
 
@@ -356,14 +393,19 @@ class Processor(service.Service):
             transaction.bump_stat(name, count)
         states = transaction.error_states(list({occurrence.route.key: None
                                                 for occurrence, _ in counted}))
+        resolutions = transaction.resolutions([state.error_id for state in states.values()])
         tallies: dict[ErrorKey, ErrorTally] = {}
         for occurrence, when in counted:
             tally = tallies.get(occurrence.route.key)
             if tally is None:
+                state = states.get(occurrence.route.key)
                 tally = tallies[occurrence.route.key] = ErrorTally(
-                    states.get(occurrence.route.key), when)
+                    state, when, resolutions.get(state.error_id) if state else None)
             tally.add(occurrence, when, now, rules, self._alert_settings, self._recipients)
         ids = transaction.save_errors([tally.record() for tally in tallies.values()])
+        for error_id, tally in zip(ids, tallies.values()):
+            if tally.resolution_changed and tally.resolution is not None:
+                transaction.save_resolution(error_id, tally.resolution)
         transaction.count_many_occurrences([
             (error_id, when, int(occurrences))
             for error_id, tally in zip(ids, tallies.values())

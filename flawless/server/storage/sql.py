@@ -23,7 +23,7 @@ import msgspec
 
 from flawless.report import Report
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.plan import Plan, PlanConflict
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, IssueLink,
                                              NewEntry, OutboxMail, ServerInfo,
@@ -56,6 +56,16 @@ _UPDATE_ERROR = f"UPDATE errors SET {', '.join(f'{column} = ?' for column in SAV
 _INSERT_ERROR = f"INSERT INTO errors ({', '.join(SAVED_COLUMNS)}) " \
                 f"VALUES ({', '.join('?' * len(SAVED_COLUMNS))})"
 _JSON = msgspec.json.Encoder()
+RESOLUTION_COLUMNS = (
+    "resolved_at", "source", "fix_commit", "fix_author_name", "fix_author_email",
+    "regressed_at", "regressed_in", "old_deployments", "old_deployment_revision",
+    "old_deployment_seen",
+)
+
+
+def resolution_from_row(row: Any) -> Resolution:
+    """The resolution of an ``error_resolutions`` row (read by column name)."""
+    return Resolution(**{column: row[column] for column in RESOLUTION_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -149,6 +159,10 @@ class SqlTransaction:
     def announce(self, what: str) -> None:
         """Tell the other servers sharing the database, once this commits, that there is
         work (``inbox`` or ``outbox``); nobody to tell by default."""
+
+    def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
+        """:meth:`error_states` of one error."""
+        return self.error_states([key]).get(key)
 
     def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
         """Counts and alert state of the errors with these identities that were seen
@@ -276,6 +290,35 @@ class SqlTransaction:
         inserted = dict(zip((record.key for record in new), self.insert_many(
             _INSERT_ERROR, [saved_values(record) for record in new])))
         return [record.error_id or inserted[record.key] for record in records]
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        found = {}
+        ids = list(error_ids)
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start:start + IDS_PER_QUERY]
+            for row in self.execute(
+                    f"SELECT error_id, {', '.join(RESOLUTION_COLUMNS)} FROM error_resolutions "
+                    f"WHERE error_id IN ({placeholders(len(chunk))})", *chunk):
+                found[int(row["error_id"])] = resolution_from_row(row)
+        return found
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved, replacing what was stored."""
+        self.execute(
+            f"INSERT INTO error_resolutions (error_id, {', '.join(RESOLUTION_COLUMNS)}) "
+            f"VALUES ({placeholders(len(RESOLUTION_COLUMNS) + 1)}) ON CONFLICT (error_id) "
+            "DO UPDATE SET " + ", ".join(f"{column} = excluded.{column}"
+                                         for column in RESOLUTION_COLUMNS),
+            error_id, *(getattr(resolution, column) for column in RESOLUTION_COLUMNS))
+
+    def note_fix_trailer(self, error_id: int, fix_commit: str) -> bool:
+        """Remember that a Fixes: trailer of ``fix_commit`` names the error; True the first
+        time, so that each trailer resolves its error once (a reopened error stays open)."""
+        return self.execute(
+            "INSERT INTO fix_trailers (error_id, fix_commit) VALUES (?, ?) "
+            "ON CONFLICT (error_id, fix_commit) DO NOTHING", error_id, fix_commit
+        ).rowcount == 1
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
@@ -648,8 +691,9 @@ class SqlStorage:
                                 before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", gone)
-            transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
+            for table in ("error_resolutions", "fix_trailers", "issue_updates"):
+                transaction.execute(f"DELETE FROM {table} WHERE error_id IN "
+                                    "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
             transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return int(transaction.execute("DELETE FROM errors WHERE last_seen < ?",
@@ -766,6 +810,29 @@ class SqlStorage:
         rows = self._query("SELECT count FROM error_weeks WHERE week_start = ? AND "
                            "error_id = ?", week, error_id)
         return int(rows[0]["count"]) if rows else 0
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        with self._reading() as reader:
+            return reader.resolutions(error_ids)
+
+    def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
+        """The errors among ``keys`` that are resolved by a fix commit, with their
+        resolution (whether a report's revision contains the fix is for git to say)."""
+        if not self._query("SELECT 1 AS one FROM error_resolutions WHERE resolved_at IS NOT "
+                           "NULL AND fix_commit IS NOT NULL LIMIT 1"):
+            return {}
+        columns = ", ".join("r." + column for column in RESOLUTION_COLUMNS)
+        found = {}
+        for key in keys:
+            rows = self._query(
+                f"SELECT {columns} FROM errors e JOIN error_resolutions r ON r.error_id = e.id "
+                "WHERE e.filename = ? AND e.function_name = ? AND e.text = ? "
+                "AND r.resolved_at IS NOT NULL AND r.fix_commit IS NOT NULL",
+                key.filename, key.function_name, key.text)
+            if rows:
+                found[key] = resolution_from_row(rows[0])
+        return found
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""

@@ -191,7 +191,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (error_id, week_start)
     );
     """,
-    # 6: several servers may share a database (PostgreSQL): an outbox entry is leased to
+    # 6: fixes by revision. An error marked resolved (and by which commit), what became of
+    # it; and the Fixes: trailers already applied, so that each applies once.
+    """
+    CREATE TABLE IF NOT EXISTS error_resolutions (
+        error_id INTEGER PRIMARY KEY REFERENCES errors (id),
+        resolved_at REAL,
+        source TEXT NOT NULL,
+        fix_commit TEXT,
+        fix_author_name TEXT,
+        fix_author_email TEXT,
+        regressed_at REAL,
+        regressed_in TEXT,
+        old_deployments INTEGER NOT NULL DEFAULT 0,
+        old_deployment_revision TEXT,
+        old_deployment_seen REAL
+    );
+    CREATE TABLE IF NOT EXISTS fix_trailers (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        fix_commit TEXT NOT NULL,
+        PRIMARY KEY (error_id, fix_commit)
+    ) WITHOUT ROWID;
+    """,
+    # 7: several servers may share a database (PostgreSQL): an outbox entry is leased to
     # the server delivering it, each server keeps a heartbeat row; authors are compared
     # through lower(), which both SQL dialects index alike.
     """
