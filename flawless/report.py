@@ -61,6 +61,8 @@ class Frame:
     text: str = ""
     frame_locals: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=True)
     cell: Optional[NotebookCell] = None   # set when the frame runs code of a notebook cell
+    column_number: Optional[int] = None   # 1-based; JavaScript frames, resolved by source maps
+    in_app: Optional[bool] = None         # False: the sender says it is not the app's code
 
 
 @dataclass(frozen=True)
@@ -198,10 +200,16 @@ def _parse_frame(checker: _Checker, value: Any, index: int) -> Optional[Frame]:
     text = checker.string(value, "text", f"{name}.text", MAX_STRING_CHARS) or ""
     frame_locals = _parse_locals(checker, value.get("frame_locals"), f"{name}.frame_locals")
     cell = _parse_cell(checker, value.get("cell"), f"{name}.cell")
+    column_number = checker.integer(value, "column_number", f"{name}.column_number", 1,
+                                    maximum=10**9)
+    in_app = value.get("in_app")
+    if in_app is not None and not isinstance(in_app, bool):
+        checker.fail(f"{name}.in_app", "must be true or false")
     if len(checker.errors) != before:
         return None
     assert filename is not None and line_number is not None and function_name is not None
-    return Frame(filename, line_number, function_name, text, frame_locals, cell)
+    return Frame(filename, line_number, function_name, text, frame_locals, cell, column_number,
+                 in_app)
 
 
 def _parse_traceback(checker: _Checker, value: Any) -> tuple[Frame, ...]:
@@ -385,6 +393,10 @@ def frame_to_dict(frame: Frame) -> dict[str, Any]:
         data["frame_locals"] = dict(frame.frame_locals)
     if frame.cell is not None:
         data["cell"] = cell_to_dict(frame.cell)
+    if frame.column_number is not None:
+        data["column_number"] = frame.column_number
+    if frame.in_app is not None:
+        data["in_app"] = frame.in_app
     return data
 
 

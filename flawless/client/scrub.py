@@ -21,7 +21,7 @@ import sys
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional
 
-from flawless.report import Frame, NotebookCell, Report
+from flawless.report import NotebookCell, Report
 
 MASK = "<scrubbed>"
 _MAX_REMEMBERED_NAMES = 4096
@@ -193,9 +193,10 @@ class Scrubber:
                     for name, value in frame_locals.items()}
 
         frames = tuple(
-            Frame(self.shorten_path(frame.filename), frame.line_number, frame.function_name,
-                  self.scrub_text(frame.text, known, assignments=False),
-                  scrub_locals(frame.frame_locals), self._scrub_cell(frame.cell))
+            replace(frame, filename=self.shorten_path(frame.filename),
+                    text=self.scrub_text(frame.text, known, assignments=False),
+                    frame_locals=scrub_locals(frame.frame_locals),
+                    cell=self._scrub_cell(frame.cell))
             for frame in report.traceback)
         context = None
         if report.context is not None:
