@@ -20,7 +20,7 @@ from typing import Any, Optional
 from twisted.application import internet, service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import server
 
 from flawless import __version__
 from flawless.config import Config
@@ -29,10 +29,11 @@ from flawless.server.delivery import render
 from flawless.server.delivery.channels.email import EmailChannel, SmtpSettings
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.git.repository import Repository
+from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.http import make_bounded_request
 from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.ratelimit import TokenBuckets
-from flawless.server.ingest.rpc import RpcResource
+from flawless.server.ingest.root import build_report_root
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
 from flawless.server.rules.reloading import RulesService
@@ -152,16 +153,14 @@ class FlawlessServer(service.MultiService):
     def _rpc_site(self) -> server.Site:
         config = self.config
         burst = config.rate_limit_burst_seconds
-        rpc = RpcResource(
-            self.inbox, config.ingest_keys, config.max_body_bytes, clock=self.reactor,
+        # One gate for every way in: a key's (or an address's) rate counts all it sends.
+        gate = IngestGate(
+            self.inbox, config.ingest_keys, self.reactor,
             per_key=TokenBuckets(config.rate_limit_per_key, config.rate_limit_per_key * burst),
             per_address=TokenBuckets(config.rate_limit_per_address,
                                      config.rate_limit_per_address * burst))
-        root = resource.Resource()
-        # ``/rpc``, and ``/`` for clients configured with the bare host:port.
-        root.putChild(b"rpc", rpc)
-        root.putChild(b"", rpc)
-        site = server.Site(root)
+        site = server.Site(build_report_root(gate, config.max_body_bytes,
+                                             config.allowed_origins))
         site.requestFactory = make_bounded_request(config.max_body_bytes)
         site.displayTracebacks = False
         return site

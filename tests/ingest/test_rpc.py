@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.http import make_bounded_request
 from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.ratelimit import TokenBuckets
@@ -35,9 +36,10 @@ class Port:
         self.stored = 0
         self.inbox = InboxWriter(self.storage, self.writer, self.clock, on_stored=self.count)
         self.inbox.startService()
-        rpc = RpcResource(self.inbox, keys, MAX_BODY, clock=self.clock,
-                          per_key=TokenBuckets(per_key, per_key),
-                          per_address=TokenBuckets(per_address, per_address))
+        rpc = RpcResource(IngestGate(self.inbox, keys, self.clock,
+                                     per_key=TokenBuckets(per_key, per_key),
+                                     per_address=TokenBuckets(per_address, per_address)),
+                          MAX_BODY)
         root = resource.Resource()
         root.putChild(b"rpc", rpc)
         self.site = server.Site(root)

@@ -62,8 +62,40 @@ def make_bounded_request(max_body_bytes: int) -> type:
     return BoundedRequest
 
 
+# Content-Encoding -> the zlib window bits that read it (deflate: zlib's format, as HTTP
+# says; a raw deflate stream, as some clients send, is read as a fallback).
+_ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
+              "deflate": zlib.MAX_WBITS}
+
+
+def decompress(body: bytes, encoding: str, max_body_bytes: int) -> bytes:
+    """``body`` decoded from ``encoding`` (identity, gzip or deflate), never inflating past
+    ``max_body_bytes``: a compression bomb costs that much memory at most, then BodyTooLarge.
+    Raises ValueError for an unknown encoding or a stream that is broken or cut short."""
+    if encoding == "identity":
+        return body
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"unsupported Content-Encoding {encoding!r} (use gzip or deflate)")
+    inflater = zlib.decompressobj(wbits=_ENCODINGS[encoding])
+    try:
+        try:
+            inflated = inflater.decompress(body, max_body_bytes + 1)
+        except zlib.error:
+            if encoding != "deflate":
+                raise
+            inflater = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+            inflated = inflater.decompress(body, max_body_bytes + 1)
+    except zlib.error as error:
+        raise ValueError(f"body is not valid {encoding}: {error}") from None
+    if len(inflated) > max_body_bytes or inflater.unconsumed_tail:
+        raise BodyTooLarge()
+    if not inflater.eof:
+        raise ValueError(f"body is not valid {encoding}: the stream is cut short")
+    return inflated
+
+
 def read_body(request: server.Request, max_body_bytes: int) -> bytes:
-    """The request body, gunzipped when sent with Content-Encoding: gzip, within the limit."""
+    """The request body, decompressed (Content-Encoding gzip or deflate), within the limit."""
     if getattr(request, "body_too_large", False):
         raise BodyTooLarge()
     request.content.seek(0)
@@ -71,14 +103,26 @@ def read_body(request: server.Request, max_body_bytes: int) -> bytes:
     if len(body) > max_body_bytes:
         raise BodyTooLarge()
     encoding = (request.getHeader("content-encoding") or "identity").strip().lower()
-    if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        try:
-            body = inflater.decompress(body, max_body_bytes + 1)
-        except zlib.error as error:
-            raise ValueError(f"body is not valid gzip: {error}") from None
-        if len(body) > max_body_bytes or inflater.unconsumed_tail:
-            raise BodyTooLarge()
-    elif encoding != "identity":
-        raise ValueError(f"unsupported Content-Encoding {encoding!r}")
-    return body
+    return decompress(body, encoding, max_body_bytes)
+
+
+class Refused(Exception):
+    """A request answered with an error ``status``; ``reason`` says why, for people."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def bounded_body(request: server.Request, max_body_bytes: int) -> bytes:
+    """The decompressed body, or Refused: 413 over the limit (the connection is then
+    closed), 400 for an encoding that cannot be read."""
+    try:
+        return read_body(request, max_body_bytes)
+    except BodyTooLarge:
+        request.setHeader(b"connection", b"close")
+        raise Refused(413, f"Payload Too Large: the limit is {max_body_bytes} bytes after "
+                           "decompression") from None
+    except ValueError as error:
+        raise Refused(400, f"Bad Request: {error}") from None

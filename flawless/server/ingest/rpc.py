@@ -6,19 +6,16 @@ Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a
 
 from __future__ import annotations
 
-import hmac
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
-from twisted.logger import Logger
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
 from flawless.server.ingest.fastpath import StorableCalls, storable_record_calls
 from flawless.server.ingest.http import BodyTooLarge, read_body
-from flawless.server.ingest.inbox import InboxWriter
-from flawless.server.ingest.ratelimit import TokenBuckets, retry_after_header
-from flawless.server.storage.records import StorageUnavailable
+from flawless.server.ingest.gate import IngestGate, refuse_unstored, write
+from flawless.server.ingest.ratelimit import retry_after_header
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -28,8 +25,6 @@ INTERNAL_ERROR = -32603
 MAX_BATCH_REQUESTS = 10000
 ENVELOPE_FIELDS = frozenset(("jsonrpc", "id", "method", "params"))
 ACCEPTED = {"accepted": True}
-
-log = Logger()
 
 
 def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict:
@@ -118,16 +113,11 @@ class RpcResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], max_body_bytes: int,
-                 clock: Any, per_key: Optional[TokenBuckets] = None,
-                 per_address: Optional[TokenBuckets] = None):
+    def __init__(self, gate: IngestGate, max_body_bytes: int):
         super().__init__()
-        self._inbox = inbox
-        self._clock = clock
-        self._keys = [key.encode() for key in ingest_keys]
+        self._gate = gate
+        self._inbox = gate.inbox
         self._max_body_bytes = max_body_bytes
-        self._per_key = per_key or TokenBuckets(0, 0)
-        self._per_address = per_address or TokenBuckets(0, 0)
 
     def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
         """A GET is a mistake: explain how to talk to this endpoint."""
@@ -141,24 +131,13 @@ class RpcResource(resource.Resource):
 
     def _key(self, request: server.Request) -> Optional[bytes]:
         """The ingest key the request authenticates with ("" when none is needed), or None."""
-        if not self._keys:
+        if not self._gate.needs_key:
             return b""
         header = request.getHeader(b"authorization") or b""
         scheme, _, key = header.partition(b" ")
         if scheme.lower() != b"bearer":
             return None
-        key = key.strip()
-        for known in self._keys:
-            if hmac.compare_digest(key, known):
-                return known
-        return None
-
-    def _rate_limited(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
-        """Seconds to wait when the key or the client address is over its rate, else None."""
-        now = self._clock.seconds()
-        address = getattr(request.getClientAddress(), "host", "") or ""
-        return self._per_key.take(key.decode(), cost, now) or \
-            self._per_address.take(address, cost, now)
+        return self._gate.known_key(key.strip())
 
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, parse and dispatch one JSON-RPC body."""
@@ -205,7 +184,7 @@ class RpcResource(resource.Resource):
             body = json.dumps([call.stored() for call in reports]).encode()
         stored = self._inbox.accept(body, len(reports))
         stored.addCallback(lambda _: self._stored(request, calls, is_batch))
-        stored.addErrback(self._store_failed, request)
+        stored.addErrback(refuse_unstored, request)
         return server.NOT_DONE_YET
 
     def _store_as_received(self, request: server.Request, key: bytes, body: bytes,
@@ -214,16 +193,13 @@ class RpcResource(resource.Resource):
         refusal = self._rate_limit_refusal(request, key, fast.calls)
         if refusal is not None:
             return refusal
-        stored = self._inbox.accept(body, fast.calls)
-        stored.addCallback(lambda _: self._write(request, answers_body(
-            [result_response(request_id, ACCEPTED) for request_id in fast.ids], fast.is_batch)))
-        stored.addErrback(self._store_failed, request)
-        return server.NOT_DONE_YET
+        return self._gate.store(request, body, fast.calls, lambda: answers_body(
+            [result_response(request_id, ACCEPTED) for request_id in fast.ids], fast.is_batch))
 
     def _rate_limit_refusal(self, request: server.Request, key: bytes,
                             cost: int) -> Optional[bytes]:
         """The 429 answer (status and Retry-After set) when over a rate limit, else None."""
-        wait = self._rate_limited(request, key, cost)
+        wait = self._gate.wait(request, key, cost)
         if wait is None:
             return None
         request.setResponseCode(429)
@@ -235,28 +211,7 @@ class RpcResource(resource.Resource):
         for call in calls:
             if call.has_report:
                 call.accepted()
-        self._write(request, self._answer(request, calls, is_batch))
-
-    def _write(self, request: server.Request, body: bytes) -> None:
-        if body == b"":
-            request.setResponseCode(204)
-        if not (request.finished or request._disconnected):
-            request.write(body)
-            request.finish()
-
-    def _store_failed(self, failure, request: server.Request) -> None:  # type: ignore[no-untyped-def]
-        if failure.check(StorageUnavailable):
-            log.error("cannot store reports: {reason}", reason=failure.getErrorMessage())
-        else:
-            log.failure("storing reports failed", failure)
-        if request.finished or request._disconnected:
-            return
-        request.setResponseCode(503)
-        request.setHeader(b"retry-after", b"5")
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.write(b"503 Service Unavailable: reports cannot be stored right now; "
-                      b"nothing was accepted, retry later\n")
-        request.finish()
+        write(request, self._answer(request, calls, is_batch))
 
     def _answer(self, request: server.Request, calls: list[Call], is_batch: bool) -> bytes:
         """The body answering ``calls`` (no body, and 204, when all were notifications)."""
