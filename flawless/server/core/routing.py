@@ -12,11 +12,13 @@ from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 from flawless.report import Report
 from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, LineRule, RoutedFrame,
                                         Route, RoutingSettings, Rules)
+from flawless.server.core.jsstack import url_path
 from flawless.server.core.text import fold_whitespace
 
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
 BUILTIN_PREFIXES = ("builtins.", "exceptions.")
 _RAISE_LINE = re.compile(r"raise\b")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 RuleT = TypeVar("RuleT", bound=LineRule)
 
 
@@ -33,6 +35,12 @@ def path_components(filename: str) -> Optional[list[str]]:
     if not parts or any(part == ".." or part.startswith("-") for part in parts):
         return None
     return parts
+
+
+def frame_path(filename: str) -> str:
+    """The path a frame's filename names: a URL's path (a script of a page, mapped to the
+    repository by suffix like any path), else the filename itself."""
+    return url_path(filename) if _URL.match(filename) else filename
 
 
 def _after_last(parts: list[str], dirs: Iterable[str]) -> Optional[list[str]]:
@@ -199,7 +207,7 @@ def _where(routed: RoutedFrame) -> str:
 
 
 def _blamable(routed: RoutedFrame, patterns: Sequence[re.Pattern[str]]) -> bool:
-    if routed.repo_path is None:
+    if routed.repo_path is None or not routed.in_app:
         return False
     return not patterns or any(pattern.search(routed.repo_path) for pattern in patterns)
 
@@ -260,10 +268,12 @@ def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSetti
     frame to blame, the error's identity and the known error it is, with the reasons."""
     frames = []
     for frame in report.traceback:
-        repo_path = index.resolve(frame.filename, settings.runtime_dirs)
+        path = frame_path(frame.filename)
+        repo_path = index.resolve(path, settings.runtime_dirs)
+        # A sender that says a frame is not the app's (a Sentry SDK's in_app) is believed.
         frames.append(RoutedFrame(frame, repo_path,
-                                  rule_path(frame.filename, repo_path, settings.runtime_dirs),
-                                  in_app=repo_path is not None))
+                                  rule_path(path, repo_path, settings.runtime_dirs),
+                                  in_app=repo_path is not None and frame.in_app is not False))
     routed = tuple(frames)
     innermost_key = _key(routed[-1])
     dropped = _drop_reason(report, routed, rules)
