@@ -36,6 +36,7 @@ from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.root import build_report_root
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
+from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.rules.reloading import RulesService
 from flawless.server.settings import alert_settings, routing_settings
 from flawless.server.storage.sqlite import SqliteStorage
@@ -50,6 +51,12 @@ MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
 READER_THREADS = 2
+
+
+def open_storage(config: Config) -> SqliteStorage:
+    """The server's database (made and migrated when needed)."""
+    os.makedirs(config.data_dir_path, exist_ok=True)
+    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
 
 
 class Listener(internet.StreamServerEndpointService):
@@ -89,8 +96,7 @@ class FlawlessServer(service.MultiService):
         self.reactor = reactor
         self.config = config
         self.started_at = reactor.seconds()
-        os.makedirs(config.data_dir_path, exist_ok=True)
-        self.storage = SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
+        self.storage = open_storage(config)
 
         self.writer = self._pool("db-write", 1)      # the one thread that writes the database
         self.reader = self._pool("db-read", READER_THREADS)
@@ -123,7 +129,8 @@ class FlawlessServer(service.MultiService):
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
             routing_settings(config), alert_settings(config), config.smtp_from,
             self.base_url, self.outbox.wake, clock=reactor,
-            ingest_busy=lambda: self.inbox.busy)
+            ingest_busy=lambda: self.inbox.busy,
+            sourcemaps=SourceMapResolver(self.storage, self.reader, reactor))
         self.processor.setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)

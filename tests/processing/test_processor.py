@@ -4,6 +4,7 @@ once in the test's thread, and a task.Clock for its timers."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,10 +14,11 @@ from flawless.server.core.model import AlertSettings, KnownError, Rules, Routing
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
-from flawless.server.storage.records import StorageUnavailable
+from flawless.server.processing.sourcemaps import SourceMapResolver
+from flawless.server.storage.records import SourceMapFile, StorageUnavailable
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
-from support.gitrepo import average_report
+from support.gitrepo import ALICE, BOB, CAROL, GitRepo, average_report, init_repo
 
 NOW = 1_763_700_000.0
 
@@ -144,3 +146,83 @@ def test_stopping_ends_the_polling(world: World) -> None:
     world.clock.advance(10.0)
     assert world.counts() == {} and world.clock.getDelayedCalls() == []
     world.processor.startService()
+
+
+# -- JavaScript through source maps ----------------------------------------------------------
+
+ESBUILD = Path(__file__).resolve().parents[1] / "data" / "esbuild"
+
+
+def typescript_repo(path: Path) -> GitRepo:
+    """Carol wrote src/checkout.ts, Alice src/main.ts (the build in tests/data/esbuild)."""
+    repo = init_repo(path)
+    repo.commit(CAROL, {"src/checkout.ts": (ESBUILD / "src" / "checkout.ts").read_text()},
+                "Add checkout")
+    repo.commit(ALICE, {"src/main.ts": (ESBUILD / "src" / "main.ts").read_text()}, "Add main")
+    return repo
+
+
+def minified_report(release: str) -> dict:
+    """``.price`` of an undefined item, as a page reports it from dist/app.js."""
+    return {"exception_type": "TypeError", "revision": release,
+            "exception_message": "Cannot read properties of undefined (reading 'price')",
+            "traceback": [{"filename": "http://127.0.0.1:8000/static/app.js", "line_number": 1,
+                           "column_number": 172, "function_name": "HTMLButtonElement.<anonymous>"},
+                          {"filename": "http://127.0.0.1:8000/static/app.js", "line_number": 1,
+                           "column_number": 31, "function_name": "c"}]}
+
+
+def store_build(world: World, release: str) -> None:
+    world.storage.save_sourcemaps(release, [SourceMapFile(
+        "/static/app.js", (ESBUILD / "dist" / "app.js.map").read_bytes(),
+        (ESBUILD / "dist" / "app.js").read_bytes())], NOW)
+
+
+def map_world(tmp_path: Path, repo: GitRepo) -> World:
+    world = World(tmp_path, repo.path, threshold=1)
+    world.processor._sourcemaps = SourceMapResolver(world.storage, InlineRunner(), world.clock)
+    world.processor.startService()
+    return world
+
+
+def test_a_minified_frame_is_resolved_through_its_map_and_blamed_on_the_original_line(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, repo.head())
+    world.send(minified_report(repo.head()))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert (record.key.filename, record.key.function_name, record.line_number) == (
+        "src/checkout.ts", "lineTotal", 4)
+    assert record.key.text == "return item.price * quantity;"
+    assert record.author_email == "carol@example.net" and world.mails() == [["carol@example.net"]]
+    assert any("through its source map to src/checkout.ts:4" in line
+               for line in record.explanation)
+    assert record.last_report.traceback[-1].filename == "src/checkout.ts"
+    world.processor.stopService()
+
+
+def test_a_map_whose_line_is_not_the_repositorys_blames_nobody(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    changed = (ESBUILD / "src" / "checkout.ts").read_text().replace(
+        "return item.price * quantity;", "return (item?.price ?? 0) * quantity;")
+    release = repo.commit(BOB, {"src/checkout.ts": changed}, "Guard missing items")
+    world = map_world(tmp_path, repo)
+    store_build(world, release)  # the map of the build before Bob's change, under his release
+    world.send(minified_report(release))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert not record.blamed and world.mails() == [["oncall@example.com"]]
+    assert any("is not the repository's" in line for line in record.explanation)
+    world.processor.stopService()
+
+
+def test_without_a_map_for_the_release_the_minified_frame_is_left_as_it_came(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, "another-release")
+    world.send(minified_report(repo.head()))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert record.key.filename == "/static/app.js" and not record.blamed
+    world.processor.stopService()

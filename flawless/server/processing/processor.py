@@ -18,15 +18,16 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from flawless.backoff import backoff_delay
-from flawless.report import Report
+from flawless.report import Frame, Report
 from flawless.server.core import routing
-from flawless.server.core.model import (AlertSettings, ErrorKey, Occurrence, Rules,
+from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Rules,
                                         RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.sourcemaps import Resolution, SourceMapResolver
 from flawless.server.storage.interface import Claim, Storage, Transaction
 from flawless.server.storage.records import InboxItem
 from flawless.server.threads import Runner
@@ -59,6 +60,15 @@ class Postponed:
 Prepared = Union[Occurrence, Dropped, Postponed]
 
 
+def map_agrees_with_repository(frame: Frame, blame: Blame) -> bool:
+    """Whether a line a source map resolved is the repository's line at the blamed revision
+    (the map's ``sourcesContent`` text, at the same line number): a map of another build
+    must not blame whoever wrote what is there now."""
+    text = fold_whitespace(frame.text)
+    return bool(text) and blame.line_number == frame.line_number and \
+        text == fold_whitespace(blame.line_text)
+
+
 class Processor(service.Service):
     """The loop from inbox to errors and outbox."""
 
@@ -68,7 +78,8 @@ class Processor(service.Service):
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
                  sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
-                 clock: Any, ingest_busy: Callable[[], bool] = lambda: False):
+                 clock: Any, ingest_busy: Callable[[], bool] = lambda: False,
+                 sourcemaps: Optional[SourceMapResolver] = None):
         self._storage = storage
         self._reader = reader
         self._writer = writer
@@ -81,6 +92,7 @@ class Processor(service.Service):
         self._on_mail_queued = on_mail_queued
         self._clock = clock
         self._ingest_busy = ingest_busy
+        self._sourcemaps = sourcemaps
         self._batch_seconds = 0.0
         self._later: Any = None
         self._running: Optional[defer.Deferred] = None
@@ -172,6 +184,10 @@ class Processor(service.Service):
 
     async def _prepare(self, report: Report) -> Prepared:
         rules = self._rules()
+        resolution = Resolution(report)
+        if self._sourcemaps is not None:
+            resolution = await self._sourcemaps.resolve(report)
+            report = resolution.report
         try:
             if self._blamer is None:
                 index = EMPTY_INDEX
@@ -179,6 +195,8 @@ class Processor(service.Service):
                 sha, _ = await self._blamer.resolve(report.revision)
                 index = await self._blamer.index_at(sha)
             route = routing.route(report, index, rules, self._routing_settings)
+            if resolution.notes:
+                route = replace(route, explanation=resolution.notes + route.explanation)
             if route.dropped_reason is not None:
                 return Dropped(route.dropped_reason)
             blamed = route.blamed
@@ -192,6 +210,14 @@ class Processor(service.Service):
                          line=blamed.frame.line_number, reason=str(failure))
                 route = replace(route, explanation=route.explanation + (
                     f"git blame failed ({failure}); sent to the default contact",))
+                return Occurrence(report, route, None)
+            if route.blamed_index in resolution.from_maps and \
+                    not map_agrees_with_repository(blamed.frame, blame):
+                route = replace(route, explanation=route.explanation + (
+                    f"not blamed: line {blamed.frame.line_number} of {blamed.repo_path} in the "
+                    f"source map ({blamed.frame.text.strip()!r}) is not the repository's at "
+                    f"{blame.revision[:12]} ({blame.line_text.strip()!r}); sent to the "
+                    "default contact",))
                 return Occurrence(report, route, None)
             if not route.key.text and blame.line_text.strip():
                 # The client could not read its source line: the repository's text of the

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ContextManager, Optional, Protocol, Sequence
 
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import InboxItem, OutboxMail
+from flawless.server.storage.records import InboxItem, OutboxMail, SourceMapFile
 
 
 class Transaction(Protocol):
@@ -84,11 +84,20 @@ class Storage(Protocol):
                     error: str) -> None:
         """Record a failed delivery and when to try again."""
 
+    # -- source maps --
+
+    def save_sourcemaps(self, release: str, maps: Sequence[SourceMapFile], now: float) -> None:
+        """Store the source maps of one release's build, replacing any of the same URLs."""
+
+    def sourcemap(self, release: str, urls: Sequence[str]) -> Optional[SourceMapFile]:
+        """The source map of a script of ``release``, under the first of ``urls`` that has
+        one, or None."""
+
     # -- retention and health --
 
     def prune(self, before: float) -> int:
-        """Forget counts, errors and delivered mail older than ``before``; return errors
-        removed."""
+        """Forget counts, errors, delivered mail and source maps older than ``before``;
+        return errors removed."""
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""

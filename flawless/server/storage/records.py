@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Optional
 
 from flawless.report import InvalidReport, Report, parse_report, report_to_dict
 
@@ -31,6 +32,16 @@ class OutboxMail:
     recipients: tuple[str, ...]
     attempts: int
     channel: str = "email"
+
+
+@dataclass(frozen=True)
+class SourceMapFile:
+    """The source map of one script of a build, and the script itself when it was given
+    (function names are read from it)."""
+
+    url: str                    # as frames name the script: a URL, or a path from the root
+    map: bytes
+    generated: Optional[bytes] = None
 
 
 def reports_in_payload(payload: bytes) -> tuple[Report, ...]:

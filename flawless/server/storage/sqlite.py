@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import (InboxItem, OutboxMail,
+from flawless.server.storage.records import (InboxItem, OutboxMail, SourceMapFile,
                                              StorageUnavailable, decode_report, encode_report,
                                              reports_in_payload)
 
@@ -100,6 +100,18 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX IF EXISTS errors_author;
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
+    """,
+    # 3: the source maps of browser builds (flawless sourcemaps), by release and script URL
+    """
+    CREATE TABLE IF NOT EXISTS sourcemaps (
+        release TEXT NOT NULL,
+        url TEXT NOT NULL,
+        map BLOB NOT NULL,
+        generated BLOB,
+        uploaded_at REAL NOT NULL,
+        PRIMARY KEY (release, url)
+    );
+    CREATE INDEX IF NOT EXISTS sourcemaps_uploaded ON sourcemaps (uploaded_at);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -366,6 +378,30 @@ class SqliteStorage:
                 "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
                 "WHERE id = ?", attempts, next_attempt_at, error[:1000], mail_id)
 
+    # -- source maps --
+
+    def save_sourcemaps(self, release: str, maps: Sequence[SourceMapFile], now: float) -> None:
+        """Store the source maps of one release's build, replacing any of the same URLs."""
+        with self.transaction() as transaction:
+            for item in maps:
+                transaction.execute("DELETE FROM sourcemaps WHERE release = ? AND url = ?",
+                                    release, item.url)
+                transaction.execute(
+                    "INSERT INTO sourcemaps (release, url, map, generated, uploaded_at) "
+                    "VALUES (?, ?, ?, ?, ?)", release, item.url, item.map, item.generated, now)
+
+    def sourcemap(self, release: str, urls: Sequence[str]) -> Optional[SourceMapFile]:
+        """The source map of a script of ``release``, under the first of ``urls`` that has
+        one, or None."""
+        for url in urls:
+            rows = self._query("SELECT url, map, generated FROM sourcemaps WHERE release = ? "
+                               "AND url = ?", release, url)
+            if rows:
+                row = rows[0]
+                return SourceMapFile(row["url"], bytes(row["map"]),
+                                     None if row["generated"] is None else bytes(row["generated"]))
+        return None
+
     # -- retention and health --
 
     def prune(self, before: float) -> int:
@@ -377,6 +413,7 @@ class SqliteStorage:
             transaction.execute("DELETE FROM error_days WHERE day < ?", day)
             transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
                                 before)
+            transaction.execute("DELETE FROM sourcemaps WHERE uploaded_at < ?", before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",

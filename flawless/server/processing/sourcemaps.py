@@ -1,0 +1,136 @@
+"""Frames of minified scripts resolved through the source maps of their release.
+
+A frame with a column, in a report with a revision, is looked up among the maps uploaded for
+that release (``flawless sourcemaps``) under its script's URL or path. The map (and the
+script, when it was uploaded: function names are read from its scopes) is read by Sentry's
+``symbolic`` (Rust; it releases the GIL) in the ``db-read`` pool, and kept in a small LRU;
+a script without a map is remembered for a while, so a flood of its errors costs one query.
+
+The library was measured against the pure-Python ``ecma426`` on esbuild's 5 MB map of a
+real bundle (``bench/sourcemap_libraries.py``): 16x faster to read, 5x less memory held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Optional, Union
+
+from symbolic import SymbolicError
+from symbolic.sourcemapcache import SourceMapCache
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from flawless.report import Report
+from flawless.server.coalesce import Coalescer
+from flawless.server.core.lru import Lru
+from flawless.server.core.sourcemap import Token, resolution_note, resolved_frame, script_keys
+from flawless.server.storage.interface import Storage
+from flawless.server.threads import Runner
+
+log = Logger()
+
+CACHED_MAPS = 16
+MISSING_REMEMBERED_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A report with its frames resolved, and what was done."""
+
+    report: Report
+    notes: tuple[str, ...] = ()
+    # Indexes of the frames whose line a map gave: blamed only when the repository agrees.
+    from_maps: frozenset[int] = frozenset()
+
+
+class _Missing:
+    """No map (or an unreadable one) for a script, since ``since``."""
+
+    def __init__(self, since: float, reason: str):
+        self.since = since
+        self.reason = reason
+
+
+class ReadMap:
+    """One script's map, read: positions of the generated script to original ones."""
+
+    def __init__(self, url: str, cache: Any):
+        self.url = url
+        self._cache = cache
+
+    def lookup(self, line: int, column: int) -> Optional[Token]:
+        """The original place of 1-based ``line`` and ``column``, or None."""
+        token = self._cache.lookup(line, column, 0)
+        if token is None or not token.src:
+            return None
+        return Token(token.src, token.line, token.col, token.function_name, token.context_line)
+
+
+def read_map(storage: Storage, release: str, keys: tuple[str, ...]) -> Union[ReadMap, _Missing]:
+    """Load and read a stored map (blocking: run it in a pool)."""
+    stored = storage.sourcemap(release, keys)
+    if stored is None:
+        return _Missing(0.0, "")
+    try:
+        return ReadMap(stored.url, SourceMapCache.from_bytes(stored.generated or b"",
+                                                             stored.map))
+    except SymbolicError as error:
+        return _Missing(0.0, f"the source map of {stored.url} cannot be read: {error}")
+
+
+class SourceMapResolver:
+    """Resolves the frames of reports through stored source maps."""
+
+    def __init__(self, storage: Storage, reader: Runner, clock: Any,
+                 cache_size: int = CACHED_MAPS):
+        self._storage = storage
+        self._reader = reader
+        self._clock = clock
+        self._maps: Lru[tuple[str, tuple[str, ...]], Union[ReadMap, _Missing]] = Lru(cache_size)
+        self._loading = Coalescer()
+
+    def _map(self, release: str, keys: tuple[str, ...]) -> defer.Deferred:
+        key = (release, keys)
+        known = self._maps.get(key)
+        now = self._clock.seconds()
+        if isinstance(known, ReadMap) or (
+                isinstance(known, _Missing) and now - known.since < MISSING_REMEMBERED_SECONDS):
+            return defer.succeed(known)
+        return self._loading.run(key, lambda: self._reader.run(
+            read_map, self._storage, release, keys).addCallback(self._remember, key, now))
+
+    def _remember(self, loaded: Union[ReadMap, _Missing], key: tuple, now: float
+                  ) -> Union[ReadMap, _Missing]:
+        if isinstance(loaded, _Missing):
+            loaded.since = now
+            if loaded.reason:
+                log.warn("{reason}", reason=loaded.reason)
+        self._maps.put(key, loaded)
+        return loaded
+
+    async def resolve(self, report: Report) -> Resolution:
+        """``report`` with each frame that a stored map covers resolved."""
+        release = (report.revision or "").strip().lower()
+        if not release or not any(frame.column_number for frame in report.traceback):
+            return Resolution(report)
+        frames, notes, from_maps = list(report.traceback), [], set()
+        for index, frame in enumerate(report.traceback):
+            if not frame.column_number:
+                continue
+            read = await self._map(release, tuple(script_keys(frame.filename)))
+            if isinstance(read, _Missing):
+                if read.reason:
+                    notes.append(read.reason)
+                continue
+            token = read.lookup(frame.line_number, frame.column_number)
+            if token is None:
+                notes.append(f"the source map of {read.url} maps nothing at line "
+                             f"{frame.line_number}, column {frame.column_number}")
+                continue
+            frames[index] = resolved_frame(frame, token)
+            notes.append(resolution_note(frame, frames[index]))
+            from_maps.add(index)
+        if not from_maps:
+            return Resolution(report, tuple(notes))
+        return Resolution(replace(report, traceback=tuple(frames)), tuple(notes),
+                          frozenset(from_maps))
