@@ -70,6 +70,18 @@ def test_traceback_runs_outermost_first_and_marks_the_blamed_line() -> None:
     assert "background: #fff3b0" in blamed_rows[0] and "/srv/app/shop/cart.py" in blamed_rows[0]
 
 
+def test_javascript_frames_show_their_column_like_python_frames_their_line() -> None:
+    alert = make_alert()
+    script = replace(alert.route.frames[1].frame, filename="src/checkout.ts", column_number=10)
+    alert = replace(alert, route=replace(alert.route, frames=(
+        alert.route.frames[0], replace(alert.route.frames[1], frame=script),
+        alert.route.frames[2])))
+    text, html = parts(render.render_alert(alert, SENDER, now=NOW))
+    assert '>> File "src/checkout.ts", line 7, column 10, in add_item' in text
+    assert "line <b>7</b>, column 10, in" in html
+    assert text.count("column") == 1
+
+
 def test_frame_locals_are_shown_where_they_were_sent() -> None:
     text, html = parts(render.render_alert(make_alert(), SENDER, now=NOW))
     assert "price = -3" in text and "name = 'apple'" in text

@@ -109,6 +109,7 @@ class FrameView:
     text: str
     frame_locals: tuple[tuple[str, str], ...]
     blamed: bool
+    column_number: Optional[int] = None   # JavaScript frames: shown as "line 4, column 10"
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ def _frame_views(route: Route) -> tuple[FrameView, ...]:
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == route.blamed_index,
+            column_number=frame.column_number,
         )
         for index, frame in enumerate(item.frame for item in route.frames))
 
