@@ -8,6 +8,7 @@ import json
 import zlib
 from typing import Any
 
+import brotli
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -98,7 +99,7 @@ def test_an_envelope_without_events_is_accepted_and_stores_nothing(port):
 
 
 @pytest.mark.parametrize("encoding, compress", [
-    ("gzip", gzip.compress), ("deflate", zlib.compress),
+    ("gzip", gzip.compress), ("deflate", zlib.compress), ("br", brotli.compress),
     ("deflate", lambda data: zlib.compress(data)[2:-4])])  # raw deflate, as some SDKs send
 def test_gzip_and_deflate_bodies(port, encoding, compress):
     response = port.send("POST", ENVELOPE_PATH, compress(event_envelope()),
@@ -114,8 +115,14 @@ def test_a_compression_bomb_is_413_and_a_cut_stream_400(port):
     cut = gzip.compress(event_envelope())[:-20]
     response = port.send("POST", ENVELOPE_PATH, cut, {**AUTH, "Content-Encoding": "gzip"})
     assert response.status == 400 and b"cut short" in response.body
-    response = port.send("POST", ENVELOPE_PATH, b"x", {**AUTH, "Content-Encoding": "br"})
-    assert response.status == 400 and b"gzip or deflate" in response.body
+    brotli_bomb = brotli.compress(b"\n" * (50 * 1024 * 1024))
+    response = port.send("POST", ENVELOPE_PATH, brotli_bomb, {**AUTH, "Content-Encoding": "br"})
+    assert response.status == 413
+    cut = brotli.compress(event_envelope())[:-5]
+    response = port.send("POST", ENVELOPE_PATH, cut, {**AUTH, "Content-Encoding": "br"})
+    assert response.status == 400 and b"br" in response.body
+    response = port.send("POST", ENVELOPE_PATH, b"x", {**AUTH, "Content-Encoding": "zstd"})
+    assert response.status == 400 and b"gzip, deflate or br" in response.body
     assert port.storage.inbox_depth() == 0
 
 

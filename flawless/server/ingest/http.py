@@ -10,6 +10,7 @@ import io
 import zlib
 from typing import Optional
 
+import brotli
 from twisted.web import server
 
 
@@ -68,14 +69,32 @@ _ENCODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS,
               "deflate": zlib.MAX_WBITS}
 
 
+def _unbrotli(body: bytes, max_body_bytes: int) -> bytes:
+    decompressor = brotli.Decompressor()
+    try:
+        inflated = decompressor.process(body, output_buffer_limit=max_body_bytes + 1)
+    except brotli.error as error:
+        raise ValueError(f"body is not valid br: {error}") from None
+    if len(inflated) > max_body_bytes:
+        raise BodyTooLarge()
+    if not decompressor.is_finished():
+        raise ValueError("body is not valid br: the stream is cut short")
+    return inflated
+
+
 def decompress(body: bytes, encoding: str, max_body_bytes: int) -> bytes:
-    """``body`` decoded from ``encoding`` (identity, gzip or deflate), never inflating past
-    ``max_body_bytes``: a compression bomb costs that much memory at most, then BodyTooLarge.
-    Raises ValueError for an unknown encoding or a stream that is broken or cut short."""
+    """``body`` decoded from ``encoding`` (identity, gzip, deflate or br), never inflating
+    (much) past ``max_body_bytes``: a compression bomb costs that much memory, then
+    BodyTooLarge. Raises ValueError for an unknown encoding or a stream that is broken or
+    cut short."""
     if encoding == "identity":
         return body
+    if encoding == "br":
+        # sentry-python's default wherever the brotli module is installed
+        return _unbrotli(body, max_body_bytes)
     if encoding not in _ENCODINGS:
-        raise ValueError(f"unsupported Content-Encoding {encoding!r} (use gzip or deflate)")
+        raise ValueError(f"unsupported Content-Encoding {encoding!r} "
+                         "(use gzip, deflate or br)")
     inflater = zlib.decompressobj(wbits=_ENCODINGS[encoding])
     try:
         try:
@@ -95,7 +114,8 @@ def decompress(body: bytes, encoding: str, max_body_bytes: int) -> bytes:
 
 
 def read_body(request: server.Request, max_body_bytes: int) -> bytes:
-    """The request body, decompressed (Content-Encoding gzip or deflate), within the limit."""
+    """The request body, decompressed (Content-Encoding gzip, deflate or br), within the
+    limit."""
     if getattr(request, "body_too_large", False):
         raise BodyTooLarge()
     request.content.seek(0)
