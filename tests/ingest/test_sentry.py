@@ -213,6 +213,7 @@ def test_pages_of_other_origins_are_refused_allowed_ones_get_their_origin_back(t
     assert allowed.status == 200
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://shop.example"
     assert allowed.headers["Vary"] == "Origin"
+    assert "X-Sentry-Rate-Limits" in allowed.headers["Access-Control-Expose-Headers"]
     refused = port.send("POST", ENVELOPE_PATH, event_envelope(),
                         {**AUTH, "Origin": "http://evil.example"})
     assert refused.status == 403 and "Access-Control-Allow-Origin" not in refused.headers

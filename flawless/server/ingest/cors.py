@@ -41,6 +41,9 @@ class Cors:
         if not self.allows(origin):
             return False
         request.setHeader(b"access-control-allow-origin", origin.encode("latin-1"))
+        # so that a browser SDK can read how long to back off
+        request.setHeader(b"access-control-expose-headers",
+                          b"Retry-After, X-Sentry-Rate-Limits")
         return True
 
     def preflight(self, request: server.Request) -> bytes:
