@@ -1,6 +1,6 @@
 """Sentry SDK events: flawless against Bugsink, the same events from the same SDK in one run.
 
-    python bench/sentry_ingest.py            # --rounds 3 --senders 4 --events 400
+    python bench/sentry_ingest.py            # --rounds 3 --senders 4 --events 200
 
 Each round, SENDERS processes of the real sentry-sdk (``bench/sentry_sender.py``) each
 capture EVENTS exceptions raised in a generated application (20 functions in a git
@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--events", type=int, default=400, help="events per sender")
+    parser.add_argument("--events", type=int, default=200, help="events per sender")
     args = parser.parse_args()
     python = ensure_venv("sentry-sender", [SENTRY_SDK])
     work = Path(tempfile.mkdtemp(prefix="sentry-bench-"))
