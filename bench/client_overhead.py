@@ -134,12 +134,16 @@ def setup_sentry():
     return record, wrapped
 
 
-def setup_ours(port: int):
-    """flawless.client pointed at the sink; its two contestants and its flush."""
+def setup_ours(port: int, captures: int):
+    """flawless.client pointed at the sink, with a queue holding a whole round (a dropped
+    capture would cost less than a sent one: the run counts drops and refuses any); its
+    two contestants and its flush."""
     import flawless.client
     from flawless.client.decorators import wrap_function
+    from flawless.client.transport import TransportOptions
 
-    flawless.client.set_hostports([f"127.0.0.1:{port}"])
+    flawless.client.install(hostports=[f"127.0.0.1:{port}"], excepthook=False, threads=False,
+                            transport=TransportOptions(queue_size=captures + 100))
 
     def record(exc_info):
         flawless.client.record_error("bench-host", exc_info)
@@ -168,8 +172,10 @@ def main() -> None:
         except Exception:
             return None
 
+    import flawless.client
+
     with Sink() as sink:
-        ours_record, ours_wrapped, flush = setup_ours(sink.port)
+        ours_record, ours_wrapped, flush = setup_ours(sink.port, args.captures)
         cpu: dict[str, list[float]] = {"record": [], "decorator": [], "distinct": []}
 
         def ours_with_cpu(kind, run):
@@ -178,6 +184,11 @@ def main() -> None:
                 figure = run()
                 flush(10)
                 cpu[kind].append((time.process_time() - cpu_before) / args.captures * 1e6)
+                dropped = {name: count for name, count in flawless.client.stats().items()
+                           if name.startswith("dropped") and count}
+                if dropped:
+                    raise SystemExit(f"the client dropped captures, the figure would flatter "
+                                     f"it: {dropped}")
                 return figure
             return measured
 

@@ -13,7 +13,7 @@ import time
 
 from payloads import make_report, rpc_call
 
-DISTINCT_ERRORS = 50
+DISTINCT_ERRORS = 2000
 BODIES = 16
 
 

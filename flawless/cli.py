@@ -1,4 +1,4 @@
-"""The ``flawless`` command: configure, start, stop, options, check."""
+"""The ``flawless`` command: configure, start, stop, options, check, run."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conf(check, required=True)
     check.add_argument("--explain", metavar="REPORT.json",
                        help="print how a report would be routed, without sending anything")
+    run = commands.add_parser("run", help="run a program, reporting its uncaught exceptions")
+    run.add_argument("-conf", "--conf", dest="conf", default=None, metavar="PATH",
+                     help="the server's flawless.cfg (default: FLAWLESS_* variables)")
+    run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
     sourcemaps = commands.add_parser(
         "sourcemaps", help="store the source maps of a browser build for one release")
     _add_conf(sourcemaps, required=True)
@@ -305,7 +309,15 @@ def command_configure(args: argparse.Namespace, read: Callable[[str], str] = inp
     return EXIT_OK
 
 
+def command_run(args: argparse.Namespace) -> int:
+    """Replace this process with the program, the client installed in it."""
+    from flawless.client.run import run_program
+
+    return run_program(args.program, args.conf)
+
+
 COMMANDS = {
+    "run": command_run,
     "configure": command_configure,
     "start": command_start,
     "stop": command_stop,

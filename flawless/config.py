@@ -14,6 +14,10 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
+from flawless.server.core.channels import CHANNEL_NAMES
+from flawless.server.core.redaction import redact
+from flawless.server.core.signing import secret_key
+
 SECTION = "flawless"
 
 TRUE_WORDS = {"true", "yes", "1", "on"}
@@ -117,6 +121,33 @@ def _parse_url(text: str) -> str:
     return text
 
 
+def _parse_urls(text: str) -> tuple[str, ...]:
+    urls = tuple(_parse_url(item) for item in _parse_list(text))
+    return tuple(url for url in urls if url)
+
+
+def _parse_repo(text: str) -> str:
+    text = text.strip()
+    if text and not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", text):
+        raise ValueError(f"{text!r} must be owner/name")
+    return text
+
+
+def _parse_channels(text: str) -> tuple[str, ...]:
+    names = _parse_list(text.lower())
+    for name in names:
+        if name not in CHANNEL_NAMES:
+            raise ValueError(f"{name!r} is not a channel (expected {', '.join(CHANNEL_NAMES)})")
+    return tuple(dict.fromkeys(names))
+
+
+def _parse_webhook_secret(text: str) -> str:
+    text = text.strip()
+    if text:
+        secret_key(text)
+    return text
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         value = text.strip().lower()
@@ -159,6 +190,7 @@ def _option(name: str, default: str, kind: str, description: str, **extra: Any) 
         "date": _parse_date,
         "host:port": _parse_hostport,
         "url": _parse_url,
+        "url list": _parse_urls,
         "path": _text,
     }
     parse = extra.pop("parse", None) or parsers[kind]
@@ -228,6 +260,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("retention_weeks", "52", "non-negative int",
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("max_backlog_seconds", "300", "seconds",
+            "/check_health says degraded while a report waits longer than this to be "
+            "processed."),
     _option("max_body_bytes", "1048576", "positive int",
             "Largest accepted request body after decompression."),
     _option("rate_limit_per_key", "5000", "non-negative int",
@@ -236,6 +271,38 @@ OPTIONS: tuple[Option, ...] = (
             "Reports a second accepted per client address (0: no limit); excess gets HTTP 429."),
     _option("rate_limit_burst_seconds", "10", "seconds",
             "A client may send this many seconds' worth of its rate at once."),
+    _option("mail_max_per_recipient_per_hour", "20", "non-negative int",
+            "Alerts one recipient gets in a wall-clock hour (per destination on the other "
+            "channels); the rest follow in one digest when the hour is over (0: no bound)."),
+    _option("mail_max_per_hour", "200", "non-negative int",
+            "Alerts sent in a wall-clock hour on one channel, all destinations together; the "
+            "rest follow in one digest per destination when the hour is over (0: no bound)."),
+    _option("alert_channels", "email", "text",
+            "Where alerts go: any of email, slack, webhook, github, gitlab (comma-separated); "
+            "channels.yaml may choose others per path.", parse=_parse_channels),
+    _option("slack_webhook_url", "", "url",
+            "Slack incoming webhook URL (turns the slack channel on).", secret=True),
+    _option("webhook_urls", "", "url list",
+            "Comma-separated URLs that get each alert as a signed JSON POST (Standard "
+            "Webhooks).", secret=True),
+    _option("webhook_secret", "", "text",
+            "Signing secret of webhook_urls: whsec_ followed by base64 of 24 to 64 random "
+            "bytes.", secret=True, parse=_parse_webhook_secret),
+    _option("github_repo", "", "text", "owner/name of the GitHub repository that gets issues.",
+            parse=_parse_repo),
+    _option("github_token", "", "text",
+            "GitHub token allowed to write issues of github_repo.", secret=True),
+    _option("github_api_url", "https://api.github.com", "url",
+            "GitHub API base URL (GitHub Enterprise: https://HOST/api/v3)."),
+    _option("gitlab_url", "", "url", "GitLab base URL, e.g. https://gitlab.com."),
+    _option("gitlab_project", "", "text",
+            "GitLab project that gets issues: its path (group/project) or numeric id."),
+    _option("gitlab_token", "", "text",
+            "GitLab token with the api scope on gitlab_project.", secret=True),
+    _option("issue_comment_interval", "86400", "seconds",
+            "An error's issue gets at most one comment about its recurrences this often."),
+    _option("channel_timeout_seconds", "30", "seconds",
+            "Timeout of one HTTP request to Slack, a webhook, GitHub or GitLab."),
 )
 
 OPTIONS_BY_NAME: Mapping[str, Option] = {option.name: option for option in OPTIONS}
@@ -316,11 +383,17 @@ def build_config(raw: Mapping[str, str], path: Optional[str] = None,
         try:
             value = option.parse(text)
         except ValueError as error:
-            problems.append(f"{where}:{lines.get(option.name, 0)}: option {option.name}: {error}")
+            reason = str(error)
+            if option.secret:  # a bad secret is named, never shown
+                reason = redact(reason, [text.strip(), *_parse_list(text)])
+            problems.append(f"{where}:{lines.get(option.name, 0)}: option {option.name}: "
+                            f"{reason}")
             continue
         if option.is_path and value:
             value = os.path.normpath(os.path.join(base_dir, os.path.expanduser(value)))
         values[option.name] = value
+    if not problems:
+        problems += _channel_problems(values, where, lines)
     if problems:
         raise ConfigError(problems)
     if not values["config_dir_path"]:
@@ -329,6 +402,38 @@ def build_config(raw: Mapping[str, str], path: Optional[str] = None,
         values["pid_file"] = os.path.join(values["data_dir_path"],
                                           raw.get("pid_file", "flawless.pid"))
     return Config(values, os.path.abspath(path) if path else None)
+
+
+# channel -> the options that turn it on (all of them needed)
+CHANNEL_OPTIONS: Mapping[str, tuple[str, ...]] = {
+    "slack": ("slack_webhook_url",),
+    "webhook": ("webhook_urls", "webhook_secret"),
+    "github": ("github_repo", "github_token"),
+    "gitlab": ("gitlab_url", "gitlab_project", "gitlab_token"),
+}
+
+
+def _channel_problems(values: Mapping[str, Any], where: str,
+                      lines: Mapping[str, int]) -> list[str]:
+    """A channel named in alert_channels must be configured, and a channel's options come
+    together."""
+    problems = []
+    for channel, names in CHANNEL_OPTIONS.items():
+        given = [name for name in names if values[name]]
+        missing = [name for name in names if not values[name]]
+        if given and missing:
+            problems.append(f"{where}:{lines.get(given[0], 0)}: option {given[0]}: the "
+                            f"{channel} channel also needs {', '.join(missing)}")
+        elif missing and channel in values["alert_channels"]:
+            problems.append(f"{where}:{lines.get('alert_channels', 0)}: option alert_channels: "
+                            f"{channel} needs {', '.join(missing)}")
+    return problems
+
+
+def configured_channels(config: "Config") -> tuple[str, ...]:
+    """The channels whose options are set (email always is)."""
+    return ("email",) + tuple(channel for channel, names in CHANNEL_OPTIONS.items()
+                              if all(getattr(config, name) for name in names))
 
 
 def load_config(path: Union[str, "os.PathLike[str]"],

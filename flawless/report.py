@@ -23,9 +23,20 @@ MAX_LOCALS_PER_FRAME = 64
 MAX_LOCAL_REPR_CHARS = 1024
 MAX_CONTEXT_ITEMS = 32
 MAX_ERROR_COUNT = 10**9
+MAX_TAGS = 32
+MAX_TAG_CHARS = 256
+MAX_NAME_CHARS = 128
+MAX_METHOD_CHARS = 32
+MAX_HEADERS = 32
+MAX_HEADER_CHARS = 1024
+MAX_USER_ID_CHARS = 255
+MAX_CHAINED = 8
+MAX_CHAINED_FRAMES = 64
+LEVELS = ("error", "warning", "info")
 TRIM_MARK = "…"
 
 ContextValue = Union[str, int, float, bool]
+MESSAGE_TYPE = "message"  # the exception_type of a report of record_message: text, no exception
 
 # -- A frame in a notebook cell (README, "Notebooks"): where the line is in the saved notebook.
 CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")   # nbformat 4.5 cell ids
@@ -66,8 +77,28 @@ class Frame:
 
 
 @dataclass(frozen=True)
+class RequestInfo:
+    """The HTTP request being served when the error happened: no query values, no secret
+    header, no body."""
+
+    method: Optional[str] = None
+    url: Optional[str] = None
+    route: Optional[str] = None
+    headers: Optional[Mapping[str, str]] = field(default=None, hash=False)
+
+
+@dataclass(frozen=True)
+class ChainedException:
+    """An exception of the ``__cause__``/``__context__`` chain of the reported one."""
+
+    exception_type: str
+    exception_message: str
+    traceback: tuple[Frame, ...] = ()
+
+
+@dataclass(frozen=True)
 class Report:
-    """One captured exception, as sent over the wire."""
+    """One captured exception (or message: see ``level``), as sent over the wire."""
 
     exception_type: str
     exception_message: str
@@ -79,6 +110,11 @@ class Report:
     additional_info: Optional[str] = None
     context: Optional[Mapping[str, ContextValue]] = field(default=None, hash=False)
     timestamp: Optional[float] = None
+    level: str = "error"
+    tags: Optional[Mapping[str, str]] = field(default=None, hash=False)
+    request: Optional[RequestInfo] = None
+    user_id: Optional[str] = None
+    chained: tuple[ChainedException, ...] = ()  # the nearest first, the innermost last
 
 
 class InvalidReport(ValueError):
@@ -145,23 +181,6 @@ class _Checker:
         return min(value, maximum)
 
 
-def _parse_locals(checker: _Checker, value: Any, name: str) -> Optional[dict[str, str]]:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        checker.fail(name, "must be an object of name -> string")
-        return None
-    kept: dict[str, str] = {}
-    for key, item in value.items():
-        if len(kept) >= MAX_LOCALS_PER_FRAME:
-            break
-        if not isinstance(item, str):
-            checker.fail(f"{name}.{trim(str(key), 64)}", "must be a string")
-            continue
-        kept[trim(clean_text(str(key)), 128)] = trim(clean_text(item), MAX_LOCAL_REPR_CHARS)
-    return kept
-
-
 def _parse_cell(checker: _Checker, value: Any, name: str) -> Optional[NotebookCell]:
     if value is None:
         return None
@@ -185,8 +204,7 @@ def _parse_cell(checker: _Checker, value: Any, name: str) -> Optional[NotebookCe
     return NotebookCell(line, notebook, cell_id, execution_count, digest)
 
 
-def _parse_frame(checker: _Checker, value: Any, index: int) -> Optional[Frame]:
-    name = f"traceback[{index}]"
+def _parse_frame(checker: _Checker, value: Any, name: str) -> Optional[Frame]:
     if not isinstance(value, Mapping):
         checker.fail(name, "must be an object")
         return None
@@ -198,7 +216,8 @@ def _parse_frame(checker: _Checker, value: Any, index: int) -> Optional[Frame]:
     function_name = checker.string(value, "function_name", f"{name}.function_name",
                                    MAX_STRING_CHARS, required=True)
     text = checker.string(value, "text", f"{name}.text", MAX_STRING_CHARS) or ""
-    frame_locals = _parse_locals(checker, value.get("frame_locals"), f"{name}.frame_locals")
+    frame_locals = _parse_strings(checker, value.get("frame_locals"), f"{name}.frame_locals",
+                                  MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME)
     cell = _parse_cell(checker, value.get("cell"), f"{name}.cell")
     column_number = checker.integer(value, "column_number", f"{name}.column_number", 1,
                                     maximum=10**9)
@@ -212,20 +231,21 @@ def _parse_frame(checker: _Checker, value: Any, index: int) -> Optional[Frame]:
                  in_app)
 
 
-def _parse_traceback(checker: _Checker, value: Any) -> tuple[Frame, ...]:
+def _parse_traceback(checker: _Checker, value: Any, name: str = "traceback",
+                     may_be_empty: bool = False, max_frames: int = MAX_FRAMES,
+                     kept_outermost: int = KEPT_OUTERMOST_FRAMES) -> tuple[Frame, ...]:
     if value is None:
-        checker.fail("traceback", "is required")
+        checker.fail(name, "is required")
         return ()
     if not isinstance(value, list):
-        checker.fail("traceback", "must be a list of frames")
+        checker.fail(name, "must be a list of frames")
         return ()
-    if not value:
-        checker.fail("traceback", "must not be empty")
+    if not value and not may_be_empty:
+        checker.fail(name, "must not be empty")
         return ()
-    if len(value) > MAX_FRAMES:
-        kept_inner = MAX_FRAMES - KEPT_OUTERMOST_FRAMES
-        value = value[:KEPT_OUTERMOST_FRAMES] + value[-kept_inner:]
-    frames = [_parse_frame(checker, item, index) for index, item in enumerate(value)]
+    if len(value) > max_frames:
+        value = value[:kept_outermost] + value[len(value) - (max_frames - kept_outermost):]
+    frames = [_parse_frame(checker, item, f"{name}[{index}]") for index, item in enumerate(value)]
     return tuple(frame for frame in frames if frame is not None)
 
 
@@ -245,6 +265,83 @@ def _parse_context(checker: _Checker, value: Any) -> Optional[dict[str, ContextV
         else:
             checker.fail(f"context.{key}", "must be a string, a finite number or a boolean")
     return context
+
+
+def _parse_strings(checker: _Checker, value: Any, name: str, limit: int,
+                   max_items: int) -> Optional[dict[str, str]]:
+    """A map of name -> string (locals, tags, headers): at most ``max_items``, each trimmed."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail(name, "must be an object of name -> string")
+        return None
+    kept: dict[str, str] = {}
+    for key, item in list(value.items())[:max_items]:
+        key = trim(clean_text(str(key)), MAX_NAME_CHARS)
+        if isinstance(item, str):
+            kept[key] = trim(clean_text(item), limit)
+        else:
+            checker.fail(f"{name}.{key}", "must be a string")
+    return kept
+
+
+def _parse_level(checker: _Checker, value: Any) -> str:
+    if value is None:
+        return "error"
+    if not isinstance(value, str) or value not in LEVELS:
+        checker.fail("level", "must be one of " + ", ".join(LEVELS))
+        return "error"
+    return value
+
+
+def _parse_request(checker: _Checker, value: Any) -> Optional[RequestInfo]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail("request", "must be an object")
+        return None
+    return RequestInfo(
+        method=checker.string(value, "method", "request.method", MAX_METHOD_CHARS),
+        url=checker.string(value, "url", "request.url", MAX_STRING_CHARS),
+        route=checker.string(value, "route", "request.route", MAX_STRING_CHARS),
+        headers=_parse_strings(checker, value.get("headers"), "request.headers",
+                               MAX_HEADER_CHARS, MAX_HEADERS))
+
+
+def _parse_user(checker: _Checker, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        checker.fail("user", 'must be an object {"id": ID}')
+        return None
+    return checker.string(value, "id", "user.id", MAX_USER_ID_CHARS)
+
+
+def _parse_chained(checker: _Checker, value: Any) -> tuple[ChainedException, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        checker.fail("chained", "must be a list of exceptions")
+        return ()
+    chained = []
+    for index, item in enumerate(value[:MAX_CHAINED]):
+        name = f"chained[{index}]"
+        if not isinstance(item, Mapping):
+            checker.fail(name, "must be an object")
+            continue
+        before = len(checker.errors)
+        exception_type = checker.string(item, "exception_type", f"{name}.exception_type",
+                                        MAX_STRING_CHARS, required=True, non_empty=True)
+        exception_message = checker.string(item, "exception_message",
+                                           f"{name}.exception_message", MAX_MESSAGE_CHARS,
+                                           required=True)
+        traceback = _parse_traceback(checker, item.get("traceback"), f"{name}.traceback",
+                                     may_be_empty=True, max_frames=MAX_CHAINED_FRAMES,
+                                     kept_outermost=0)
+        if len(checker.errors) == before:
+            assert exception_type is not None and exception_message is not None
+            chained.append(ChainedException(exception_type, exception_message, traceback))
+    return tuple(chained)
 
 
 def _parse_timestamp(checker: _Checker, value: Any) -> Optional[float]:
@@ -279,6 +376,11 @@ def parse_report(data: Any) -> Report:
     additional_info = checker.string(data, "additional_info", "additional_info", MAX_MESSAGE_CHARS)
     context = _parse_context(checker, data.get("context"))
     timestamp = _parse_timestamp(checker, data.get("timestamp"))
+    level = _parse_level(checker, data.get("level"))
+    tags = _parse_strings(checker, data.get("tags"), "tags", MAX_TAG_CHARS, MAX_TAGS)
+    request = _parse_request(checker, data.get("request"))
+    user_id = _parse_user(checker, data.get("user"))
+    chained = _parse_chained(checker, data.get("chained"))
     if checker.errors:
         raise InvalidReport(checker.errors)
     assert exception_type is not None and exception_message is not None
@@ -293,6 +395,11 @@ def parse_report(data: Any) -> Report:
         additional_info=additional_info,
         context=context,
         timestamp=timestamp,
+        level=level,
+        tags=tags,
+        request=request,
+        user_id=user_id,
+        chained=chained,
     )
 
 
@@ -313,8 +420,11 @@ def _optional_count(data: Mapping[str, Any], key: str) -> bool:
 
 REPORT_FIELDS = frozenset(("exception_type", "exception_message", "traceback", "hostname",
                            "revision", "error_count", "error_threshold", "additional_info",
-                           "context", "timestamp"))
+                           "context", "timestamp", "level", "tags", "request", "user",
+                           "chained"))
 FRAME_FIELDS = frozenset(("filename", "line_number", "function_name", "text", "frame_locals"))
+REQUEST_FIELDS = frozenset(("method", "url", "route", "headers"))
+CHAINED_FIELDS = frozenset(("exception_type", "exception_message", "traceback"))
 
 
 def _plain_frame(frame: Any) -> bool:
@@ -330,8 +440,47 @@ def _plain_frame(frame: Any) -> bool:
     if frame_locals is None:
         return True
     return (type(frame_locals) is dict and len(frame_locals) <= MAX_LOCALS_PER_FRAME
-            and all(len(name) <= 128 and _plain_string(value, MAX_LOCAL_REPR_CHARS)
+            and all(_plain_string(name, MAX_NAME_CHARS)
+                    and _plain_string(value, MAX_LOCAL_REPR_CHARS)
                     for name, value in frame_locals.items()))
+
+
+def _plain_traceback(traceback: Any, min_frames: int, max_frames: int) -> bool:
+    return (type(traceback) is list and min_frames <= len(traceback) <= max_frames
+            and all(_plain_frame(frame) for frame in traceback))
+
+
+def _plain_strings(value: Any, limit: int, max_items: int) -> bool:
+    return value is None or (
+        type(value) is dict and len(value) <= max_items
+        and all(_plain_string(name, MAX_NAME_CHARS) and _plain_string(item, limit)
+                for name, item in value.items()))
+
+
+def _plain_request(request: Any) -> bool:
+    return request is None or (
+        type(request) is dict and request.keys() <= REQUEST_FIELDS
+        and _optional_string(request, "method", MAX_METHOD_CHARS)
+        and _optional_string(request, "url", MAX_STRING_CHARS)
+        and _optional_string(request, "route", MAX_STRING_CHARS)
+        and _plain_strings(request.get("headers"), MAX_HEADER_CHARS, MAX_HEADERS))
+
+
+def _plain_user(user: Any) -> bool:
+    return user is None or (type(user) is dict and user.keys() == {"id"}
+                            and _plain_string(user["id"], MAX_USER_ID_CHARS))
+
+
+def _plain_chained(chained: Any) -> bool:
+    if chained is None:
+        return True
+    return (type(chained) is list and 0 < len(chained) <= MAX_CHAINED
+            and all(type(item) is dict and item.keys() == CHAINED_FIELDS
+                    and _plain_string(item["exception_type"], MAX_STRING_CHARS)
+                    and bool(item["exception_type"].strip())
+                    and _plain_string(item["exception_message"], MAX_MESSAGE_CHARS)
+                    and _plain_traceback(item["traceback"], 0, MAX_CHAINED_FRAMES)
+                    for item in chained))
 
 
 def _plain_timestamp(value: Any) -> bool:
@@ -342,7 +491,7 @@ def _plain_context(context: Any) -> bool:
     if context is None:
         return True
     return (type(context) is dict and len(context) <= MAX_CONTEXT_ITEMS
-            and all(type(name) is str and len(name) <= 128
+            and all(_plain_string(name, MAX_NAME_CHARS)
                     and (_plain_string(value, MAX_STRING_CHARS)
                          or type(value) in (bool, int)
                          or (type(value) is float and math.isfinite(value)))
@@ -359,14 +508,17 @@ def _plain_report(data: Any) -> bool:
     exception_type, traceback = data.get("exception_type"), data.get("traceback")
     return (_plain_string(exception_type, MAX_STRING_CHARS) and bool(exception_type.strip())
             and _plain_string(data.get("exception_message"), MAX_MESSAGE_CHARS)
-            and type(traceback) is list and 0 < len(traceback) <= MAX_FRAMES
-            and all(_plain_frame(frame) for frame in traceback)
+            and _plain_traceback(traceback, 1, MAX_FRAMES)
             and _optional_string(data, "hostname", 255)
             and _optional_string(data, "revision", 255)
             and _optional_string(data, "additional_info", MAX_MESSAGE_CHARS)
             and _optional_count(data, "error_count")
             and _optional_count(data, "error_threshold")
-            and _plain_context(data.get("context")) and _plain_timestamp(data.get("timestamp")))
+            and _plain_context(data.get("context")) and _plain_timestamp(data.get("timestamp"))
+            and data.get("level") in (None, *LEVELS)
+            and _plain_strings(data.get("tags"), MAX_TAG_CHARS, MAX_TAGS)
+            and _plain_request(data.get("request")) and _plain_user(data.get("user"))
+            and _plain_chained(data.get("chained")))
 
 
 def stored_form(data: Any) -> Optional[dict[str, Any]]:
@@ -400,6 +552,23 @@ def frame_to_dict(frame: Frame) -> dict[str, Any]:
     return data
 
 
+def request_to_dict(request: RequestInfo) -> dict[str, Any]:
+    """Return the wire form of a request, unset fields omitted."""
+    data: dict[str, Any] = {key: value for key, value in (
+        ("method", request.method), ("url", request.url), ("route", request.route))
+        if value is not None}
+    if request.headers is not None:
+        data["headers"] = dict(request.headers)
+    return data
+
+
+def chained_to_dict(chained: ChainedException) -> dict[str, Any]:
+    """Return the wire form of one chained exception."""
+    return {"exception_type": chained.exception_type,
+            "exception_message": chained.exception_message,
+            "traceback": [frame_to_dict(frame) for frame in chained.traceback]}
+
+
 def cell_to_dict(cell: NotebookCell) -> dict[str, Any]:
     """Return the wire form of a frame's notebook cell, unset fields omitted."""
     fields = {"notebook": cell.notebook, "id": cell.id, "execution_count": cell.execution_count,
@@ -421,10 +590,17 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "additional_info": report.additional_info,
         "context": dict(report.context) if report.context is not None else None,
         "timestamp": report.timestamp,
+        "tags": dict(report.tags) if report.tags is not None else None,
+        "request": request_to_dict(report.request) if report.request is not None else None,
+        "user": {"id": report.user_id} if report.user_id is not None else None,
     }
     data.update({key: value for key, value in optional.items() if value is not None})
     if report.error_count != 1:
         data["error_count"] = report.error_count
+    if report.level != "error":
+        data["level"] = report.level
+    if report.chained:
+        data["chained"] = [chained_to_dict(chained) for chained in report.chained]
     return data
 
 

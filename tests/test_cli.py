@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -11,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from support.gitrepo import average_report
-from support.server import server_options, write_config
+from support.server import server_options, start_server, write_config
 
 
 def flawless(*args: str, stdin: str = "", cwd=None) -> subprocess.CompletedProcess:
@@ -101,3 +102,96 @@ def test_explain_prints_the_route_without_sending(tmp_path, shop):
     assert result.returncode == 0, result.stderr
     assert "shop/cart.py" in result.stdout and "bob@example.org" in result.stdout
     assert not (data / "mailbox").exists()
+
+
+def test_configure_checks_the_repository_and_asks_for_the_admin_password(tmp_path, shop):
+    target = tmp_path / "etc" / "flawless.cfg"
+    answers = [str(tmp_path / "no-such-dir"), str(tmp_path), str(shop.path), "example.com",
+               "not an address", "oncall@example.com", "", "0", "0", "s3cret-admin"]
+    result = flawless("configure", "-conf", str(target), stdin="\n".join(answers) + "\n")
+    assert result.returncode == 0, result.stderr
+    assert "is not a directory" in result.stdout and "is not a git repository" in result.stdout
+    assert "is not an email address" in result.stdout
+    text = target.read_text()
+    assert f"repo_dir = {shop.path}" in text and "admin_password = s3cret-admin" in text
+    assert target.stat().st_mode & 0o077 == 0  # it holds a password: its owner's alone
+
+
+def occupied_port():
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder
+
+
+def test_a_busy_port_stops_a_start_at_once_with_the_reason(tmp_path):
+    holder = occupied_port()
+    port = holder.getsockname()[1]
+    data = tmp_path / "data"
+    config = write_config(tmp_path, server_options(data))
+    try:
+        for daemon in ((), ("--daemon",)):
+            started = time.monotonic()
+            result = flawless("start", "-conf", str(config), "--port", str(port), *daemon)
+            assert result.returncode == 1, result.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+            assert "in use" in result.stderr
+            assert time.monotonic() - started < 15
+            assert not (data / "flawless.pid").exists()
+        stray = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True)
+        assert stray.stdout.strip() == ""  # no daemon left behind
+    finally:
+        holder.close()
+
+
+def test_port_options_override_the_file_and_a_daemon_logs_in_its_data_directory(tmp_path):
+    data = tmp_path / "data"
+    config = write_config(tmp_path, server_options(data, port=1, http_port=1))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = flawless("start", "-conf", str(config), "--daemon", "--port", str(port),
+                       "--http-port", "0")
+    try:
+        assert started.returncode == 0, started.stderr
+        info = json.loads((data / "listening.json").read_text())  # written before the answer
+        assert info["port"] == port and info["http_port"] not in (0, 1)
+        assert "rpc listening on port" in (data / "flawless.log").read_text()
+        foreground = flawless("start", "-conf", str(config), "--port", "0", "--http-port", "0")
+        assert foreground.returncode == 1 and "already runs" in foreground.stderr
+    finally:
+        assert flawless("stop", "-conf", str(config)).returncode == 0
+
+
+def test_a_failing_daemon_says_why_and_leaves_no_process(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "flawless.sqlite3").write_text("this is not a database")
+    config = write_config(tmp_path, server_options(data))
+    result = flawless("start", "-conf", str(config), "--daemon")
+    assert result.returncode == 1
+    assert "the database" in result.stderr and "not a database" in result.stderr
+    stray = subprocess.run(["pgrep", "-f", str(config)], capture_output=True, text=True)
+    assert stray.stdout.strip() == ""
+
+
+def test_health_is_degraded_while_the_repository_is_missing_and_reports_wait(tmp_path):
+    server = start_server(tmp_path / "server", repo_dir=tmp_path / "gone",
+                          max_backlog_seconds=1)
+    try:
+        server.record(average_report())
+        with_reason = server.wait_until(lambda: health(server)["status"] == "degraded")
+        status = health(server)
+        assert with_reason and any("repository" in problem for problem in status["problems"])
+        assert status["configuration"]["repo_dir"] == str(tmp_path / "gone")
+        assert server.wait_until(lambda: any(
+            problem.startswith("backlog: the oldest report has waited")
+            for problem in health(server)["problems"]))
+        assert health(server)["backlog_age_seconds"] > 1
+    finally:
+        server.stop()
+
+
+def health(server):
+    with urllib.request.urlopen(server.web_url + "/check_health", timeout=10) as response:
+        return json.loads(response.read())

@@ -45,6 +45,7 @@ def test_sdist_and_wheel_ship_every_package_and_no_local_config(tmp_path, shop):
     names = zipfile.ZipFile(wheel).namelist()
     assert "flawless/templates/email_alert.html" in names
     assert "flawless/example_config/flawless.cfg" in names
+    assert "flawless/client/bootstrap/sitecustomize.py" in names  # for flawless run
     packages = {str(path.parent.relative_to(ROOT)).replace("/", ".")
                 for path in (ROOT / "flawless").rglob("__init__.py")}
     assert packages <= {name.rpartition("/")[0].replace("/", ".") for name in names}

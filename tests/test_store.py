@@ -7,12 +7,18 @@ import json
 import sqlite3
 
 import pytest
+from test_report import CLEAN_REPORTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from flawless.report import Frame, Report, report_to_dict
+from flawless.report import (Frame, InvalidReport, Report, parse_report, report_to_dict,
+                             stored_form)
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord
-from flawless.server.storage.records import StorageUnavailable
-from flawless.server.storage.sqlite import SCHEMA_VERSION, SqliteStorage
+from flawless.server.storage.records import (IssueLink, StorageUnavailable, decode_report,
+                                             encode_report, reports_in_payload)
+from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
+from support.outbox import entry
 
 REPORT = Report("builtins.ValueError", "bad",
                 (Frame("/srv/shop/cart.py", 7, "add_item", "x = 1", {"qty": "3"}),),
@@ -88,13 +94,77 @@ def test_errors_are_counted_per_week_and_day(store):
 
 def test_outbox_mail_is_sent_once(store):
     with store.transaction() as transaction:
-        mail_id = transaction.queue_mail(None, 1.0, b"Subject: x\r\n\r\nbody",
-                                         ["a@example.com"])
-    assert [m.mail_id for m in store.due_mail(now=2.0, limit=10)] == [mail_id]
+        mail_id = transaction.queue_entry(entry("a@example.com"), 1.0)
+    [due] = store.due_mail(now=2.0, limit=10)
+    assert (due.mail_id, due.recipients, due.channel, due.destination, due.interrupted) == (
+        mail_id, ("a@example.com",), "email", "a@example.com", False)
     store.mark_failed(mail_id, 1, next_attempt_at=50.0, error="451 later")
     assert store.due_mail(now=2.0, limit=10) == []
     store.mark_sent(mail_id, now=60.0)
     assert store.due_mail(now=100.0, limit=10) == [] and store.outbox_depth() == 0
+
+
+def test_a_failed_entry_holds_its_destination_and_only_it(store):
+    with store.transaction() as transaction:
+        first, second, later = (transaction.queue_entry(entry(address), 1.0) for address in
+                                ("a@example.com", "a@example.com", "a@example.com"))
+        other = transaction.queue_entry(entry("b@example.com"), 1.0)
+    store.mark_failed(first, 1, next_attempt_at=50.0, error="451 later")
+    assert [m.mail_id for m in store.due_mail(now=2.0, limit=10)] == [other]
+    with store.transaction() as transaction:
+        newest = transaction.queue_entry(entry("a@example.com"), 3.0)
+    assert [m.mail_id for m in store.due_mail(now=3.0, limit=10)] == [other]
+    assert [m.mail_id for m in store.due_mail(now=50.0, limit=10)] == [
+        first, second, later, other, newest]
+
+
+def test_an_entry_whose_delivery_began_comes_back_interrupted(store):
+    with store.transaction() as transaction:
+        mail_id = transaction.queue_entry(entry("hook#1", "webhook"), 1.0)
+    store.mark_started(mail_id, 2.0)
+    [due] = store.due_mail(now=3.0, limit=10)
+    assert due.interrupted and due.message_id == "msg_webhook_hook#1"
+    store.mark_failed(mail_id, 1, next_attempt_at=4.0, error="HTTP 500")
+    assert not store.due_mail(now=5.0, limit=10)[0].interrupted
+
+
+def test_held_entries_wait_for_their_digest(store):
+    with store.transaction() as transaction:
+        held = [transaction.queue_entry(entry("a@example.com"), 1.0, held_until=3600.0)
+                for _ in range(2)]
+        other = transaction.queue_entry(entry("hook#1", "webhook"), 1.0, held_until=3600.0)
+    assert store.due_mail(now=5000.0, limit=10) == []
+    assert store.held_due(now=3599.0, limit=10) == []
+    assert [(h.entry_id, h.channel) for h in store.held_due(now=3600.0, limit=10)] == [
+        (held[0], "email"), (held[1], "email"), (other, "webhook")]
+    assert store.outbox_depth() == 3
+    assert [(s.channel, s.pending, s.held) for s in store.channel_states()] == [
+        ("email", 2, 2), ("webhook", 1, 1)]
+    with store.transaction() as transaction:
+        digest = transaction.queue_entry(entry("a@example.com"), 3600.0)
+        transaction.mark_digested(held, digest, 3600.0)
+    assert [h.entry_id for h in store.held_due(now=3600.0, limit=10)] == [other]
+    assert [m.mail_id for m in store.due_mail(now=3600.0, limit=10)] == [digest]
+
+
+def test_hour_counts_and_issue_links(store):
+    with store.transaction() as transaction:
+        assert transaction.hour_count("email", "a@example.com", 3600.0) == 0
+        transaction.count_in_hour("email", "a@example.com", 3600.0)
+        transaction.count_in_hour("email", "a@example.com", 3600.0)
+        assert transaction.hour_count("email", "a@example.com", 3600.0) == 2
+        assert transaction.hour_count("email", "a@example.com", 7200.0) == 0
+        transaction.set_issue_update(7, "github", 10.0, 3)
+        transaction.set_issue_update(7, "github", 20.0, 5)
+        assert transaction.issue_update(7, "github") == (20.0, 5)
+        assert transaction.issue_update(7, "gitlab") is None
+    link = IssueLink("github", "acme/shop", "f00d", 12, "https://github.test/acme/shop/12")
+    store.save_issue_links([link], 1.0)
+    store.save_issue_links([IssueLink("github", "acme/shop", "f00d", 13, "u13")], 2.0)
+    assert store.issue_link("github", "acme/shop", "f00d").number == 13
+    assert [found.number for found in store.issue_links("f00d")] == [13]
+    store.forget_issue_link(IssueLink("github", "acme/shop", "f00d", 13, "u13"))
+    assert store.issue_link("github", "acme/shop", "f00d") is None
 
 
 def test_prune_forgets_what_is_older_than_the_cutoff(store):
@@ -126,11 +196,13 @@ def test_a_locked_database_is_storage_unavailable(tmp_path):
 
 def test_a_database_of_the_first_schema_is_migrated_once(tmp_path):
     path = str(tmp_path / "flawless.sqlite3")
-    SqliteStorage(path)
     with sqlite3.connect(path) as connection:  # as the first release left it: no version
-        connection.execute("PRAGMA user_version = 0")
-        connection.execute("DROP INDEX error_weeks_error")
+        connection.executescript(MIGRATIONS[0])
+        connection.execute("INSERT INTO outbox (created_at, message, recipients) "
+                           "VALUES (1.0, X'00', '[\"a@example.com\"]')")
     store = SqliteStorage(path)
+    [waiting] = store.due_mail(now=2.0, limit=10)
+    assert (waiting.channel, waiting.recipients) == ("email", ("a@example.com",))
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         plan = " ".join(row[-1] for row in connection.execute(
@@ -148,3 +220,36 @@ def test_a_database_newer_than_this_flawless_is_refused(tmp_path):
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageUnavailable, match="newer than this flawless knows"):
         SqliteStorage(path)
+
+
+TEXT = st.text(max_size=40)
+FRAME = st.fixed_dictionaries(
+    {"filename": st.text(min_size=1, max_size=40).filter(str.strip),
+     "line_number": st.integers(min_value=1, max_value=10**6),
+     "function_name": st.text(min_size=1, max_size=20)},
+    optional={"text": TEXT, "frame_locals": st.dictionaries(
+        st.text(min_size=1, max_size=10), TEXT, max_size=4)})
+VALID_REPORT = st.fixed_dictionaries(
+    {"exception_type": st.text(min_size=1, max_size=30).filter(str.strip),
+     "exception_message": TEXT, "traceback": st.lists(FRAME, min_size=1, max_size=4)},
+    optional={"hostname": TEXT, "revision": st.from_regex(r"[0-9a-f]{40}", fullmatch=True),
+              "error_count": st.integers(min_value=1, max_value=10**6),
+              "error_threshold": st.integers(min_value=1, max_value=100),
+              "additional_info": TEXT,
+              "context": st.dictionaries(st.text(min_size=1, max_size=10), st.one_of(
+                  TEXT, st.booleans(), st.integers(min_value=-10**6, max_value=10**6),
+                  st.floats(allow_nan=False, allow_infinity=False)), max_size=3),
+              "timestamp": st.floats(min_value=0, max_value=4e9)})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(VALID_REPORT, CLEAN_REPORTS))
+def test_stored_bodies_are_read_back_as_the_wire_schema_reads_them(data):
+    try:
+        report, kept = parse_report(data), stored_form(data)
+    except InvalidReport:
+        return  # refused at ingest: never stored
+    body = json.dumps([{"jsonrpc": "2.0", "id": 1, "method": "record_error",
+                        "params": {"report": data if kept is None else kept}}]).encode()
+    assert reports_in_payload(body) == (report,)
+    assert decode_report(encode_report(report)) == report

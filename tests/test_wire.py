@@ -195,6 +195,33 @@ def test_unknown_fields_and_oversize_values_are_not_stored(server):
     assert canary not in dumped and "m" * 16385 not in dumped
 
 
+def test_the_optional_fields_are_stored_and_their_unknown_parts_are_not(server):
+    canary = "user-email-canary@example.com"
+    extras = {"level": "warning", "tags": {"component": "billing"},
+              "request": {"method": "POST", "url": "https://shop.example.com/cart?id",
+                          "route": "/cart", "headers": {"Accept": "*/*"}},
+              "chained": [{"exception_type": "builtins.KeyError", "exception_message": "'id'",
+                           "traceback": [dict(REPORT["traceback"][0], line_number=3)]}]}
+    plain = dict(REPORT, user={"id": "42"}, **extras)
+    plain["traceback"] = [dict(REPORT["traceback"][0], function_name="stored_as_it_came")]
+    general = dict(plain, user={"id": "43", "email": canary},
+                   request=dict(extras["request"], cookies={"sessionid": canary}))
+    general["traceback"] = [dict(REPORT["traceback"][0], function_name="stored_trimmed")]
+    for report in (plain, general):
+        status, _, answer = post_json(server, rpc("record_error", {"report": report}))
+        assert (status, answer["result"]) == (200, {"accepted": True})
+    assert server.wait_until(lambda: len(server.query(
+        "SELECT 1 FROM errors WHERE function_name LIKE 'stored_%'")) == 2)
+    stored = dict(server.query("SELECT function_name, last_report FROM errors "
+                               "WHERE function_name LIKE 'stored_%'"))
+    for name, user_id in (("stored_as_it_came", "42"), ("stored_trimmed", "43")):
+        report = json.loads(stored[name])
+        assert {key: report[key] for key in extras} == extras
+        assert report["user"] == {"id": user_id}
+    with server.db() as connection:
+        assert canary not in "\n".join(connection.iterdump())
+
+
 def test_the_inbox_keeps_a_call_as_it_came_only_when_nothing_needs_dropping():
     from flawless.server.ingest.rpc import Call
 

@@ -16,24 +16,29 @@ sent unless configured).
 When no hostport is configured nothing is sent anywhere: reports are dropped and counted in
 ``stats()["dropped_unconfigured"]``. Sending never blocks the program (see ``transport``);
 at exit what is queued is flushed within ``flush_timeout`` seconds (2 by default).
+
+No function of this module raises into the program once installed: a failure of the
+client is logged at debug level on the ``flawless.client`` logger and swallowed.
 """
 
 from __future__ import annotations
 
 import atexit
-import logging
+import sys
 import threading
 from dataclasses import replace
 from typing import Any, Iterable, Optional, Union
 
-from flawless.client.capture import ExcInfo, PrecedingStack
+from flawless.client import scope as _scope
+from flawless.client.capture import BoundedRepr, ExcInfo, PrecedingStack
 from flawless.client.core import (Client, ClientSettings, default_scrubber, split_hostports,
                                   settings_from_environment)
+from flawless.client.guard import never_raises
+from flawless.report import LEVELS
 
 __all__ = ["Client", "ClientSettings", "flush", "get_client", "install", "install_scrubbers",
-           "record_error", "set_hostports", "stats", "uninstall"]
-
-log = logging.getLogger("flawless.client")
+           "record_error", "record_message", "remove_scrubbers", "set_context",
+           "set_hostports", "set_tag", "set_user", "stats", "uninstall"]
 
 _client: Optional[Client] = None
 _lock = threading.Lock()
@@ -66,10 +71,13 @@ def get_client() -> Client:
 
 def install(hostports: Union[str, Iterable[str], None] = None, key: Optional[str] = None,
             revision: Optional[str] = None, excepthook: bool = True, threads: bool = True,
-            *, hostname: Optional[str] = None, **settings: Any) -> Client:
+            *, hostname: Optional[str] = None, library_locals: Optional[bool] = None,
+            **settings: Any) -> Client:
     """Configure the client (unset arguments come from the environment) and install the
     ``sys.excepthook`` and ``threading.excepthook`` integrations. Other keyword arguments
-    are fields of :class:`ClientSettings` (``flush_timeout``, ``capture``, ...)."""
+    are fields of :class:`ClientSettings` (``flush_timeout``, ``mask``, ``before_send``,
+    ``capture``, ...); ``library_locals=True`` also captures the locals of frames of the
+    standard library and of installed packages."""
     from flawless.client import hooks
 
     base = settings_from_environment()
@@ -80,6 +88,8 @@ def install(hostports: Union[str, Iterable[str], None] = None, key: Optional[str
         revision=revision if revision is not None else base.revision,
         hostname=hostname if hostname is not None else base.hostname,
         **settings)
+    if library_locals is not None:
+        chosen = replace(chosen, capture=replace(chosen.capture, library_locals=library_locals))
     with _lock:
         client = _use(Client(chosen))
     if excepthook:
@@ -114,6 +124,16 @@ def install_scrubbers(*patterns: str) -> None:
     default_scrubber.add_key_patterns(*patterns)
 
 
+def remove_scrubbers(*names: str) -> None:
+    """Stop masking: each name is a key pattern (a default such as ``"session"``, or one
+    added by :func:`install_scrubbers`) or a kind of value masked wherever it appears
+    (``"emails"``, ``"card_numbers"``, ``"tokens"``, ``"jwts"``, ``"private_keys"``,
+    ``"url_credentials"``, ``"assignments"``, ``"home_directories"``). Raises ValueError,
+    changing nothing, when a name is neither."""
+    default_scrubber.remove(*names)
+
+
+@never_raises
 def record_error(hostname: Optional[str], exc_info: ExcInfo,
                  preceding_stack: PrecedingStack = None, error_threshold: Optional[int] = None,
                  additional_info: Optional[str] = None) -> None:
@@ -121,15 +141,55 @@ def record_error(hostname: Optional[str], exc_info: ExcInfo,
 
     ``hostname`` None means the configured one, if any. ``preceding_stack`` is the stack
     above the frame that caught the exception: ``traceback.extract_stack()`` output or a live
-    frame. An exception already reported (by a wrapper or a hook) is not reported again.
+    frame. An exception already reported (by a wrapper, a hook or an integration) is not
+    reported again. Within a request served by an integration, the request goes with it.
     """
-    try:
-        get_client().record(exc_info, preceding_stack, hostname, error_threshold,
-                            additional_info)
-    except Exception:  # reporting must never break the program it watches
-        log.debug("flawless: capture failed", exc_info=True)
+    get_client().record(exc_info, preceding_stack, hostname, error_threshold, additional_info)
 
 
+@never_raises
+def record_message(text: str, level: str = "info") -> None:
+    """Report ``text`` with the caller's stack (its innermost frames' locals included),
+    at ``level`` (``"error"``, ``"warning"`` or ``"info"``); repeats from one call site are
+    one error, whatever the text. Never raises."""
+    chosen = level if level in LEVELS else "error"
+    get_client().record_message(str(text), chosen, sys._getframe(1))
+
+
+@never_raises
+def set_tag(name: str, value: Optional[str]) -> None:
+    """Send ``name: value`` with every report of this thread, task or request from now on
+    (``None`` removes it). Scrubbed like everything else."""
+    _scope.set_tag(name, value)
+
+
+@never_raises
+def set_context(name: str, value: Any) -> None:
+    """Send ``value`` (a mapping: as ``name.key`` entries) in the context of every report of
+    this thread, task or request from now on (``None`` removes it). Values that are not
+    strings, numbers or booleans are sent as bounded reprs; values of secret-looking names
+    are masked."""
+    client = get_client()
+    bounded = BoundedRepr(client.settings.capture, client.scrubber.is_sensitive_name,
+                          client.settings.mask)
+
+    def describe(key: object, item: Any) -> str:
+        if client.scrubber.is_sensitive_name(key):
+            return client.settings.mask
+        return item if isinstance(item, str) else bounded(item)
+
+    _scope.set_context(name, value, describe)
+
+
+@never_raises
+def set_user(id: Any = None, **ignored: Any) -> None:  # noqa: A002 - the name users know
+    """Send this user id with every report of this thread, task or request from now on
+    (``None`` forgets it). Only the id: other keyword arguments (``email``, ``ip_address``,
+    ...) are accepted and never sent."""
+    _scope.set_user(id)
+
+
+@never_raises
 def flush(timeout: Optional[float] = None) -> bool:
     """Wait at most ``timeout`` seconds (default: the flush bound) until queued reports are
     sent; True when nothing is left."""

@@ -1,11 +1,14 @@
-"""Exception -> :class:`Report`, on the application's thread.
+"""Exception (or message) -> :class:`Report`, on the application's thread.
 
 Only what cannot wait is done here: walking the traceback, reading source lines (cached by
 ``linecache``) and repr'ing locals, because frames and objects change once the handler
 returns. Every repr is bounded in length, item count and depth, and never walks or sorts a
 whole container, so a local holding a 10-million-item list costs microseconds. Values of
-sensitive names are never repr'd at all. Scrubbing of the resulting text, path shortening
-and revision lookup happen later, on the sender thread.
+sensitive names are never repr'd at all, and only frames of the program's own code carry
+locals (not the standard library's or installed packages', unless asked). Every object is
+treated as hostile: a ``__repr__``, ``__dict__`` or ``__class__`` that raises costs one
+value, never the report. Scrubbing of the resulting text, path shortening and revision
+lookup happen later, on the sender thread.
 """
 
 from __future__ import annotations
@@ -18,10 +21,12 @@ import types
 from collections import deque
 from dataclasses import dataclass, replace
 from itertools import islice
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
-from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_FRAMES, MAX_MESSAGE_CHARS,
-                             MAX_STRING_CHARS, Frame, NotebookCell, Report, trim)
+from flawless.report import (KEPT_OUTERMOST_FRAMES, MAX_CHAINED_FRAMES, MAX_FRAMES,
+                             MAX_MESSAGE_CHARS, MAX_STRING_CHARS, MESSAGE_TYPE,
+                             ChainedException, Frame, NotebookCell, Report, trim)
+from flawless.client.paths import is_library_file
 from flawless.client.scrub import MASK
 
 ExcInfo = tuple[Optional[type], Optional[BaseException], Optional[types.TracebackType]]
@@ -51,6 +56,7 @@ class CaptureOptions:
     repr_depth: int = 3
     cell_text: bool = False         # source lines of notebook cells
     cell_locals: bool = False       # locals of frames running notebook cell code
+    library_locals: bool = False    # locals of the stdlib's and installed packages' frames
     max_chain: int = 5              # chained exceptions described
 
 
@@ -69,7 +75,10 @@ def is_notebook_cell(filename: str) -> bool:
 
 def type_name(exception_type: type) -> str:
     """Module-qualified name of an exception type (``builtins.ValueError``)."""
-    return f"{exception_type.__module__}.{exception_type.__qualname__}"
+    try:
+        return f"{exception_type.__module__}.{exception_type.__qualname__}"
+    except Exception:  # a metaclass may make these attributes raise
+        return "builtins.Exception"
 
 
 def grouping_key(exception_type: Optional[type], tb: Optional[types.TracebackType]) -> GroupingKey:
@@ -78,7 +87,17 @@ def grouping_key(exception_type: Optional[type], tb: Optional[types.TracebackTyp
     while tb is not None:
         sites.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
         tb = tb.tb_next
-    return (exception_type, tuple(sites))
+    # By name: a hostile metaclass may not hash.
+    return (type_name(exception_type) if exception_type is not None else None, tuple(sites))
+
+
+def message_grouping_key(level: str, stack: PrecedingStack) -> GroupingKey:
+    """Repeats of a message are those sent from the same call site, whatever their text."""
+    if isinstance(stack, types.FrameType):
+        site: Any = (stack.f_code.co_filename, stack.f_lineno)
+    else:  # summaries: (file, line, function, text) each
+        site = tuple(tuple(entry)[:2] for entry in stack or ())
+    return (MESSAGE_TYPE, level, site)
 
 
 _PLAIN_SCALARS = frozenset((bool, float, type(None)))
@@ -87,9 +106,11 @@ _PLAIN_SCALARS = frozenset((bool, float, type(None)))
 class BoundedRepr:
     """``repr`` bounded in length, item count and depth; masks values of sensitive keys."""
 
-    def __init__(self, options: CaptureOptions, is_sensitive: Callable[[object], bool]) -> None:
+    def __init__(self, options: CaptureOptions, is_sensitive: Callable[[object], bool],
+                 mask_text: str = MASK) -> None:
         self.options = options
         self.is_sensitive = is_sensitive
+        self.mask_text = mask_text
         self.secrets: set[str] = set()
 
     def __call__(self, value: Any) -> str:
@@ -106,7 +127,14 @@ class BoundedRepr:
         if isinstance(value, str) and len(value) >= _MIN_SECRET_CHARS \
                 and len(self.secrets) < _MAX_SECRETS:
             self.secrets.add(value[:MAX_STRING_CHARS])
-        return MASK
+        return self.mask_text
+
+    def named(self, name: object, value: Any) -> str:
+        """The repr of ``value`` held under ``name``: masked when the name is sensitive."""
+        try:
+            return self.mask(value) if self.is_sensitive(name) else self(value)
+        except Exception as error:  # a str subclass as a name, with a hostile __hash__
+            return f"<repr failed: {type(error).__name__}>"
 
     def _repr(self, value: Any, depth: int) -> str:
         kind = type(value)  # exact builtin types first: the common case, without isinstance
@@ -171,6 +199,26 @@ class BoundedRepr:
         return "{" + ", ".join(items) + "}"
 
 
+def _is_skipped(value: Any) -> bool:
+    """Modules, functions and classes say nothing about this error."""
+    try:
+        return isinstance(value, _SKIPPED_VALUE_TYPES)
+    except Exception:  # isinstance asks __class__, which may raise
+        return False
+
+
+def _self_attributes(instance: Any) -> list[tuple[str, Any]]:
+    """The first attributes of ``self``; none when its ``__dict__`` is not a plain dict."""
+    try:
+        attributes = object.__getattribute__(instance, "__dict__")
+    except Exception:  # no __dict__ (slots), or a __dict__ property that raises
+        return []
+    if type(attributes) is not dict:
+        return []
+    return [(name, value) for name, value in islice(attributes.items(), _MAX_STACK_WALK)
+            if type(name) is str]
+
+
 def _frame_locals(frame: types.FrameType, bounded: BoundedRepr) -> dict[str, str]:
     """Bounded reprs of a frame's locals and of ``self``'s attributes."""
     options = bounded.options
@@ -179,23 +227,25 @@ def _frame_locals(frame: types.FrameType, bounded: BoundedRepr) -> dict[str, str
     for name, value in names.items():
         if len(kept) >= options.max_locals:
             break
-        if name.startswith("__") or isinstance(value, _SKIPPED_VALUE_TYPES):
+        if name.startswith("__") or _is_skipped(value):
             continue
-        kept[name] = bounded.mask(value) if bounded.is_sensitive(name) else bounded(value)
-    attributes = getattr(names.get("self"), "__dict__", None)
-    if isinstance(attributes, dict):
-        for name, value in islice(attributes.items(), options.max_self_attributes):
+        kept[name] = bounded.named(name, value)
+    if "self" in names:
+        attributes = _self_attributes(names["self"])[:options.max_self_attributes]
+        for name, value in attributes:
             if len(kept) >= options.max_locals:
                 break
-            if not isinstance(value, _SKIPPED_VALUE_TYPES):
-                kept[f"self.{name}"] = (bounded.mask(value) if bounded.is_sensitive(name)
-                                        else bounded(value))
+            if not _is_skipped(value):
+                kept[f"self.{name}"] = bounded.named(name, value)
     return kept
 
 
 def _source_line(filename: str, line_number: int, module_globals: Optional[dict]) -> str:
-    return trim(linecache.getline(filename, line_number, module_globals).strip(),
-                MAX_STRING_CHARS)
+    try:
+        line = linecache.getline(filename, line_number, module_globals)
+    except Exception:  # a module's loader may raise anything from get_source
+        return ""
+    return trim(line.strip(), MAX_STRING_CHARS)
 
 
 def _bound_frames(frames: list) -> list:
@@ -217,16 +267,39 @@ def _live_frame(frame: types.FrameType, line_number: int, options: CaptureOption
     return Frame(filename, max(line_number, 1), frame.f_code.co_name, text, frame_locals)
 
 
-def _outer_frames(frame: types.FrameType, options: CaptureOptions) -> list[Frame]:
-    """The frames calling ``frame``, outermost first, without locals."""
-    frames: list[Frame] = []
-    current: Optional[types.FrameType] = frame
-    while current is not None and len(frames) < _MAX_STACK_WALK:
-        if not current.f_code.co_filename.startswith(CLIENT_DIR):
-            frames.append(_live_frame(current, current.f_lineno or 1, options, None))
-        current = current.f_back
+def _with_locals(entries: list, options: CaptureOptions,
+                 bounded: Optional[BoundedRepr]) -> list[Frame]:
+    """Frames of ``(frame, line)`` entries, outermost first; the innermost
+    ``locals_frames`` of the program's code (of any code with ``library_locals``) carry
+    their locals."""
+    wanted = options.locals_frames if bounded is not None else 0
+    frames = []
+    for frame, line_number in reversed(entries):
+        keeps_locals = wanted > 0 and (options.library_locals
+                                       or not is_library_file(frame.f_code.co_filename))
+        if keeps_locals:
+            wanted -= 1
+        frames.append(_live_frame(frame, line_number, options,
+                                  bounded if keeps_locals else None))
     frames.reverse()
     return frames
+
+
+def _stack_entries(frame: Optional[types.FrameType]) -> list:
+    """``(frame, line)`` of ``frame`` and its callers, outermost first, without the
+    client's own frames."""
+    entries = []
+    while frame is not None and len(entries) < _MAX_STACK_WALK:
+        if not frame.f_code.co_filename.startswith(CLIENT_DIR):
+            entries.append((frame, frame.f_lineno or 1))
+        frame = frame.f_back
+    entries.reverse()
+    return entries
+
+
+def _outer_frames(frame: types.FrameType, options: CaptureOptions) -> list[Frame]:
+    """The frames calling ``frame``, outermost first, without locals."""
+    return _with_locals(_stack_entries(frame), options, None)
 
 
 def _summary_frames(stack: Iterable[Any], options: CaptureOptions) -> list[Frame]:
@@ -250,18 +323,13 @@ def _preceding_frames(stack: PrecedingStack, options: CaptureOptions) -> list[Fr
     return _summary_frames(stack, options)
 
 
-def _traceback_frames(tb: Optional[types.TracebackType], options: CaptureOptions,
-                      bounded: BoundedRepr) -> list[Frame]:
+def _traceback_entries(tb: Optional[types.TracebackType]) -> list:
     entries = []
     while tb is not None:
         if not tb.tb_frame.f_code.co_filename.startswith(CLIENT_DIR):
             entries.append((tb.tb_frame, tb.tb_lineno))
         tb = tb.tb_next
-    entries = _bound_frames(entries)
-    first_with_locals = len(entries) - options.locals_frames
-    return [_live_frame(frame, line_number, options,
-                        bounded if index >= first_with_locals else None)
-            for index, (frame, line_number) in enumerate(entries)]
+    return entries
 
 
 def _with_cells(frames: list[Frame], describe_cell: Optional[CellDescriber]) -> list[Frame]:
@@ -289,60 +357,87 @@ def _message(value: Optional[BaseException]) -> str:
         return f"<str failed: {type(error).__name__}>"
 
 
-def _describe_chain(value: Optional[BaseException], limit: int) -> str:
-    """One line per chained exception: how it is linked, what it is and where it was raised."""
-    lines = []
+def _linked(value: BaseException) -> Optional[BaseException]:
+    """The exception ``value`` was raised from, or while handling."""
+    if value.__cause__ is not None:
+        return value.__cause__
+    if value.__context__ is not None and not value.__suppress_context__:
+        return value.__context__
+    return None
+
+
+def _chain(value: Optional[BaseException], options: CaptureOptions
+           ) -> tuple[ChainedException, ...]:
+    """The ``__cause__``/``__context__`` chain of ``value``, the nearest first, each with
+    its frames (without locals)."""
+    chained: list[ChainedException] = []
     seen = {id(value)}
-    while value is not None and len(lines) < limit:
-        if value.__cause__ is not None:
-            link, value = "caused by", value.__cause__
-        elif value.__context__ is not None and not value.__suppress_context__:
-            link, value = "while handling", value.__context__
-        else:
-            break
-        if id(value) in seen:
-            break
-        seen.add(id(value))
-        tb = value.__traceback__
-        while tb is not None and tb.tb_next is not None:
-            tb = tb.tb_next
-        where = (f" at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno} in "
-                 f"{tb.tb_frame.f_code.co_name}") if tb is not None else ""
-        lines.append(f"{link} {type_name(type(value))}: {trim(_message(value), 512)}{where}")
-    return "\n".join(lines)
+    try:
+        while value is not None and len(chained) < options.max_chain:
+            value = _linked(value)
+            if value is None or id(value) in seen:
+                break
+            seen.add(id(value))
+            entries = _traceback_entries(value.__traceback__)[-MAX_CHAINED_FRAMES:]
+            chained.append(ChainedException(type_name(type(value)), _message(value),
+                                            tuple(_with_locals(entries, options, None))))
+    except Exception:  # a hostile exception's attributes: keep what was read
+        pass
+    return tuple(chained)
+
+
+def _traceback_of(value: Optional[BaseException]) -> Optional[types.TracebackType]:
+    try:
+        return value.__traceback__ if value is not None else None
+    except Exception:
+        return None
 
 
 def capture(exc_info: ExcInfo, options: CaptureOptions, is_sensitive: Callable[[object], bool],
-            preceding_stack: PrecedingStack = None, hostname: Optional[str] = None,
-            revision: Optional[str] = None, error_count: int = 1,
-            error_threshold: Optional[int] = None, additional_info: Optional[str] = None,
-            context: Optional[Mapping[str, Any]] = None,
-            describe_cell: Optional[CellDescriber] = None) -> Captured:
+            preceding_stack: PrecedingStack = None, mask: str = MASK,
+            describe_cell: Optional[CellDescriber] = None, **fields: Any) -> Captured:
     """Turn ``exc_info`` into an unscrubbed report, with secrets masked by name and the
-    notebook cell of each frame in one (``describe_cell``)."""
+    notebook cell of each frame in one (``describe_cell``).
+
+    ``fields`` are the report's other fields (hostname, revision, error_count, tags, ...).
+    """
     exception_type, value, tb = exc_info
     if exception_type is None and value is not None:
         exception_type = type(value)
-    if tb is None and value is not None:
-        tb = value.__traceback__
-    bounded = BoundedRepr(options, is_sensitive)
-    frames = _preceding_frames(preceding_stack, options) + _traceback_frames(tb, options, bounded)
+    if tb is None:
+        tb = _traceback_of(value)
+    bounded = BoundedRepr(options, is_sensitive, mask)
+    entries = _bound_frames(_traceback_entries(tb))
+    frames = _preceding_frames(preceding_stack, options) + _with_locals(entries, options, bounded)
     if not frames:
         frames = [Frame("<unknown>", 1, "<unknown>")]
-    full_context = dict(context or {})
-    chain = _describe_chain(value, options.max_chain)
-    if chain:
-        full_context["chained_exceptions"] = chain
     report = Report(
         exception_type=type_name(exception_type) if exception_type else "builtins.Exception",
         exception_message=_message(value),
         traceback=tuple(_with_cells(_bound_frames(frames), describe_cell)),
-        hostname=hostname,
-        revision=revision,
-        error_count=error_count,
-        error_threshold=error_threshold,
-        additional_info=additional_info,
-        context=full_context or None,
+        chained=_chain(value, options),
         timestamp=time.time(),
+        **fields,
+    )
+    return Captured(report, frozenset(bounded.secrets))
+
+
+def capture_message(text: str, stack: PrecedingStack, options: CaptureOptions,
+                    is_sensitive: Callable[[object], bool], mask: str = MASK,
+                    describe_cell: Optional[CellDescriber] = None, **fields: Any) -> Captured:
+    """A report of ``text`` (see ``record_message``) at ``stack``: a live frame, whose
+    innermost frames of the program carry their locals, or frame summaries."""
+    bounded = BoundedRepr(options, is_sensitive, mask)
+    if isinstance(stack, types.FrameType):
+        frames = _with_locals(_bound_frames(_stack_entries(stack)), options, bounded)
+    else:
+        frames = _preceding_frames(stack, options)
+    report = Report(
+        exception_type=MESSAGE_TYPE,
+        exception_message=trim(text, MAX_MESSAGE_CHARS),
+        traceback=tuple(_with_cells(_bound_frames(frames or [Frame("<unknown>", 1, "<unknown>")]),
+                                    describe_cell)),
+        timestamp=time.time(),
+        **fields,
     )
     return Captured(report, frozenset(bounded.secrets))

@@ -2,7 +2,8 @@
 
 An exception is reported once, by the innermost wrapper it passes; the outer wrappers, the
 excepthook, the logging handler and the IPython extension see it marked and stay quiet.
-``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit`` are not errors.
+``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit`` are not errors. Whatever goes
+wrong while reporting, the function's own exception propagates unchanged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 from typing import Any, Callable, Optional, TypeVar, overload
 
 import flawless.client
+from flawless.client.guard import never_raises, swallowed
 
 F = TypeVar("F", bound=Callable[..., Any])
 C = TypeVar("C", bound=type)
@@ -22,31 +24,50 @@ C = TypeVar("C", bound=type)
 _WRAPPED_DUNDERS = frozenset({"__init__", "__call__", "__enter__", "__exit__"})
 
 
-def _report(error_threshold: Optional[int]) -> None:
-    # The caller's frame: the wrapper's own frame is dropped from reports.
-    flawless.client.get_client().record(sys.exc_info(), preceding_stack=sys._getframe(2),
+@never_raises
+def _report(error_threshold: Optional[int], caller: Any) -> None:
+    # The stack from the wrapper's caller: the wrapper's own frame is dropped from reports.
+    flawless.client.get_client().record(sys.exc_info(), preceding_stack=caller,
                                         error_threshold=error_threshold)
 
 
+def _is_coroutine_function(func: Any) -> bool:
+    try:
+        return inspect.iscoroutinefunction(func)
+    except Exception:  # a callable whose attributes raise
+        return False
+
+
+def _wraps(func: Any) -> Callable[[F], F]:
+    """``functools.wraps``, or nothing when ``func``'s attributes cannot be copied."""
+    def decorate(wrapper: F) -> F:
+        try:
+            return functools.update_wrapper(wrapper, func)  # type: ignore[return-value]
+        except Exception:
+            swallowed("copying a wrapped function's attributes")
+            return wrapper
+    return decorate
+
+
 def _wrap(func: F, error_threshold: Optional[int], reraise_exception: bool) -> F:
-    if inspect.iscoroutinefunction(func):
-        @functools.wraps(func)
+    if _is_coroutine_function(func):
+        @_wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await func(*args, **kwargs)
             except Exception:
-                _report(error_threshold)
+                _report(error_threshold, sys._getframe(1))
                 if reraise_exception:
                     raise
                 return None
         return async_wrapper  # type: ignore[return-value]
 
-    @functools.wraps(func)
+    @_wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except Exception:
-            _report(error_threshold)
+            _report(error_threshold, sys._getframe(1))
             if reraise_exception:
                 raise
             return None
@@ -85,6 +106,9 @@ def wrap_class(cls: Optional[C] = None, *, error_threshold: Optional[int] = None
                 wrapped = _wrap(attribute, error_threshold, reraise_exception)
             else:
                 continue
-            setattr(target, name, wrapped)
+            try:
+                setattr(target, name, wrapped)
+            except Exception:  # a metaclass refusing it: that method stays unwrapped
+                swallowed(f"wrapping {name}")
         return target
     return decorate(cls) if cls is not None else decorate

@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 import re
 from functools import lru_cache
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
+
+from flawless.client.paths import is_library_file
 
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 
@@ -72,11 +74,13 @@ def revision_of(filename: str) -> Optional[str]:
     return head_revision(git_dir) if git_dir else None
 
 
-def revision_of_frames(filenames: Iterable[str]) -> Optional[str]:
-    """The commit of the first file (innermost first) that lives in a repository, skipping
-    installed packages."""
+def revision_of_frames(filenames: Iterable[str],
+                       is_library: Callable[[str], bool] = is_library_file) -> Optional[str]:
+    """The commit of the first file (innermost first) of the program's code that lives in a
+    repository. Never the interpreter's: its standard library may lie in a git work tree
+    (pyenv's does), whose commit means nothing to the program's repository."""
     for filename in filenames:
-        if "site-packages" in filename or "dist-packages" in filename:
+        if is_library(filename):
             continue
         revision = revision_of(filename)
         if revision:

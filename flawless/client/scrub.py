@@ -6,11 +6,16 @@ Three kinds of scrubbing, all on by default:
   :data:`DEFAULT_KEY_PATTERNS` (anywhere in the name, case-insensitive) has its value masked;
   :meth:`Scrubber.add_key_patterns` adds patterns;
 * values: text that looks like a card number (Luhn-checked), a bearer or basic token, a JWT,
-  a PEM private key, a ``user:password@`` URL or ``name=value`` with a sensitive name is
-  masked wherever it appears (locals, exception message, additional info, context);
+  a PEM private key, a ``user:password@`` URL, an email address, the value of a URL's query
+  parameter (``?q=...&page=...``: what users type, as in a Django request's repr) or
+  ``name=value`` with a sensitive name is masked wherever it appears (locals, exception
+  message, additional info, context, tags, the request, chained exceptions); each kind
+  (:data:`VALUE_KINDS`) can be turned off with :meth:`Scrubber.remove`;
 * paths: home directories, the virtualenv prefix and Jupyter kernel temp directories are
   replaced so no user name leaves the machine, while the tail the server maps to the
   repository (``shop/cart.py``, ``site-packages/requests/adapters.py``) is kept.
+
+The mask (``<scrubbed>`` by default) is the caller's choice.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 from dataclasses import replace
 from typing import Iterable, Mapping, Optional
 
-from flawless.report import NotebookCell, Report
+from flawless.report import ChainedException, Frame, NotebookCell, Report, RequestInfo
 
 MASK = "<scrubbed>"
 _MAX_REMEMBERED_NAMES = 4096
@@ -43,10 +48,18 @@ _JWT = re.compile(r"\beyJ[\w-]{4,}\.[\w-]{4,}\.[\w-]*")
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?"
                   r"(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)", re.DOTALL)
 _URL_CREDENTIALS = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^\s/@'\"]+@")
+# The value of each parameter of a URL's query (or of a form body after its first one).
+_QUERY_VALUE = re.compile(r"([?&][\w.\-\[\]%+]+=)[^&#\s'\"<>]+")
+# An address, also URL-encoded (ann%40example.com) as it appears in paths and query strings.
+_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+%-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 # Home directories in free text and in reprs (where backslashes appear doubled).
 _HOME = re.compile(r"(?:/home/|/Users/|[A-Za-z]:(?:\\+)Users(?:\\+))[^/\\\s'\"]+")
 _IPYKERNEL = re.compile(r"^.*[/\\]ipykernel_\d+(?=[/\\])")
 _PACKAGES = re.compile(r"^.*?[/\\]((?:site|dist)-packages[/\\].*)$")
+
+# The kinds of values masked wherever they appear; each can be removed.
+VALUE_KINDS = ("private_keys", "tokens", "jwts", "url_credentials", "query_values",
+               "assignments", "card_numbers", "emails", "home_directories")
 
 
 def luhn_valid(digits: str) -> bool:
@@ -60,9 +73,9 @@ def luhn_valid(digits: str) -> bool:
     return total % 10 == 0
 
 
-def _mask_card(match: re.Match) -> str:
+def _mask_card(match: re.Match, mask: str) -> str:
     digits = re.sub(r"\D", "", match.group(0))
-    return MASK if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
+    return mask if 13 <= len(digits) <= 19 and luhn_valid(digits) else match.group(0)
 
 
 def _local_home() -> Optional[str]:
@@ -86,10 +99,12 @@ class Scrubber:
         self._patterns: tuple[str, ...] = ()
         self._home = home if home is not None else _local_home()
         self._virtualenv = virtualenv if virtualenv is not None else _virtualenv_prefix()
+        self.kinds = frozenset(VALUE_KINDS)
         self._compile(tuple(key_patterns))
 
     def _compile(self, patterns: tuple[str, ...]) -> None:
-        alternatives = "|".join(f"(?:{pattern})" for pattern in patterns)
+        # No pattern left must match no name (an empty alternation would match every one).
+        alternatives = "|".join(f"(?:{pattern})" for pattern in patterns) or "(?!)"
         self._key = re.compile(alternatives, re.IGNORECASE)
         self._assignment = re.compile(
             r"([\w.\-]*(?:" + alternatives + r")[\w.\-]*['\"]?\s*[=:]\s*['\"]?)([^\s'\",&;}]+)",
@@ -105,6 +120,20 @@ class Scrubber:
             re.compile(pattern)
         self._compile(self._patterns + tuple(patterns))
 
+    def remove(self, *names: str) -> None:
+        """Stop masking: each name is a key pattern in use (``"session"``) or a kind of
+        value (one of :data:`VALUE_KINDS`, ``"emails"``). Raises ValueError naming any
+        that is neither, and then changes nothing."""
+        unknown = [name for name in names if name not in self._patterns
+                   and name not in VALUE_KINDS]
+        if unknown:
+            raise ValueError(f"not a scrubbing pattern in use nor one of {VALUE_KINDS}: "
+                             + ", ".join(map(repr, unknown)))
+        kept = tuple(pattern for pattern in self._patterns if pattern not in names)
+        if kept != self._patterns:
+            self._compile(kept)
+        self.kinds = self.kinds - set(names)
+
     def is_sensitive_name(self, name: object) -> bool:
         """True when a local, attribute or key of this name must have its value masked."""
         if not isinstance(name, str):
@@ -117,30 +146,40 @@ class Scrubber:
             known = self._names[name] = self._key.search(name) is not None
         return known
 
-    def scrub_text(self, text: str, secrets: Iterable[str] = (), assignments: bool = True) -> str:
+    def scrub_text(self, text: str, secrets: Iterable[str] = (), assignments: bool = True,
+                   mask: str = MASK, code: bool = False) -> str:
         """Return ``text`` with secret-looking values, known ``secrets`` and home paths masked.
 
         ``assignments`` also masks the value in ``name=value`` / ``name: value`` when the
         name is sensitive; it is off for source lines, which would lose their meaning.
+        ``code`` (a source line, which is in the repository already) keeps email addresses.
         """
         for secret in secrets:
             if secret in text:
-                text = text.replace(secret, MASK)
+                text = text.replace(secret, mask)
         # Each pattern runs only where the text has what it needs to match (a cheap substring
         # test), so the common value, which holds no secret, costs a few scans, not six regexes.
+        kinds = self.kinds
         lowered = text.lower()
-        if "private key" in lowered:
-            text = _PEM.sub(MASK, text)
-        if "bearer" in lowered or "basic" in lowered or "token" in lowered:
-            text = _TOKEN.sub(lambda m: m.group(1) + m.group(2) + MASK, text)
-        if "eyJ" in text:
-            text = _JWT.sub(MASK, text)
-        if "://" in text and "@" in text:
-            text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + MASK + "@", text)
-        if assignments and ("=" in text or ":" in text) and self._may_assign_secret(text):
-            text = self._assignment.sub(lambda m: m.group(1) + MASK, text)
-        if _DIGIT_RUN.search(text):
-            text = _CARD.sub(_mask_card, text)
+        if "private key" in lowered and "private_keys" in kinds:
+            text = _PEM.sub(mask, text)
+        if ("bearer" in lowered or "basic" in lowered or "token" in lowered) \
+                and "tokens" in kinds:
+            text = _TOKEN.sub(lambda m: m.group(1) + m.group(2) + mask, text)
+        if "eyJ" in text and "jwts" in kinds:
+            text = _JWT.sub(mask, text)
+        if "://" in text and "@" in text and "url_credentials" in kinds:
+            text = _URL_CREDENTIALS.sub(lambda m: m.group(1) + mask + "@", text)
+        if "=" in text and ("?" in text or "&" in text) and not code \
+                and "query_values" in kinds:
+            text = _QUERY_VALUE.sub(lambda m: m.group(1) + mask, text)
+        if ("@" in text or "%40" in text) and not code and "emails" in kinds:
+            text = _EMAIL.sub(mask, text)
+        if assignments and ("=" in text or ":" in text) and "assignments" in kinds \
+                and self._may_assign_secret(text):
+            text = self._assignment.sub(lambda m: m.group(1) + mask, text)
+        if _DIGIT_RUN.search(text) and "card_numbers" in kinds:
+            text = _CARD.sub(lambda m: _mask_card(m, mask), text)
         return self._replace_home(text)
 
     def _may_assign_secret(self, text: str) -> bool:
@@ -152,6 +191,8 @@ class Scrubber:
         return any(self.is_sensitive_name(name) for name in _NAME_BEFORE_SEPARATOR.findall(text))
 
     def _replace_home(self, text: str) -> str:
+        if "home_directories" not in self.kinds:
+            return text
         if self._home and self._home in text:
             text = text.replace(self._home, "~")
         if "/home/" in text or "Users" in text:
@@ -175,7 +216,8 @@ class Scrubber:
             return cell
         return replace(cell, notebook=self.shorten_path(cell.notebook))
 
-    def scrub_report(self, report: Report, secrets: Iterable[str] = ()) -> Report:
+    def scrub_report(self, report: Report, secrets: Iterable[str] = (),
+                     mask: str = MASK) -> Report:
         """Return ``report`` with every free-text field, local and path scrubbed.
 
         Source lines keep their code (the server matches rules against it): only secret
@@ -183,30 +225,43 @@ class Scrubber:
         """
         known = sorted(set(secrets), key=len, reverse=True)
 
-        def text(value: str) -> str:
-            return self.scrub_text(value, known)
+        def text(value: Optional[str]) -> Optional[str]:
+            return self.scrub_text(value, known, mask=mask) if value else value
 
-        def scrub_locals(frame_locals: Optional[Mapping[str, str]]) -> Optional[dict[str, str]]:
-            if frame_locals is None:
+        def strings(values: Optional[Mapping[str, str]]) -> Optional[dict[str, str]]:
+            if values is None:
                 return None
-            return {name: MASK if self.is_sensitive_name(name) else text(value)
-                    for name, value in frame_locals.items()}
+            return {name: mask if self.is_sensitive_name(name) else text(value)
+                    for name, value in values.items()}
 
-        frames = tuple(
-            replace(frame, filename=self.shorten_path(frame.filename),
-                    text=self.scrub_text(frame.text, known, assignments=False),
-                    frame_locals=scrub_locals(frame.frame_locals),
-                    cell=self._scrub_cell(frame.cell))
-            for frame in report.traceback)
+        def frames(traceback: Iterable[Frame]) -> tuple[Frame, ...]:
+            # replace(): a frame keeps every field scrubbing leaves alone (its column, ...)
+            return tuple(
+                replace(frame, filename=self.shorten_path(frame.filename),
+                        text=self.scrub_text(frame.text, known, assignments=False, mask=mask,
+                                             code=True),
+                        frame_locals=strings(frame.frame_locals),
+                        cell=self._scrub_cell(frame.cell))
+                for frame in traceback)
+
         context = None
         if report.context is not None:
             context = {key: text(value) if isinstance(value, str) else value
                        for key, value in report.context.items()}
+        request = report.request
+        if request is not None:
+            request = RequestInfo(request.method, text(request.url), request.route,
+                                  strings(request.headers))
         return replace(
             report,
             exception_message=text(report.exception_message),
-            traceback=frames,
-            additional_info=text(report.additional_info) if report.additional_info else
-            report.additional_info,
+            traceback=frames(report.traceback),
+            additional_info=text(report.additional_info),
             context=context,
+            tags=strings(report.tags),
+            request=request,
+            user_id=text(report.user_id),
+            chained=tuple(ChainedException(item.exception_type, text(item.exception_message),
+                                           frames(item.traceback))
+                          for item in report.chained),
         )

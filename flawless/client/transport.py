@@ -2,9 +2,9 @@
 
 :meth:`Transport.submit` puts an item on a bounded queue and returns at once; when the queue
 is full the item is dropped and counted. One daemon thread takes items off the queue, turns
-them into report dicts (``prepare``, which scrubs them), and POSTs them as one JSON-RPC batch,
-gzip'd when large, with timeouts on connect and read. When a server fails the next hostport
-is tried; when all fail the batch is kept and retried after an exponential backoff with
+them into report dicts (``prepare``, which scrubs them, or drops one by returning None), and
+POSTs them as one JSON-RPC batch, gzip'd when large, with timeouts on connect and read.
+When a server fails the next hostport is tried; when all fail the batch is kept and retried after an exponential backoff with
 jitter; a 429 answer is honoured by waiting its ``Retry-After``. :meth:`Transport.flush`
 waits, for a bounded time, until everything queued is settled. After ``os.fork()`` the child
 starts with an empty queue and its own thread; the parent's reports stay the parent's.
@@ -19,12 +19,13 @@ import json
 import logging
 import os
 import queue
-import random
 import threading
 import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Optional, Sequence
+
+from flawless.backoff import backoff_delay
 
 log = logging.getLogger("flawless.client")
 
@@ -82,12 +83,6 @@ def retry_after_seconds(value: Optional[str], default: float) -> float:
     return min(max(when - time.time(), 0.0), MAX_RETRY_AFTER)
 
 
-def backoff_delay(failures: int, first: float, maximum: float) -> float:
-    """Exponential backoff with full jitter around the nominal delay."""
-    nominal = min(maximum, first * (2 ** min(failures - 1, 30)))
-    return nominal * random.uniform(0.5, 1.5)
-
-
 def rpc_batch(reports: Sequence[dict]) -> list[dict]:
     """A JSON-RPC 2.0 batch of ``record_error`` calls."""
     return [{"jsonrpc": "2.0", "id": index, "method": "record_error",
@@ -98,7 +93,8 @@ class Transport:
     """Bounded queue plus one sender thread; see the module docstring."""
 
     def __init__(self, hostports: Iterable[str], key: Optional[str],
-                 prepare: Callable[[Any], dict], options: TransportOptions = TransportOptions(),
+                 prepare: Callable[[Any], Optional[dict]],
+                 options: TransportOptions = TransportOptions(),
                  periodic: Optional[Callable[[], list]] = None) -> None:
         self.options = options
         self.key = key
@@ -123,8 +119,11 @@ class Transport:
         self._not_before = 0.0
         self._rate_limited = False
         self._next_periodic = time.monotonic() + self.options.periodic_interval
+        # One kept-open connection per server, used by the sender thread alone (after a
+        # fork the child opens its own: the parent's sockets are not shared).
+        self._connections: dict[Endpoint, http.client.HTTPConnection] = {}
         self.stats = {"submitted": 0, "sent": 0, "dropped_queue_full": 0, "rejected": 0,
-                      "unprepared": 0, "failed_attempts": 0}
+                      "unprepared": 0, "dropped_before_send": 0, "failed_attempts": 0}
 
     def set_hostports(self, hostports: Iterable[str]) -> None:
         """Send to these servers from now on, in this order of preference."""
@@ -196,6 +195,9 @@ class Transport:
                 self._wake.clear()
                 continue
             self._send(batch)
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
     def _next_batch(self) -> list[dict]:
         """Items to send next: those to retry first, then new ones from the queue."""
@@ -213,10 +215,15 @@ class Transport:
                 break
             wait = 0.0
             try:
-                batch.append(self.prepare(item))
+                prepared = self.prepare(item)
             except Exception:  # never let one odd report stop the sender
                 log.debug("flawless: could not prepare a report", exc_info=True)
                 self._settle(1, "unprepared")
+                continue
+            if prepared is None:
+                self._settle(1, "dropped_before_send")
+            else:
+                batch.append(prepared)
         return batch
 
     def _send(self, batch: list[dict]) -> None:
@@ -276,6 +283,18 @@ class Transport:
 
     def _post(self, endpoint: Endpoint, body: bytes, headers: dict
               ) -> tuple[int, Optional[str], bytes]:
+        """One request on the endpoint's kept-open connection (a new one when there is none,
+        and once more on a new one when the kept one turns out closed by the server)."""
+        kept = self._connections.pop(endpoint, None)
+        if kept is not None:
+            try:
+                return self._exchange(endpoint, kept, body, headers)
+            except (ConnectionError, http.client.RemoteDisconnected,
+                    http.client.BadStatusLine):
+                pass  # closed while idle: the request never reached the server's handler
+        return self._exchange(endpoint, self._connect(endpoint), body, headers)
+
+    def _connect(self, endpoint: Endpoint) -> http.client.HTTPConnection:
         connection_type = (http.client.HTTPSConnection if endpoint.tls
                            else http.client.HTTPConnection)
         connection = connection_type(endpoint.host, endpoint.port,
@@ -284,12 +303,25 @@ class Transport:
             connection.connect()
             assert connection.sock is not None
             connection.sock.settimeout(self.options.read_timeout)
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _exchange(self, endpoint: Endpoint, connection: http.client.HTTPConnection,
+                  body: bytes, headers: dict) -> tuple[int, Optional[str], bytes]:
+        try:
             connection.request("POST", "/rpc", body, headers)
             response = connection.getresponse()
-            return response.status, response.getheader("Retry-After"), \
-                response.read(_MAX_ANSWER_BYTES)
-        finally:
+            answer = response.read(_MAX_ANSWER_BYTES)
+        except BaseException:
             connection.close()
+            raise
+        if response.will_close or not response.isclosed():
+            connection.close()  # closing, or an answer too long to read: not reusable
+        else:
+            self._connections[endpoint] = connection
+        return response.status, response.getheader("Retry-After"), answer
 
 
 def _count_errors(answer: bytes) -> int:

@@ -26,8 +26,8 @@ from flawless import __version__
 from flawless.config import Config
 from flawless.server.atomic import write_atomically
 from flawless.server.delivery import render
-from flawless.server.delivery.channels.email import EmailChannel, SmtpSettings
 from flawless.server.delivery.outbox import OutboxService
+from flawless.server.delivery.wiring import build_delivery, channel_secrets
 from flawless.server.git.repository import Repository
 from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.http import make_bounded_request
@@ -47,7 +47,6 @@ from flawless.server.web.root import WebParts, build_web_root
 log = Logger()
 
 DATABASE_FILE = "flawless.sqlite3"
-MAILBOX_FILE = "mailbox"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
 READER_THREADS = 2
@@ -118,18 +117,16 @@ class FlawlessServer(service.MultiService):
                 fetch_interval=config.repo_fetch_interval_seconds)
             self.blamer.setServiceParent(self)
 
-        self.outbox = OutboxService(
-            self.storage, self.reader, self.writer,
-            {"email": EmailChannel(self._smtp_settings(),
-                                   os.path.join(config.data_dir_path, MAILBOX_FILE),
-                                   self.delivery_pool)},
-            clock=reactor)
+        self.delivery = build_delivery(config, self.storage, self.reader, self.writer,
+                                       self.delivery_pool, reactor, self.base_url)
+        self.outbox = OutboxService(self.storage, self.reader, self.writer,
+                                    self.delivery.channels, self.delivery.alerts.composer,
+                                    clock=reactor)
         self.outbox.setServiceParent(self)
         self.processor = Processor(
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
-            routing_settings(config), alert_settings(config), config.smtp_from,
-            self.base_url, self.outbox.wake, clock=reactor,
-            ingest_busy=lambda: self.inbox.busy,
+            routing_settings(config), alert_settings(config), self.delivery.alerts,
+            self.outbox.wake, clock=reactor,
             sourcemaps=SourceMapResolver(self.storage, self.reader, reactor))
         self.processor.setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
@@ -176,20 +173,12 @@ class FlawlessServer(service.MultiService):
         config = self.config
         site = server.Site(build_web_root(WebParts(
             storage=self.storage, reader=self.reader, clock=self.reactor,
-            health=HealthPage(self.health, self.reader, config_secrets(config)),
+            health=HealthPage(self.health, self.reader,
+                              config_secrets(config) + channel_secrets(config)),
             config_dir=config.config_dir_path, config_path=config.path or "",
             admin_password=config.admin_password, reload_rules=self.rules.poll)))
         site.displayTracebacks = False
         return site
-
-    def _smtp_settings(self) -> Optional[SmtpSettings]:
-        address = self.config.smtp_address
-        if address is None:
-            return None
-        return SmtpSettings(host=address[0], port=address[1], user=self.config.smtp_user,
-                            password=self.config.smtp_password,
-                            use_tls=self.config.smtp_use_tls,
-                            timeout=self.config.smtp_timeout_seconds)
 
     def base_url(self) -> str:
         """The dashboard's base URL for links (its bound port when none is configured)."""
@@ -222,8 +211,7 @@ class FlawlessServer(service.MultiService):
 
     def _queue_note(self, note: Any) -> None:
         with self.storage.transaction() as transaction:
-            transaction.queue_mail(None, self.reactor.seconds(), render.message_bytes(note),
-                                   render.message_recipients(note))
+            self.delivery.alerts.queue_notes(transaction, [note], self.reactor.seconds())
 
     # -- starting and stopping --
 
@@ -258,10 +246,25 @@ class FlawlessServer(service.MultiService):
 
     # -- health --
 
+    def _channel_health(self) -> dict[str, Any]:
+        """Each configured channel (and any other with entries left): pending, held back by
+        the hourly bounds, failing, and the last error (the health page masks secrets)."""
+        found = {name: {"pending": 0, "held": 0, "failing": 0, "last_error": None}
+                 for name in self.delivery.channels}
+        for state in self.storage.channel_states():
+            found[state.channel] = {"pending": state.pending, "held": state.held,
+                                    "failing": state.failing, "last_error": state.last_error}
+        return found
+
     def health(self) -> dict[str, Any]:
         """Status for /check_health (runs in a reader thread; secrets are masked by the
         page). ``degraded`` names each reason; no error data is shown."""
         problems = []
+        oldest = self.storage.oldest_waiting()
+        backlog_age = max(0.0, self.reactor.seconds() - oldest) if oldest is not None else 0.0
+        if backlog_age > self.config.max_backlog_seconds:
+            problems.append(f"backlog: the oldest report has waited {backlog_age:.0f} s "
+                            f"(max_backlog_seconds is {self.config.max_backlog_seconds:g})")
         repository_error = self.blamer.last_error if self.blamer is not None else None
         if repository_error:
             problems.append(f"repository: {repository_error}")
@@ -273,12 +276,15 @@ class FlawlessServer(service.MultiService):
             "version": __version__,
             "uptime_seconds": round(self.reactor.seconds() - self.started_at, 3),
             "inbox_depth": self.storage.inbox_depth(),
+            "backlog_age_seconds": round(backlog_age, 3),
             "outbox_depth": self.storage.outbox_depth(),
+            "channels": self._channel_health(),
             "processed": self.processor.processed,
             "last_repository_fetch": self.blamer.last_fetch if self.blamer else None,
             "repository_error": repository_error,
             "rule_files": {"status": "broken" if self.rules.problems else "ok",
                            "in_force": self.rules.in_force,
+                           "version": self.rules.version,
                            "problems": list(self.rules.problems)},
             "statistics": self.storage.stats(),
             "configuration": self.config.public_dict(),

@@ -217,6 +217,16 @@ def down() -> str:
     return f"127.0.0.1:{port}"
 
 
+@pytest.fixture(autouse=True)
+def fresh_scope():
+    """Each test starts with no tags, context, user or request, as a new thread would."""
+    from flawless.client import scope
+
+    token = scope.enter(scope.EMPTY_SCOPE)
+    yield
+    scope.leave(token)
+
+
 @pytest.fixture
 def use_client():
     """``use_client(hostports, key=None, **settings)`` installs a client (no hooks) and

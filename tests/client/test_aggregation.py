@@ -66,6 +66,20 @@ def test_distinct_errors_are_counted_apart():
     assert run(aggregator, "b", 1) == [1]
 
 
+def test_following_more_errors_than_its_bound_forgets_the_least_recent_losing_no_count():
+    aggregator = Aggregator(first=1, clock=FakeClock(), max_errors=3)
+    sent = {key: run(aggregator, key, 5) for key in "abc"}   # each: 1, 1, 2, held back 1
+    assert run(aggregator, "a", 1) == []                     # "a" is now the most recent
+    assert sum(run(aggregator, "d", 1)) == 1                 # follows "d", forgets "b"
+    [released] = aggregator.evicted()
+    assert released.report.error_count == 1 and aggregator.evicted() == []
+    assert run(aggregator, "b", 1) == [1]                    # "b" starts again, as new
+    leftovers = aggregator.due(everything=True)
+    total = sum(map(sum, sent.values())) + 1 + released.report.error_count + 1 + sum(
+        item.report.error_count for item in leftovers)
+    assert total == 5 * 3 + 1 + 1 + 1                        # every occurrence, once
+
+
 @pytest.fixture
 def sink(report_sink, use_client):
     use_client([report_sink.hostport], key=report_sink.key)

@@ -97,7 +97,7 @@ def test_only_the_innermost_frames_carry_locals():
     assert len(with_locals) == 3 and report.traceback[-3:] == tuple(with_locals)
 
 
-def test_chained_exceptions_are_described_with_their_link_and_location():
+def test_chained_exceptions_are_sent_nearest_first_with_their_frames():
     def lookup():
         return {}["sku"]
 
@@ -114,10 +114,29 @@ def test_chained_exceptions_are_described_with_their_link_and_location():
             raise RuntimeError("page failed")
 
     report = capture(caught(handle), OPTIONS, IS_SENSITIVE).report
-    chain = report.context["chained_exceptions"].splitlines()
-    assert chain[0].startswith("while handling builtins.LookupError: no product at ")
-    assert chain[1].startswith("caused by builtins.KeyError: 'sku' at " + __file__)
-    assert chain[1].endswith("in lookup")
+    assert report.exception_type == "builtins.RuntimeError"
+    assert [(item.exception_type, item.exception_message) for item in report.chained] == [
+        ("builtins.LookupError", "no product"), ("builtins.KeyError", "'sku'")]
+    innermost = report.chained[-1].traceback
+    assert [frame.function_name for frame in innermost] == ["load", "lookup"]
+    assert innermost[-1].filename == __file__ and innermost[-1].text == 'return {}["sku"]'
+    assert all(frame.frame_locals is None for item in report.chained for frame in item.traceback)
+    assert report_to_dict(parse_report(report_to_dict(report)))["chained"] == \
+        report_to_dict(report)["chained"]
+
+
+def test_a_chain_that_loops_or_suppresses_its_context_ends_there():
+    def suppressed():
+        try:
+            {}["sku"]
+        except KeyError:
+            raise ValueError("clean") from None
+
+    assert capture(caught(suppressed), OPTIONS, IS_SENSITIVE).report.chained == ()
+    first, second = ValueError("a"), KeyError("b")
+    first.__cause__, second.__cause__ = second, first
+    report = capture((ValueError, first, None), OPTIONS, IS_SENSITIVE).report
+    assert [item.exception_type for item in report.chained] == ["builtins.KeyError"]
 
 
 def test_preceding_stack_from_extract_stack_or_a_live_frame_goes_first():

@@ -15,36 +15,16 @@ pytest.importorskip("ipykernel")
 nbformat = pytest.importorskip("nbformat")
 
 from flawless.report import line_hash  # noqa: E402
+from support import notebooks  # noqa: E402
+from support.alerts import parts  # noqa: E402
 from support.gitrepo import ALICE, BOB, init_repo  # noqa: E402
 from support.kernel import NotebookKernel  # noqa: E402
+from support.notebooks import (BOB_CELLS, CANARY, NOTEBOOK, notebook_of,  # noqa: E402
+                               team_notebook_repo)
 
 USER = "nbuser7"          # the user name in the home directory: must never leave the kernel
-CANARY = "TYPED-CANARY"   # typed in cells: must never leave the kernel
-NOTEBOOK = "notebooks/analysis.ipynb"
-
-STATS = '''\
-def mean(values):
-    """The arithmetic mean of values."""
-    return sum(values) / len(values)
-'''
-ALICE_CELLS = [
-    "from helpers.stats import mean",
-    "%load_ext flawless",
-    f"# {CANARY} weights of the panel\nweights = []\nmean(weights)",
-]
-BOB_CELLS = [
-    f"def ratio(total, count):\n    # {CANARY} per-count share\n    return total / count",
-    f"\n\nnote = '{CANARY}'\nshare = ratio(10, 0)",
-]
-
-
-def notebook_of(sources: list[str]):
-    """An nbformat 4.5 notebook whose code cells are ``sources``, each with its own id."""
-    notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(source) for source in sources]
-    nbformat.validate(notebook)
-    assert (notebook.nbformat, notebook.nbformat_minor) >= (4, 5)
-    return notebook
+STATS = notebooks.HELPER
+ALICE_CELLS = notebooks.ALICE_CELLS[:3]
 
 
 @pytest.fixture
@@ -170,3 +150,44 @@ def test_errors_are_kept_in_the_kernel_with_no_server(project):
     assert "ZeroDivisionError: division by zero" in second and "stats.py:3 in mean" in second
     assert cleared == "Forgot 2 errors.\n"
     assert after == "No errors caught in this kernel.\n"
+
+
+def test_the_server_blames_each_cell_line_on_its_author_and_says_when_a_cell_is_unsaved(
+        tmp_path, report_sink_on, smtp_sink):
+    """Carol wrote the helper module, Alice the first cells, Bob two more cells and a line of
+    Alice's last one. The notebook runs as saved, then Alice's last cell is edited and run
+    again without saving."""
+    home = tmp_path / "home" / USER
+    repo, notebook = team_notebook_repo(home / "proj")
+    server = report_sink_on(repo.path)
+    env = kernel_env(home, FLAWLESS_HOSTPORTS=server.hostport, FLAWLESS_KEY=server.key,
+                     JPY_SESSION_NAME=str(repo.path / notebooks.NOTEBOOK))
+    ids = [cell.id for cell in notebook.cells]
+    with NotebookKernel(repo.path / "notebooks", env) as kernel:
+        runs = kernel.run_notebook(notebook)
+        edited = kernel.execute(notebooks.EDITED_SCALED, ids[notebooks.SCALED])
+    assert [run.status for run in runs] == ["ok", "ok", "error", "ok", "ok", "error"]
+    assert edited.status == "error"
+
+    mails = {message["Subject"].split(" (")[0]: (recipients, " ".join(parts(message)[0].split()))
+             for recipients, message in smtp_sink.wait_for(3)}
+    assert len(mails) == 3
+    helper_to, helper = mails["ZeroDivisionError in mean"]
+    assert helper_to == ["carol@example.net"]                # not Alice, whose cell called it
+    assert "last changed helpers/stats.py:3 (git blame)" in helper
+    bobs_to, bobs = mails["ZeroDivisionError in ratio"]
+    assert bobs_to == ["bob@example.org"]
+    ratio = notebooks.RATIO
+    assert (f">> analysis.ipynb, cell {runs[ratio].execution_count} (id {ids[ratio]}), line 3, "
+            "in ratio") in bobs
+    assert f"last changed line 3 of the 5th cell (id {ids[ratio]}) of notebooks/analysis.ipynb" \
+        in bobs
+    unsaved_to, unsaved = mails["ZeroDivisionError in <module>"]
+    assert unsaved_to == ["bob@example.org"]                 # the cell's last change is Bob's
+    assert "No line blamed; the cell's last change, commit" in unsaved
+    assert (f"unsaved edits, no line blamed: line 3 of the cell as it ran is not in the 4th cell "
+            f"(id {ids[notebooks.SCALED]}) of notebooks/analysis.ipynb") in unsaved
+
+    everything = server.all_text() + server.upstream.log()   # sent, stored, mailed, logged
+    assert notebooks.CANARY not in everything and "scale = 10" not in everything
+    assert USER not in everything

@@ -88,6 +88,27 @@ def test_credentials_in_urls_are_masked_and_the_rest_kept(scrubber):
     assert scrubber.scrub_text("see https://example.com/a@b") == "see https://example.com/a@b"
 
 
+def test_query_values_and_email_addresses_are_masked_names_kept(scrubber):
+    text = scrubber.scrub_text("<WSGIRequest: GET '/search?q=red+shoes&email=ann%40x.org&page=2'>")
+    assert text == f"<WSGIRequest: GET '/search?q={MASK}&email={MASK}&page={MASK}'>"
+    assert scrubber.scrub_text("404 for url: https://api.example.com/u?id=7#top") == \
+        f"404 for url: https://api.example.com/u?id={MASK}#top"
+    assert scrubber.scrub_text("mail Ann.Lee+shop@mail.example.co.uk now") == f"mail {MASK} now"
+    assert scrubber.scrub_text("a == b ? c : d & e") == "a == b ? c : d & e"
+    code = 'send("ops@example.com", url + "?id=" + id)'
+    assert scrubber.scrub_text(code, assignments=False, code=True) == code
+
+
+def test_each_kind_of_value_can_be_left_unmasked(scrubber):
+    text = "ann@example.com /a?q=shoes 4111 1111 1111 1111 /home/ann/x"
+    scrubber.remove("emails", "query_values")
+    assert scrubber.scrub_text(text) == f"ann@example.com /a?q=shoes {MASK} ~/x"
+    scrubber.remove("card_numbers", "home_directories")
+    assert scrubber.scrub_text(text) == text
+    with pytest.raises(ValueError, match="'e-mails'"):
+        scrubber.remove("e-mails")
+
+
 def test_sensitive_name_value_pairs_in_text_are_masked(scrubber):
     text = scrubber.scrub_text("login failed: password=hunter2 user=bob; api_key: 'k-123'")
     assert "hunter2" not in text and "k-123" not in text
@@ -166,7 +187,7 @@ PIECES = st.sampled_from([
     "4111 1111 1111 1111", "4111-1111-1111-1111", "1234", "/home/ann/x", "/Users/bob/y",
     "C:\\Users\\eve\\z", "C:\\\\Users\\\\eve", "api_key: ", "'", '"', " ", "=", ":", "\n", "x",
     "secret", "SeSsIoN", "abcdef1234567890", "pin_code=", "pin code: ", "x y=", "my.api_key=",
-    "a-token'= ",
+    "a-token'= ", "ann@example.com", "ann%40example.org", ".uk", "+tag", "?q=", "&page=",
 ])
 
 
@@ -177,8 +198,10 @@ def unfiltered_scrub(scrubber, text):
     text = scrub_module._JWT.sub(scrub_module.MASK, text)
     text = scrub_module._URL_CREDENTIALS.sub(lambda m: m.group(1) + scrub_module.MASK + "@",
                                              text)
+    text = scrub_module._QUERY_VALUE.sub(lambda m: m.group(1) + scrub_module.MASK, text)
+    text = scrub_module._EMAIL.sub(scrub_module.MASK, text)
     text = scrubber._assignment.sub(lambda m: m.group(1) + scrub_module.MASK, text)
-    text = scrub_module._CARD.sub(scrub_module._mask_card, text)
+    text = scrub_module._CARD.sub(lambda m: scrub_module._mask_card(m, scrub_module.MASK), text)
     return scrub_module._HOME.sub("~", text)
 
 

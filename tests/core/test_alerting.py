@@ -198,9 +198,20 @@ def test_below_the_threshold_no_alert_but_the_recipients_are_known() -> None:
     assert emails(decision) == ["alice@example.com"]
 
 
-def test_the_report_threshold_overrides_the_configured_one() -> None:
-    assert decide_for(routed(CART), before=0, after=1, threshold=1).alert
+def test_a_report_may_raise_the_configured_threshold_but_never_lower_it() -> None:
     assert not decide_for(routed(CART), before=2, after=3, threshold=7).alert
+    assert decide_for(routed(CART), before=6, after=7, threshold=7).alert
+    assert not decide_for(routed(CART), before=0, after=1, threshold=1).alert
+    assert not decide_for(routed(CART), before=1, after=2, threshold=2).alert
+    lowered = decide_for(routed(CART), before=2, after=3, threshold=1)
+    assert lowered.alert and "threshold of 3" in lowered.reason
+
+
+@given(st.integers(0, 50), st.integers(1, 50), st.one_of(st.none(), st.integers(1, 50)))
+def test_no_report_threshold_alerts_before_the_configured_one(before: int, step: int,
+                                                              threshold: Optional[int]) -> None:
+    decision = decide_for(routed(CART), before=before, after=before + step, threshold=threshold)
+    assert not decision.alert or before + step >= SETTINGS.report_error_threshold
 
 
 def test_minimum_date_suppresses_alerts_for_old_commits() -> None:

@@ -65,6 +65,19 @@ def test_a_changed_file_is_picked_up_at_the_next_poll(tmp_path: Path) -> None:
     service.stopService()
 
 
+def test_channels_yaml_is_reloaded_and_a_broken_one_keeps_the_channels_in_force(tmp_path):
+    service, clock, reported = make(tmp_path)
+    channels = tmp_path / "config" / "channels.yaml"
+    channels.write_text("- {filepath: shop, channels: [slack]}\n")
+    clock.advance(2.0)
+    assert [rule.channels for rule in service.current.channels] == [("slack",)]
+    channels.write_text("- {filepath: shop, channels: [pager]}\n")
+    clock.advance(2.0)
+    assert [rule.channels for rule in service.current.channels] == [("slack",)]
+    assert reported and "channels.yaml:1" in reported[0][0]
+    service.stopService()
+
+
 def test_a_broken_edit_keeps_the_rules_and_is_reported_once_per_version(tmp_path) -> None:
     service, clock, reported = make(tmp_path)
     before = service.current

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flawless.server.core.model import Disownership, KnownError, LineRule, Rules, Watch
+from flawless.server.core.model import (ChannelRule, Disownership, KnownError, LineRule, Rules,
+                                        Watch)
 from flawless.server.rules.loading import (RULE_FILES, RulesError, check_rule_text, check_rules,
                                            fingerprint, load_rules, read_rule_files)
 
@@ -148,6 +149,16 @@ def test_every_kind_of_entry_is_parsed_with_its_source(tmp_path: Path) -> None:
      "building_blocks.yaml:2: unsupported YAML: could not determine a constructor"),
     ("building_blocks.yaml", "- filename: a.py\n  bogus: 1\n  function_name: f\n",
      "building_blocks.yaml:2: unknown key 'bogus'"),
+    ("channels.yaml", "- filepath: shop/\n  channels: [email,\n    teams]\n",
+     "channels.yaml:3: 'teams' is not a channel (expected one of email, slack, webhook, "
+     "github, gitlab)"),
+    ("channels.yaml", "- filepath: shop/\n  channels: []\n",
+     "channels.yaml:2: channels must be a non-empty list of channel names"),
+    ("channels.yaml", "- filepath: shop/\n  channels: slack\n",
+     "channels.yaml:2: channels must be a non-empty list of channel names"),
+    ("channels.yaml", "- filepath: shop/\n  channels: [slack, slack]\n",
+     "channels.yaml:2: channel 'slack' is listed twice"),
+    ("channels.yaml", "- channels: [slack]\n", "channels.yaml:1: missing required key 'filepath'"),
 ])
 def test_each_broken_file_names_its_line_and_reason(tmp_path: Path, name: str, text: str,
                                                     expected: str) -> None:
@@ -160,6 +171,20 @@ def test_each_broken_file_names_its_line_and_reason(tmp_path: Path, name: str, t
     with pytest.raises(RulesError) as raised:
         load_rules(str(tmp_path))
     assert raised.value.problems == problems
+
+
+def test_channels_yaml_routes_paths_to_channels(tmp_path: Path) -> None:
+    write(tmp_path, "channels.yaml", "# where alerts go\n- filepath: ./shop/payments/\n"
+                                     "  channels: [email, slack, github]\n"
+                                     "- {filepath: vendor, channels: [gitlab]}\n")
+    assert load_rules(str(tmp_path)).channels == (
+        ChannelRule("shop/payments", ("email", "slack", "github"), "channels.yaml:2"),
+        ChannelRule("vendor", ("gitlab",), "channels.yaml:4"))
+
+
+def test_channels_yaml_has_no_name_without_its_extension(tmp_path: Path) -> None:
+    write(tmp_path, "channels", "garbage: [")
+    assert check_rules(str(tmp_path)) == [] and load_rules(str(tmp_path)) == Rules()
 
 
 def test_all_problems_of_all_files_are_reported_at_once(tmp_path: Path) -> None:

@@ -10,18 +10,22 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from flawless.server.delivery.channels import DeliveryError
+from flawless.server.delivery.composing import Composer, Destinations
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.storage.records import OutboxMail
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
+from support.outbox import entry
 
 NOW = 1_763_700_000.0
+COMPOSER = Composer("flawless@example.com", Destinations(), lambda: "http://flawless.test")
 
 
 class FakeChannel:
     """A channel whose deliveries stay pending until the test settles them."""
 
     name = "email"
+    looks_before_repeating = False
 
     def __init__(self) -> None:
         self.pending: list[tuple[OutboxMail, defer.Deferred]] = []
@@ -34,8 +38,8 @@ class FakeChannel:
 
     def accept_all(self) -> None:
         pending, self.pending = self.pending, []
-        for entry, answer in pending:
-            self.delivered.append(entry.recipients)
+        for delivered, answer in pending:
+            self.delivered.append(delivered.recipients)
             answer.callback(None)
 
     def refuse_all(self, reason: str = "451 try later",
@@ -52,16 +56,15 @@ def storage(tmp_path: Any) -> SqliteStorage:
 
 def queue(storage: SqliteStorage, *addresses: str) -> list[int]:
     with storage.transaction() as transaction:
-        return [transaction.queue_mail(None, NOW, b"Subject: x\r\n\r\nbody", [address])
-                for address in addresses]
+        return [transaction.queue_entry(entry(address), NOW) for address in addresses]
 
 
 def start(storage: SqliteStorage, channel: Any, **options: Any) -> tuple[OutboxService, Clock]:
     clock = Clock()
     clock.advance(NOW)
     runner = InlineRunner()
-    outbox = OutboxService(storage, runner, runner, {"email": channel} if channel else {}, clock,
-                           unit_random=lambda: 0.5, **options)
+    outbox = OutboxService(storage, runner, runner, {"email": channel} if channel else {},
+                           COMPOSER, clock, unit_random=lambda: 0.5, **options)
     outbox.startService()
     return outbox, clock
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import email.utils
 from dataclasses import replace
+from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
-from flawless.report import Frame, Report
-from flawless.server.core.model import (Blame, Decision, ErrorKey, KnownError, Recipient, Route,
-                                        RoutedFrame)
+from flawless.report import Frame, NotebookCell, Report, RequestInfo
+from flawless.server.core.model import (Blame, CellBlame, Decision, ErrorKey, KnownError,
+                                        Recipient, Route, RoutedFrame)
 from flawless.server.delivery import render
 from support.alerts import (CART_LINE, HOSTILE, NOW, SENDER, html_links, make_alert, parts,
                             reparse)
@@ -72,10 +73,9 @@ def test_traceback_runs_outermost_first_and_marks_the_blamed_line() -> None:
 
 def test_javascript_frames_show_their_column_like_python_frames_their_line() -> None:
     alert = make_alert()
-    script = replace(alert.route.frames[1].frame, filename="src/checkout.ts", column_number=10)
-    alert = replace(alert, route=replace(alert.route, frames=(
-        alert.route.frames[0], replace(alert.route.frames[1], frame=script),
-        alert.route.frames[2])))
+    frames = list(alert.report.traceback)
+    frames[1] = replace(frames[1], filename="src/checkout.ts", column_number=10)
+    alert = replace(alert, report=replace(alert.report, traceback=tuple(frames)))
     text, html = parts(render.render_alert(alert, SENDER, now=NOW))
     assert '>> File "src/checkout.ts", line 7, column 10, in add_item' in text
     assert "line <b>7</b>, column 10, in" in html
@@ -246,3 +246,71 @@ def test_subject_is_bounded_and_free_of_control_characters() -> None:
 # -- delivery ---------------------------------------------------------------------------------
 
 
+
+
+# -- notebooks --------------------------------------------------------------------------------
+
+NOTEBOOK = "notebooks/analysis.ipynb"
+
+
+def notebook_alert(line: Optional[int] = 3) -> render.Alert:
+    """Bob's cell 7 of analysis.ipynb divides by zero; ``line`` None: it has unsaved edits."""
+    cell = NotebookCell(line=3, notebook=f"~/proj/{NOTEBOOK}", id="f426cbb7",
+                        execution_count=7, line_hash="aee756cf6175548f")
+    calling = replace(cell, line=4, id="0a1b2c3d", line_hash="0123456789abcdef")
+    frames = (Frame("<ipykernel>/12.py", 2, "<module>", "", None, calling),
+              Frame("<ipykernel>/11.py", 3, "ratio", "", None, cell))
+    alert = make_alert()
+    blame = replace(alert.blame, path=NOTEBOOK, line_number=56, cell=CellBlame(
+        position=5, cell_id="f426cbb7", line=line, by_id=True, checked=True))
+    route = replace(alert.route, frames=tuple(RoutedFrame(frame, NOTEBOOK, NOTEBOOK, True)
+                                              for frame in frames), blamed_index=1,
+                    key=ErrorKey(NOTEBOOK, "cell f426cbb7", "line_hash:aee756cf6175548f"))
+    return replace(alert, report=replace(alert.report, traceback=frames), route=route,
+                   blame=blame)
+
+
+def test_a_notebook_frame_is_shown_by_notebook_cell_and_line() -> None:
+    message = render.render_alert(notebook_alert(), SENDER, now=NOW)
+    assert message["Subject"] == (f"ValueError in ratio ({NOTEBOOK}, cell 7 (id f426cbb7), "
+                                  "line 3) on web-3")
+    text, html = parts(message)
+    assert ">> analysis.ipynb, cell 7 (id f426cbb7), line 3, in ratio\n" in text
+    assert "   analysis.ipynb, cell 7 (id 0a1b2c3d), line 4, in <module>\n" in text
+    assert "ipykernel" not in text and "ipykernel" not in html
+    assert "<b>analysis.ipynb, cell 7 (id f426cbb7), line 3</b>, in <b>ratio</b>" in html
+    assert "Blamed commit 3f786850e387 by Bob Builder" in text
+    note = (f"notebook cell found by its id: the 5th cell (id f426cbb7) of {NOTEBOOK} at "
+            "89e6c98d9288; its line 3 is the line raised (same hash); line 56 of the file")
+    assert note in text and note in html
+    query = parse_qs(urlsplit(html_links(html)[0]).query)
+    assert (query["function_name"], query["line_number"], query["text"]) == (
+        ["cell f426cbb7"], ["3"], ["line_hash:aee756cf6175548f"])
+
+
+def test_a_cell_with_unsaved_edits_names_its_last_change_not_a_blamed_line() -> None:
+    text, html = parts(render.render_alert(notebook_alert(line=None), SENDER, now=NOW))
+    assert "No line blamed; the cell's last change, commit 3f786850e387 by Bob" in text
+    assert "Blamed commit" not in text and "Blamed commit" not in html
+    assert "unsaved edits, no line blamed: line 3 of the cell as it ran is not in the 5th " \
+           f"cell (id f426cbb7) of {NOTEBOOK}" in " ".join(text.split())
+
+
+def test_a_request_tags_user_and_level_are_shown_in_both_alternatives() -> None:
+    alert = make_alert(request=RequestInfo("POST", "https://shop.example/cart/7?coupon",
+                                           "/cart/<int:id>", {"User-Agent": "curl/8"}),
+                       tags={"component": "billing"}, user_id="42", level="warning")
+    text, html = parts(render.render_alert(alert, SENDER, now=NOW))
+    for body in (text, html):
+        assert "POST https://shop.example/cart/7?coupon" in body and "/cart/&lt;int:id&gt;" \
+            in body.replace("/cart/<int:id>", "/cart/&lt;int:id&gt;")
+        assert "curl/8" in body and "billing" in body and "42" in body and "Warning" in body
+    subject = render.render_alert(alert, SENDER, now=NOW)["Subject"]
+    assert subject == "Warning: ValueError in add_item (shop/cart.py:7) on web-3"
+
+
+def test_a_message_is_named_by_its_level_and_text() -> None:
+    alert = make_alert(exception_type="message", exception_message="cache  miss\nstorm",
+                       level="info")
+    subject = render.render_alert(alert, SENDER, now=NOW)["Subject"]
+    assert subject == "Info: cache miss storm (shop/cart.py:7) on web-3"

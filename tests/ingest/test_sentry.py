@@ -230,3 +230,27 @@ def test_other_paths_are_404(port, path, status):
 
 def test_a_get_is_405(port):
     assert port.send("GET", ENVELOPE_PATH).status == 405
+
+
+def test_the_chain_tags_request_level_and_user_id_are_stored_with_the_report(port):
+    cause = {"type": "KeyError", "value": "'sku'", "module": None,
+             "stacktrace": {"frames": [{"abs_path": "/srv/app/shop/stock.py", "lineno": 3,
+                                        "function": "reserve", "context_line": "x[sku]"}]}}
+    extra = {"level": "warning", "tags": {"component": "billing"},
+             "user": {"id": "42", "email": "ann@example.com", "ip_address": "192.0.2.1"},
+             "request": {"method": "POST", "url": "https://shop.example/cart?card=4111",
+                         "headers": {"User-Agent": "curl/8", "Cookie": "session=s3cret"}}}
+    body = event(**extra)
+    body["exception"]["values"].insert(0, cause)
+    port.send("POST", STORE_PATH, json.dumps(body).encode(), AUTH)
+    [report] = port.stored_reports()
+    assert report.level == "warning" and report.tags == {"component": "billing"}
+    assert report.user_id == "42"
+    assert (report.request.method, report.request.url, dict(report.request.headers)) == (
+        "POST", "https://shop.example/cart", {"User-Agent": "curl/8"})
+    [chained] = report.chained
+    assert chained.exception_type == "builtins.KeyError"
+    assert chained.traceback[0].filename == "/srv/app/shop/stock.py"
+    stored = port.storage._query("SELECT payload FROM inbox")[0]["payload"].decode()
+    assert "ann@example.com" not in stored and "192.0.2.1" not in stored
+    assert "s3cret" not in stored and "4111" not in stored

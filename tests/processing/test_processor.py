@@ -3,6 +3,8 @@ once in the test's thread, and a task.Clock for its timers."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,10 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from flawless.server.core.bounds import HourlyBounds
 from flawless.server.core.model import AlertSettings, KnownError, Rules, RoutingSettings
+from flawless.server.delivery.composing import Composer, Destinations
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import Repository
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
@@ -18,7 +23,11 @@ from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.storage.records import SourceMapFile, StorageUnavailable
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
+from support.alerts import parts
 from support.gitrepo import ALICE, BOB, CAROL, GitRepo, average_report, init_repo
+from support.runners import ManualRunner
+from support.notebooks import (CALLS_MEAN, CALLS_RATIO, CANARY, EDITED_SCALED, NOTEBOOK, RATIO,
+                               SCALED, CellLine, cell_frame, cell_report, team_notebook_repo)
 
 NOW = 1_763_700_000.0
 
@@ -26,20 +35,25 @@ NOW = 1_763_700_000.0
 class World:
     """A processor over a real repository and database, and what it queued for mail."""
 
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2):
+    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
+                 bounds: HourlyBounds = HourlyBounds(), destinations: Destinations = Destinations(),
+                 channels: tuple[str, ...] = ("email",), comment_interval: float = 3600.0,
+                 git: Any = None):
         self.clock = Clock()
         self.clock.advance(NOW)
         self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
         runner = InlineRunner()
         self.repository = Repository(str(repo_dir))
-        self.blamer = BlameService(self.repository, runner, runner, self.clock)
+        self.blamer = BlameService(self.repository, git or runner, runner, self.clock)
         self.rules = rules
         self.woken = 0
         self.processor = Processor(
             self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
             AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
-            "flawless@example.com", lambda: "http://flawless.test", self.wake_outbox,
-            clock=self.clock)
+            AlertQueue(Composer("flawless@example.com", destinations,
+                                lambda: "http://flawless.test"),
+                       bounds, channels, comment_interval),
+            self.wake_outbox, clock=self.clock)
 
     def wake_outbox(self) -> None:
         self.woken += 1
@@ -118,21 +132,21 @@ def test_a_known_error_alerts_by_its_own_entry(tmp_path, shop) -> None:
     world.processor.startService()
     world.send(*[average_report()] * 4)
     world.processor.wake()
-    assert world.mails() == [["bob@example.org", "team@example.com"]] * 2
+    assert world.mails() == [["bob@example.org"], ["team@example.com"]] * 2
     world.processor.stopService()
 
 
 def test_a_failed_transaction_counts_nothing_and_is_retried(world, monkeypatch) -> None:
     world.send(average_report(), average_report())
-    real_apply = world.storage.apply
+    real_apply_plan = world.storage.apply_plan
     failures = [StorageUnavailable("database or disk is full")]
 
-    def flaky_apply(claim: Any, work: Any) -> Any:
+    def flaky_apply_plan(claim: Any, plan: Any) -> Any:
         if failures:
             raise failures.pop()
-        return real_apply(claim, work)
+        return real_apply_plan(claim, plan)
 
-    monkeypatch.setattr(world.storage, "apply", flaky_apply)
+    monkeypatch.setattr(world.storage, "apply_plan", flaky_apply_plan)
     world.processor.wake()
     assert world.counts() == {} and world.storage.inbox_depth() == 2
     assert "disk is full" in world.processor.last_error
@@ -146,6 +160,198 @@ def test_stopping_ends_the_polling(world: World) -> None:
     world.clock.advance(10.0)
     assert world.counts() == {} and world.clock.getDelayedCalls() == []
     world.processor.startService()
+
+
+def test_an_error_changed_while_its_batch_was_planned_is_counted_exactly(world, monkeypatch):
+    world.send(average_report())
+    world.processor.wake()
+    real_read = world.storage.error_states
+
+    def read_then_changed(keys: Any) -> Any:
+        states = real_read(keys)  # what the plan is worked out from...
+        with world.storage.transaction() as transaction:  # ...goes stale before it is written
+            for key, state in states.items():
+                transaction.execute("UPDATE errors SET count = count + 10 WHERE id = ?",
+                                    state.error_id)
+        return states
+
+    monkeypatch.setattr(world.storage, "error_states", read_then_changed)
+    world.send(average_report(), average_report())
+    world.processor.wake()
+    # The plan was written against a count of 1; the error stood at 11: it was redone.
+    assert world.counts() == {"average": 13} and world.storage.inbox_depth() == 0
+
+
+
+def test_a_new_error_waiting_for_git_never_holds_up_the_repeats(tmp_path, shop) -> None:
+    git = ManualRunner()
+    world = World(tmp_path, shop.path, git=git)
+    world.processor.startService()
+    git.run_all()  # HEAD and the tree
+    world.send(average_report())
+    world.processor.wake()
+    git.run_all()  # the first blame of Cart.average
+    assert world.counts() == {"average": 1}
+    new_error = {"exception_type": "builtins.ValueError", "exception_message": "bad",
+                 "traceback": [{"filename": "/srv/app/shop/pricing.py", "line_number": 12,
+                                "function_name": "parse_price", "text": "return int(text)"}]}
+    world.send(new_error)  # needs git, which does not answer yet
+    world.send(average_report(), average_report())  # a repeat: everything it needs is known
+    world.processor.wake()
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3}  # counted without waiting for the new error
+    [(attempts, last_error)] = [(row["attempts"], row["last_error"]) for row in
+                                world.storage._query("SELECT attempts, last_error FROM inbox")]
+    assert (attempts, last_error) == (0, "waiting for git")  # not a failure: no backoff
+    git.run_all()  # git answers
+    world.clock.advance(0.05)
+    assert world.counts() == {"average": 3, "parse_price": 1}
+    assert world.storage.inbox_depth() == 0 and ["bob@example.org"] in world.mails()
+    world.processor.stopService()
+
+
+def test_an_hourly_count_changed_while_a_batch_was_planned_keeps_the_bound(tmp_path, shop,
+                                                                           monkeypatch):
+    world = World(tmp_path, shop.path, threshold=1, bounds=HourlyBounds(per_destination=2))
+    world.processor.startService()
+    real_read = world.storage.hour_count
+
+    def read_then_changed(channel: str, destination: str, hour: float) -> int:
+        count = real_read(channel, destination, hour)  # the plan admits from this count...
+        with world.storage.transaction() as transaction:  # ...which a notice raises meanwhile
+            transaction.count_in_hour(channel, destination, hour)
+        return count
+
+    monkeypatch.setattr(world.storage, "hour_count", read_then_changed)
+    reports = [average_report() for _ in range(3)]
+    for index, report in enumerate(reports):
+        report["traceback"][-1]["function_name"] = f"f{index}"
+    world.send(*reports)
+    world.processor.wake()
+    # Redone within one transaction: two mails were admitted in all, not three.
+    assert world.storage._query(
+        "SELECT COUNT(*) FROM outbox WHERE held_until IS NULL")[0][0] == 1
+    assert len(world.mails()) == 3
+    world.processor.stopService()
+
+
+# -- notebooks ----------------------------------------------------------------------------------
+
+@pytest.fixture
+def lab(tmp_path):
+    """A processor (alerting at the first occurrence) over a repository where Alice and Bob
+    committed a notebook and Carol its helper module; and the notebook as committed."""
+    repo, notebook = team_notebook_repo(tmp_path / "proj")
+    world = World(tmp_path, repo.path, threshold=1)
+    world.processor.startService()
+    yield world, notebook
+    world.processor.stopService()
+
+
+def cell_line(notebook, position: int, line: int, source: str = "", **changes) -> CellLine:
+    return CellLine(source or notebook.cells[position].source, line, notebook.cells[position].id,
+                    **changes)
+
+
+def alerts(world: World) -> list[tuple[list[str], str]]:
+    """(recipients, plain text) of each mail queued, in order."""
+    found = []
+    for row in world.storage._query("SELECT recipients, message FROM outbox ORDER BY id"):
+        message = email.message_from_bytes(row["message"], policy=email.policy.default)
+        found.append((json.loads(row["recipients"]), parts(message)[0]))
+    return found
+
+
+def everything_stored(world: World) -> str:
+    return "\n".join(world.storage._connection.iterdump())
+
+
+def test_a_cell_line_is_blamed_on_its_author_and_grouped_across_runs(lab) -> None:
+    world, notebook = lab
+    ratio = cell_frame(cell_line(notebook, RATIO, 3), "ratio")
+    world.send(cell_report(cell_frame(cell_line(notebook, CALLS_RATIO, 4)), ratio),
+               cell_report(cell_frame(cell_line(notebook, CALLS_RATIO, 4, execution_count=30),
+                                      kernel_file=77),
+                           cell_frame(cell_line(notebook, RATIO, 3, execution_count=29),
+                                      "ratio", kernel_file=78)))
+    world.processor.wake()
+    [(recipients, text)] = alerts(world)
+    assert recipients == ["bob@example.org"]
+    ids = [cell.id for cell in notebook.cells]
+    assert f">> analysis.ipynb, cell 7 (id {ids[RATIO]}), line 3, in ratio" in text
+    assert f"   analysis.ipynb, cell 7 (id {ids[CALLS_RATIO]}), line 4, in <module>" in text
+    assert (f"notebook cell found by its id: the 5th cell (id {ids[RATIO]}) of {NOTEBOOK}"
+            in " ".join(text.split()))
+    assert f"last changed line 3 of the 5th cell (id {ids[RATIO]})" in " ".join(text.split())
+    [(record, week_count)] = world.storage.week_errors("2025-11-17")
+    assert week_count == 2 and record.line_number == 3
+    assert (record.key.filename, record.key.function_name) == (NOTEBOOK, f"cell {ids[RATIO]}")
+    assert record.author_email == "bob@example.org" and record.blamed
+
+
+def test_an_error_in_a_helper_called_from_a_cell_goes_to_the_helpers_author(lab) -> None:
+    world, notebook = lab
+    helper = {"filename": "~/proj/helpers/stats.py", "line_number": 3, "function_name": "mean",
+              "text": "return sum(values) / len(values)"}
+    world.send(cell_report(cell_frame(cell_line(notebook, CALLS_MEAN, 3)), helper))
+    world.processor.wake()
+    [(recipients, text)] = alerts(world)
+    assert recipients == ["carol@example.net"]
+    assert "last changed helpers/stats.py:3 (git blame)" in text
+
+
+def test_a_cell_edited_since_the_commit_goes_to_its_last_author_saying_why(lab) -> None:
+    world, notebook = lab
+    edited = cell_line(notebook, SCALED, 3, EDITED_SCALED)
+    world.send(cell_report(cell_frame(edited)))
+    world.processor.wake()
+    [(recipients, text)] = alerts(world)
+    assert recipients == ["bob@example.org"]
+    flat = " ".join(text.split())
+    assert "No line blamed; the cell's last change, commit" in flat
+    assert ("unsaved edits, no line blamed: line 3 of the cell as it ran is not in the 4th "
+            f"cell (id {notebook.cells[SCALED].id}) of {NOTEBOOK}") in flat
+    assert "whose line raised has unsaved edits (no line blamed)" in flat
+    [(record, _)] = world.storage.week_errors("2025-11-17")
+    assert any("unsaved edits" in line for line in record.explanation)
+
+
+def test_a_cell_never_committed_goes_to_the_default_contact_saying_why(lab) -> None:
+    world, notebook = lab
+    world.send(cell_report(cell_frame(CellLine("brand_new(1 / 0)", 1, "new-cell"))))
+    world.processor.wake()
+    [(recipients, text)] = alerts(world)
+    assert recipients == ["oncall@example.com"]
+    assert "no code cell holds the line raised" in " ".join(text.split())
+
+
+def test_nothing_typed_in_a_cell_is_stored_or_mailed(lab) -> None:
+    """The cells hold a canary, committed: neither the report nor git blame's output (which
+    carries each blamed line) may bring it into the database or a mail."""
+    world, notebook = lab
+    world.send(cell_report(cell_frame(cell_line(notebook, CALLS_RATIO, 4)),
+                           cell_frame(cell_line(notebook, RATIO, 2), "ratio")),
+               cell_report(cell_frame(cell_line(notebook, SCALED, 3, EDITED_SCALED))),
+               cell_report(cell_frame(cell_line(notebook, CALLS_MEAN, 1))))
+    world.processor.wake()
+    assert len(alerts(world)) == 3
+    assert CANARY not in everything_stored(world)
+    assert "scale = 10" not in everything_stored(world)
+
+
+def test_reports_kept_for_a_missing_repository_go_as_soon_as_it_is_back(world, shop, tmp_path):
+    moved = tmp_path / "moved-away"
+    shop.path.rename(moved)
+    world.send(average_report())
+    for _ in range(8):  # failure after failure: the next attempt is minutes away
+        world.storage._connection.execute("UPDATE inbox SET next_attempt_at = 0")
+        world.processor.wake()
+    [row] = world.storage._query("SELECT attempts, next_attempt_at FROM inbox")
+    assert row["attempts"] == 8 and row["next_attempt_at"] > world.clock.seconds() + 60
+    moved.rename(shop.path)
+    world.clock.advance(1.0)  # the idle poll finds git answering again
+    world.clock.advance(1.0)
+    assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0
 
 
 # -- JavaScript through source maps ----------------------------------------------------------

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import random
 import subprocess
 import sys
 import textwrap
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -165,3 +167,31 @@ def summed(results: list[dict[str, Any]], field: str) -> dict[str, int]:
 def sqlite_path(server: FlawlessProcess) -> Path:
     """The server's database file."""
     return server.data_dir / "flawless.sqlite3"
+
+
+def kill_repeatedly_under_load(server: FlawlessProcess, rounds: int, seed: int,
+                               functions: list[str], revision: str
+                               ) -> tuple[FlawlessProcess, list[dict[str, Any]]]:
+    """While three loaders send ``functions`` for about 1.6 s a round, kill the server with
+    SIGKILL at random moments (``rounds`` times at most) and start it again; return the
+    server now running and the loaders' results."""
+    rng = random.Random(seed)
+    seconds = rounds * 1.6 + 2
+    loaders = start_loaders(server, 3, seconds, functions, revision)
+    deadline = time.monotonic() + seconds - 1.5
+    try:
+        for _ in range(rounds):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(rng.uniform(0.2, 1.0))
+            server.kill()
+            server = FlawlessProcess(server.config_path, server.data_dir).start()
+        return server, loader_results(loaders)
+    except BaseException:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+        raise
+    finally:
+        for loader in loaders:
+            if loader.poll() is None:
+                loader.kill()

@@ -9,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from flawless.report import Frame
+from flawless.report import Frame, NotebookCell, RequestInfo
+from flawless.server.core.channels import error_fingerprint
+from flawless.server.core.model import ErrorRecord
 from flawless.server.core.redaction import redact_data
+from flawless.server.storage.records import IssueLink
 from flawless.server.web.views import daily_chart, leaderboard
+
+from support.outbox import entry
 
 from .support import DAY, NOW, Client, DashboardApp, record, report, store_error
 
@@ -128,6 +133,36 @@ def test_view_traceback_shows_the_latest_occurrence_and_why_it_was_routed(app, c
     assert error.error_id
 
 
+def test_view_traceback_shows_where_the_alerts_went_and_the_issue(app, client):
+    error = store_error(app.store, record(), [NOW - 3600])
+    with app.store.transaction() as transaction:
+        sent = transaction.queue_entry(replace(entry("alice@example.com"),
+                                               error_id=error.error_id), NOW - 3600)
+        transaction.queue_entry(replace(entry("hooks.slack.com#0a1b2c3d4e5f", "slack"),
+                                        error_id=error.error_id), NOW - 3600,
+                                held_until=NOW)
+        failing = transaction.queue_entry(replace(entry("acme/shop", "github"),
+                                                  error_id=error.error_id), NOW - 3600)
+    app.store.mark_sent(sent, NOW - 3500)
+    app.store.mark_failed(failing, 2, NOW + 60, "GitHub acme/shop: HTTP 502 bad gateway")
+    app.store.save_issue_links([IssueLink("github", "acme/shop", error_fingerprint(error.key),
+                                          42, "https://github.test/acme/shop/issues/42")], NOW)
+    page = client.get("/view_traceback", filename="shop/cart.py", function_name="total",
+                      line_number=12, text="return sum(prices)")
+    assert page.status == 200
+    assert '<a class="button" href="https://github.test/acme/shop/issues/42">GitHub issue #42' \
+        in page.text
+    assert "sent 2026-11-11 11:01 UTC" in page.text
+    assert "held back by the hourly bound until 2026-11-11 12:00 UTC" in page.text
+    assert "not delivered yet (2 attempts): GitHub acme/shop: HTTP 502" in page.text
+    api = client.get("/api/error", filename="shop/cart.py", function_name="total",
+                     line_number=12, text="return sum(prices)")
+    data = json.loads(api.body)
+    assert [item["channel"] for item in data["deliveries"]] == ["github", "slack", "email"]
+    assert data["issues"] == [{"channel": "github", "destination": "acme/shop", "number": 42,
+                               "url": "https://github.test/acme/shop/issues/42"}]
+
+
 def test_view_traceback_follows_an_old_link_by_line_number(app, client):
     store_error(app.store, record(text="return sum(p for p in prices)"), [NOW])
     page = client.get("/view_traceback", filename="shop/cart.py", function_name="total",
@@ -232,3 +267,49 @@ def test_unknown_addresses_and_static_files(client):
     assert css.status == 200 and css.headers["content-type"].startswith("text/css")
     assert "url(" not in css.text and "@import" not in css.text
     assert client.get("/static/logo.svg").status == 200
+
+
+def notebook_record(**changes) -> ErrorRecord:
+    """Bob's line 3 of cell 7 of analysis.ipynb, called from line 4 of another cell."""
+    cell = NotebookCell(line=3, notebook="~/proj/notebooks/analysis.ipynb", id="f426cbb7",
+                        execution_count=7, line_hash="aee756cf6175548f")
+    frames = (Frame("<ipykernel>/12.py", 2, "<module>", "", None,
+                    replace(cell, line=4, id="0a1b2c3d", line_hash="0123456789abcdef")),
+              Frame("<ipykernel>/11.py", 3, "ratio", "", None, cell))
+    base = record("notebooks/analysis.ipynb", "cell f426cbb7", 3, "line_hash:aee756cf6175548f",
+                  BOB)
+    return replace(base, last_report=replace(base.last_report, traceback=frames), **changes)
+
+
+def test_a_notebook_error_is_shown_by_notebook_cell_and_line(app, client):
+    store_error(app.store, notebook_record(), [NOW])
+    week = client.get("/").text
+    assert "<code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3</code>" in week
+    assert "in <code>ratio</code>" in week
+    link = re.search(r'href="(/view_traceback\?[^"]+)"', week).group(1).replace("&amp;", "&")
+    page = client.request("GET", link)
+    assert page.status == 200
+    assert ('<p class="location"><code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line '
+            '3</code> in <code>ratio</code></p>') in page.text
+    assert ('<div class="framehead"><code>analysis.ipynb, cell 7 (id f426cbb7), line 3</code>, '
+            'in <code>ratio</code> <span class="badge">blamed</span>') in page.text
+    assert "<code>analysis.ipynb, cell 7 (id 0a1b2c3d), line 4</code>, in <code>&lt;module&gt;"\
+        in page.text
+    assert "ipykernel" not in page.text
+    developer = client.get("/developer", email="bob@example.org").text
+    assert "<code>notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3</code>" in developer
+    [error] = json.loads(client.get("/api/developer", email="bob@example.org").body)["errors"]
+    assert error["where"] == "notebooks/analysis.ipynb, cell 7 (id f426cbb7), line 3"
+
+
+def test_view_traceback_shows_the_request_tags_user_and_level(app, client):
+    latest = report(request=RequestInfo("GET", "https://shop.example/cart?id", "/cart",
+                                        {"Accept": "text/html"}),
+                    tags={"tenant": "acme"}, user_id="u-77", level="warning")
+    store_error(app.store, record(last_report=latest), [NOW - 60])
+    page = client.get("/view_traceback", filename="shop/cart.py", function_name="total",
+                      line_number=12, text="return sum(prices)")
+    assert page.status == 200
+    for shown in ("GET https://shop.example/cart?id", "/cart", "text/html", "tenant",
+                  "acme", "u-77", ">warning<"):
+        assert shown in page.text

@@ -68,13 +68,14 @@ def _remap(address: str, rules: Rules) -> tuple[str, Optional[str]]:
     return address, None
 
 
-def _author(route: Route, author_email: str, rules: Rules,
-            settings: AlertSettings) -> Recipient:
+def _author(route: Route, author_email: str, rules: Rules, settings: AlertSettings,
+            author_reason: Optional[str]) -> Recipient:
     """The blamed author, or whom the author handed the file to (disownership)."""
     blamed = route.blamed
     assert blamed is not None and blamed.repo_path is not None
     address = author_address(author_email, settings)
-    reason = f"last changed {blamed.repo_path}:{blamed.frame.line_number} (git blame)"
+    reason = author_reason or \
+        f"last changed {blamed.repo_path}:{blamed.frame.line_number} (git blame)"
     names = {address.lower(), _remap(address, rules)[0].lower()}
     for entry in rules.disownership:
         if entry.email.lower() in names and _covers(entry.filepath, blamed.repo_path):
@@ -96,10 +97,10 @@ def _watchers(route: Route, rules: Rules) -> list[Recipient]:
 
 
 def _candidates(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings) -> list[Recipient]:
+                settings: AlertSettings, author_reason: Optional[str]) -> list[Recipient]:
     found: list[Recipient] = []
     if route.blamed is not None and author_email:
-        found.append(_author(route, author_email, rules, settings))
+        found.append(_author(route, author_email, rules, settings, author_reason))
     found.extend(_watchers(route, rules))
     known = route.known_error
     if known is not None:
@@ -115,12 +116,13 @@ def _candidates(route: Route, author_email: Optional[str], rules: Rules,
 
 
 def _recipients(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings) -> tuple[list[Recipient], list[tuple[str, str]]]:
+                settings: AlertSettings, author_reason: Optional[str]
+                ) -> tuple[list[Recipient], list[tuple[str, str]]]:
     """Valid, de-duplicated recipients (the first reason kept) and rejected addresses."""
     kept: list[Recipient] = []
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for recipient in _candidates(route, author_email, rules, settings):
+    for recipient in _candidates(route, author_email, rules, settings, author_reason):
         if recipient.email.lower() in seen:
             continue
         seen.add(recipient.email.lower())
@@ -135,6 +137,31 @@ def _recipients(route: Route, author_email: Optional[str], rules: Rules,
     return kept, rejected
 
 
+class RecipientsMemo:
+    """Remembers whom the errors of a route go to: the repeats of an error share one route
+    object (the processor reuses routes), so they are answered without working it out again.
+    Bounded; answers only for the very route, rules and settings objects it saw."""
+
+    def __init__(self, size: int = 10000):
+        self._size = size
+        self._known: dict[tuple[int, Optional[str], Optional[str]], tuple] = {}
+
+    def recipients(self, route: Route, author_email: Optional[str], rules: Rules,
+                   settings: AlertSettings, author_reason: Optional[str]
+                   ) -> tuple[list[Recipient], list[tuple[str, str]]]:
+        """What :func:`_recipients` answers."""
+        key = (id(route), author_email, author_reason)
+        known = self._known.get(key)
+        if known is not None and known[0] is route and known[1] is rules \
+                and known[2] is settings:
+            return known[3]
+        if len(self._known) >= self._size:
+            self._known.clear()
+        answer = _recipients(route, author_email, rules, settings, author_reason)
+        self._known[key] = (route, rules, settings, answer)
+        return answer
+
+
 def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Optional[str]:
     minimum = settings.report_only_after_minimum_date
     if minimum is None or commit_timestamp is None:
@@ -146,21 +173,41 @@ def _too_old(commit_timestamp: Optional[float], settings: AlertSettings) -> Opti
             f"report_only_after_minimum_date {minimum.isoformat()}")
 
 
+def effective_threshold(report_threshold: Optional[int], settings: AlertSettings) -> int:
+    """The threshold an error alerts at: a report may raise ``report_error_threshold`` (a
+    noisy path that wants fewer alerts), never lower it (a client must not turn every
+    error it sends into a mail)."""
+    return max(report_threshold or 0, settings.report_error_threshold)
+
+
+def counts_alert(route: Route, count_before: int, count_after: int, already_alerted: bool,
+                 report_threshold: Optional[int], settings: AlertSettings) -> tuple[bool, str]:
+    """Whether the counts alone make these occurrences alert, and why: the first question of
+    :func:`decide`, and a cheap one (no recipients, no blame date)."""
+    return should_alert(count_before, count_after,
+                        effective_threshold(report_threshold, settings), route.known_error,
+                        already_alerted)
+
+
 def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional[float],
            count_before: int, count_after: int, already_alerted: bool,
-           report_threshold: Optional[int], rules: Rules, settings: AlertSettings) -> Decision:
+           report_threshold: Optional[int], rules: Rules, settings: AlertSettings,
+           author_reason: Optional[str] = None,
+           memo: Optional[RecipientsMemo] = None) -> Decision:
     """Whether the occurrences taking an error's count from ``count_before`` to
     ``count_after`` alert, whom, and why. ``author_email`` and ``commit_timestamp`` come from
-    git blame of the blamed line (None when there is none)."""
+    git blame of the blamed line (None when there is none); ``author_reason`` says what the
+    blame named when it is more than a line of a file (a notebook's cell)."""
     if route.dropped_reason is not None:
         return Decision(False, "the report is dropped by a rule")
-    threshold = report_threshold or settings.report_error_threshold
-    alert, reason = should_alert(count_before, count_after, threshold, route.known_error,
-                                 already_alerted)
+    alert, reason = counts_alert(route, count_before, count_after, already_alerted,
+                                 report_threshold, settings)
     too_old = _too_old(commit_timestamp, settings)
     if alert and too_old is not None:
         alert, reason = False, too_old
-    recipients, rejected = _recipients(route, author_email, rules, settings)
+    recipients, rejected = \
+        _recipients(route, author_email, rules, settings, author_reason) if memo is None \
+        else memo.recipients(route, author_email, rules, settings, author_reason)
     header = route.known_error.email_header if route.known_error is not None else None
     return Decision(alert, reason, tuple(recipients), tuple(rejected) if alert else (), header)
 

@@ -59,6 +59,15 @@ class Disownership:
 
 
 @dataclass(frozen=True)
+class ChannelRule:
+    """An entry of channels.yaml: alerts of errors under ``filepath`` go to ``channels``."""
+
+    filepath: str
+    channels: tuple[str, ...]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Rules:
     """Every rule file, parsed. The empty Rules() means no rule files."""
 
@@ -69,6 +78,7 @@ class Rules:
     watched_files: tuple[Watch, ...] = ()
     email_remapping: Mapping[str, str] = field(default_factory=dict, hash=False)
     disownership: tuple[Disownership, ...] = ()
+    channels: tuple[ChannelRule, ...] = ()
     # where each ignored exception / remapping was written ("file.yaml:LINE"), for explanations
     ignored_exception_sources: Mapping[str, str] = field(default_factory=dict, hash=False,
                                                          compare=False)
@@ -99,7 +109,11 @@ class RoutedFrame:
 
 @dataclass(frozen=True)
 class Route:
-    """Where one report goes: dropped, or a blamed frame (or none) and its identity."""
+    """Where one report goes: dropped, or a blamed frame (or none) and its identity.
+
+    A route is shared by every report with the same routing inputs (the repeats of an
+    error): the frames in it are those of the first, so take a report's own frames (its
+    locals) from the report, never from its route."""
 
     frames: tuple[RoutedFrame, ...]
     dropped_reason: Optional[str]       # set when whitelisted or ignored: the report is dropped
@@ -125,6 +139,19 @@ class RoutingSettings:
 # -- blame ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class CellBlame:
+    """What git blame of a notebook named for a line reported from one of its cells."""
+
+    position: int             # the cell's place among the committed notebook's cells, 1-based
+    cell_id: Optional[str]    # the committed cell's id
+    line: Optional[int]       # the committed cell's line blamed; None when the line raised has
+                              # unsaved edits and the cell's last change is blamed instead
+    by_id: bool               # the cell was found by its id (else by the line's hash)
+    checked: bool             # the line's hash was compared with the committed line
+    one_json_line: bool = False  # the notebook stores the cell's source on one line
+
+
+@dataclass(frozen=True)
 class Blame:
     """Who last touched one line, at which commit."""
 
@@ -137,7 +164,8 @@ class Blame:
     commit_timestamp: float   # author date, seconds since epoch
     revision: str             # sha of the revision the blame ran at
     at_requested_revision: bool  # False when the report's revision was unknown and HEAD was used
-    line_text: str = ""       # the blamed line as the repository has it
+    line_text: str = ""       # the blamed line as the repository has it ("" for a notebook)
+    cell: Optional[CellBlame] = None  # set when the line blamed is in a notebook's cell
 
 
 # -- alerting ------------------------------------------------------------------------------

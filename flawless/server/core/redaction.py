@@ -39,3 +39,13 @@ def url_secrets(url: str, minimum: int = MIN_SECRET_CHARS) -> list[str]:
     found = [userinfo, parts.password or ""]
     found += [urllib.parse.unquote(secret) for secret in found]
     return [secret for secret in found if len(secret) >= max(1, minimum)]
+
+
+def secret_url_parts(url: str, minimum: int = 6) -> list[str]:
+    """What of a URL that is itself a secret (a Slack or webhook endpoint) must never be
+    shown: the whole, its path, its query and each query value of at least ``minimum``
+    characters, and its credentials."""
+    parts = urllib.parse.urlsplit(url or "")
+    values = [value for _, value in urllib.parse.parse_qsl(parts.query)]
+    found = [url, parts.path if len(parts.path) > 1 else "", parts.query, *values]
+    return [secret for secret in found if len(secret) >= minimum] + url_secrets(url, minimum)

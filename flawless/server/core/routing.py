@@ -9,10 +9,13 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 
-from flawless.report import Report
+from flawless.report import Frame, Report
+from flawless.server.core.cell_frames import (cell_function, cell_text, cell_where,
+                                              notebook_cell)
 from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, LineRule, RoutedFrame,
                                         Route, RoutingSettings, Rules)
 from flawless.server.core.jsstack import url_path
+from flawless.server.core.notebooks import is_notebook_path
 from flawless.server.core.text import fold_whitespace
 
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
@@ -193,16 +196,26 @@ def _exception_name(name: str) -> str:
     return name
 
 
+def _line_identity(frame: Frame) -> tuple[tuple[str, ...], str]:
+    """The names a rule may give the frame's code, and its line as rules and keys see it:
+    for a frame in a cell, the cell (or function) and the line's hash, never typed text."""
+    if frame.cell is None:
+        return (frame.function_name,), frame.text
+    return tuple({cell_function(frame): None, frame.function_name: None}), cell_text(frame.cell)
+
+
 def _first_match(entries: Iterable[RuleT], routed: RoutedFrame) -> Optional[RuleT]:
-    frame = routed.frame
+    names, text = _line_identity(routed.frame)
     for entry in entries:
-        if matches(entry, routed.rule_path, frame.function_name, frame.text):
+        if any(matches(entry, routed.rule_path, name, text) for name in names):
             return entry
     return None
 
 
 def _where(routed: RoutedFrame) -> str:
     frame = routed.frame
+    if frame.cell is not None:
+        return f"{cell_where(frame.cell, routed.rule_path)} in {frame.function_name}"
     return f"{routed.rule_path}:{frame.line_number} in {frame.function_name}"
 
 
@@ -258,23 +271,29 @@ def _drop_reason(report: Report, frames: Sequence[RoutedFrame], rules: Rules) ->
 
 
 def _key(routed: RoutedFrame) -> ErrorKey:
-    frame = routed.frame
-    return ErrorKey(routed.repo_path or routed.rule_path, frame.function_name,
-                    fold_whitespace(frame.text))
+    names, text = _line_identity(routed.frame)
+    return ErrorKey(routed.repo_path or routed.rule_path, names[0], fold_whitespace(text))
+
+
+def _route_frame(frame: Frame, index: RepoIndex, runtime_dirs: Sequence[str]) -> RoutedFrame:
+    """Where one frame's line is: a frame in a cell of a notebook (``cell.notebook``) is a
+    line of that notebook, in the repository when the notebook is one of its ``.ipynb``
+    files; a script's URL is its path; any other frame is a line of its file."""
+    cell = notebook_cell(frame)
+    path = cell.notebook if cell is not None and cell.notebook else frame_path(frame.filename)
+    repo_path = index.resolve(path, runtime_dirs)
+    if cell is not None and repo_path is not None and not is_notebook_path(repo_path):
+        repo_path = None  # a cell is never a line of a .py file, whatever the client says
+    # A sender that says a frame is not the app's (a Sentry SDK's in_app) is believed.
+    return RoutedFrame(frame, repo_path, rule_path(path, repo_path, runtime_dirs),
+                       in_app=repo_path is not None and frame.in_app is not False)
 
 
 def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSettings) -> Route:
     """Decide where a report goes: dropped (ignored exception or whitelisted line), or the
     frame to blame, the error's identity and the known error it is, with the reasons."""
-    frames = []
-    for frame in report.traceback:
-        path = frame_path(frame.filename)
-        repo_path = index.resolve(path, settings.runtime_dirs)
-        # A sender that says a frame is not the app's (a Sentry SDK's in_app) is believed.
-        frames.append(RoutedFrame(frame, repo_path,
-                                  rule_path(path, repo_path, settings.runtime_dirs),
-                                  in_app=repo_path is not None and frame.in_app is not False))
-    routed = tuple(frames)
+    routed = tuple(_route_frame(frame, index, settings.runtime_dirs)
+                   for frame in report.traceback)
     innermost_key = _key(routed[-1])
     dropped = _drop_reason(report, routed, rules)
     if dropped is not None:
@@ -287,3 +306,12 @@ def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSetti
     if known is not None:
         explanation.append(f"known error ({known.source})")
     return Route(routed, None, blamed_index, _key(key_frame), known, tuple(explanation))
+
+
+def route_inputs(report: Report) -> tuple:
+    """Everything :func:`route` reads of a report, its frames' locals aside: two reports with
+    equal inputs are routed alike (for one index, rules and settings), so a route can be
+    reused for every repeat of an error. Keep it in step with :func:`route`."""
+    return (report.exception_type,
+            tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
+                   frame.cell, frame.in_app) for frame in report.traceback))

@@ -12,6 +12,7 @@ from typing import Optional
 
 from flawless.server.core import alerting
 from flawless.server.core.calendar import day_of
+from flawless.server.core.cell_frames import blame_reason, frame_line
 from flawless.server.core.model import (AlertSettings, Decision, ErrorRecord, ErrorState,
                                         Occurrence, Rules)
 
@@ -22,6 +23,8 @@ class ErrorTally:
     def __init__(self, state: Optional[ErrorState], when: float):
         self.error_id = state.error_id if state else 0
         self.count = state.count if state else 0
+        self.count_before = self.count                # before this batch
+        self.alerted_before = bool(state and state.alerted_at is not None)
         self.first_seen = state.first_seen if state else when
         self.last_seen = state.last_seen if state else when
         self.alerted_at = state.alerted_at if state else None
@@ -30,35 +33,54 @@ class ErrorTally:
         self.alerts: list[tuple[Occurrence, Decision, int]] = []  # (what, decision, count)
         self.rejected: list[tuple[str, str]] = []    # recipients dropped: (address, why)
         self.latest: Optional[Occurrence] = None
-        self.decision: Optional[Decision] = None
+        # The latest occurrence's decision, or what it takes to make it (counts before and
+        # after, alerted before): most repeats alert nobody, so theirs is made only if kept.
+        self._decision: Optional[Decision] = None
+        self._pending: Optional[tuple[int, int, bool, Rules, AlertSettings,
+                                      Optional[alerting.RecipientsMemo]]] = None
+        self._day: tuple[float, str] = (-1.0, "")
 
     def add(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
-            settings: AlertSettings) -> Decision:
-        """Count one occurrence received at ``when``, decide whether it alerts; return the
-        decision."""
-        report, route, blame = occurrence.report, occurrence.route, occurrence.blame
-        count_before = self.count
+            settings: AlertSettings, memo: Optional[alerting.RecipientsMemo] = None) -> None:
+        """Count one occurrence received at ``when``, and queue its alert if it makes one."""
+        report, route = occurrence.report, occurrence.route
+        count_before, already_alerted = self.count, self.alerted_at is not None
         self.count += report.error_count
-        decision = alerting.decide(
-            route, blame.author_email if blame else None,
-            blame.commit_timestamp if blame else None, count_before, self.count,
-            self.alerted_at is not None, report.error_threshold, rules, settings)
         self.latest = occurrence
-        self.decision = decision
+        self._decision = None
+        self._pending = (count_before, self.count, already_alerted, rules, settings, memo)
+        if alerting.counts_alert(route, count_before, self.count, already_alerted,
+                                 report.error_threshold, settings)[0]:
+            decision = self.decision
+            if decision.alert and decision.recipients:
+                self.alerted_at = now
+                self.recipients = tuple(recipient.email for recipient in decision.recipients)
+                self.alerts.append((occurrence, decision, self.count))
+            self.rejected.extend(decision.rejected)
         self.first_seen = min(self.first_seen, when)
         self.last_seen = max(self.last_seen, when)
-        day = self.days.setdefault(day_of(when), [when, 0])
+        if self._day[0] != when:
+            self._day = (when, day_of(when))
+        day = self.days.setdefault(self._day[1], [when, 0])
         day[1] += report.error_count
-        if decision.alert and decision.recipients:
-            self.alerted_at = now
-            self.recipients = tuple(recipient.email for recipient in decision.recipients)
-            self.alerts.append((occurrence, decision, self.count))
-        self.rejected.extend(decision.rejected)
-        return decision
+
+    @property
+    def decision(self) -> Decision:
+        """The alert decision of the latest occurrence."""
+        if self._decision is None:
+            assert self.latest is not None and self._pending is not None
+            count_before, count_after, already_alerted, rules, settings, memo = self._pending
+            report, route, blame = self.latest.report, self.latest.route, self.latest.blame
+            self._decision = alerting.decide(
+                route, blame.author_email if blame else None,
+                blame.commit_timestamp if blame else None, count_before, count_after,
+                already_alerted, report.error_threshold, rules, settings, blame_reason(blame),
+                memo)
+        return self._decision
 
     def record(self) -> ErrorRecord:
         """The error as it is to be stored, from its latest occurrence."""
-        assert self.latest is not None and self.decision is not None
+        assert self.latest is not None
         report, route, blame = self.latest.report, self.latest.route, self.latest.blame
         blamed = route.blamed
         frame = blamed.frame if blamed else report.traceback[-1]
@@ -67,7 +89,7 @@ class ErrorTally:
         return ErrorRecord(
             error_id=self.error_id,
             key=route.key,
-            line_number=frame.line_number,
+            line_number=frame_line(frame),
             exception_type=report.exception_type,
             blamed=blame is not None,
             author_name=blame.author_name if blame else None,

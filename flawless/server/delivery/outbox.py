@@ -1,10 +1,16 @@
 """The outbox: delivers stored alerts through their channels, retrying until each is delivered.
 
-It knows nothing of SMTP or HTTP: each entry names its channel, and the channel does the
-talking. An entry is marked sent right after its delivery; a failed one is marked with its
-next attempt time (exponential backoff, or the wait the far end asked for), so a restart
-resumes where this run stopped and nothing is delivered twice but for the one repeat a
-crash between delivery and its record allows.
+It knows nothing of SMTP or HTTP: each entry names its channel and destination, and the
+channel does the talking. An entry is marked sent right after its delivery; a failed one is
+marked with its next attempt time (exponential backoff, or the wait the far end asked for),
+and its destination waits until then too, so entries to one destination keep their order
+and a far end that is down is not tried once per entry. A
+restart resumes where this run stopped and nothing is delivered twice but for the one repeat
+a crash between delivery and its record allows (the entry comes back with the same message
+id; for a channel that can look whether it got through, the entry is marked as begun before
+its delivery and comes back ``interrupted``, and the channel looks first).
+
+Each pass also turns what the hourly bounds held back, once its hour is over, into digests.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from twisted.python.failure import Failure
 
 from flawless.backoff import backoff_delay
 from flawless.server.delivery.channels import Channel, DeliveryError
+from flawless.server.delivery.composing import Composer
+from flawless.server.delivery.digests import queue_digests
 from flawless.server.storage.interface import Storage
 from flawless.server.storage.records import OutboxMail
 from flawless.server.threads import Runner
@@ -33,13 +41,15 @@ class OutboxService(service.Service):
     name = "outbox"
 
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
-                 channels: Mapping[str, Channel], clock: Any, poll_interval: float = 1.0,
+                 channels: Mapping[str, Channel], composer: Composer, clock: Any,
+                 poll_interval: float = 1.0,
                  max_backoff: float = 3600.0, first_retry: float = 2.0, batch_size: int = 20,
                  unit_random: Callable[[], float] = random.random) -> None:
         self._storage = storage
         self._reader = reader
         self._writer = writer
         self._channels = dict(channels)
+        self._composer = composer
         self._clock = clock
         self._poll_interval = poll_interval
         self._max_backoff = max_backoff
@@ -96,32 +106,46 @@ class OutboxService(service.Service):
         return None
 
     async def _drain(self) -> None:
+        await self._writer.run(queue_digests, self._storage, self._composer,
+                               self._clock.seconds())
+        waiting: set[tuple[str, str]] = set()   # destinations that failed in this pass
         while self.running:
             entries = await self._reader.run(self._storage.due_mail, self._clock.seconds(),
                                              self._batch_size)
+            if entries:  # what queued them must outlive a power loss before they leave
+                await self._writer.run(self._storage.make_durable)
             for entry in entries:
                 if not self.running:
                     return
-                await self._send(entry)
+                if (entry.channel, entry.destination) in waiting:
+                    continue
+                if not await self._send(entry):
+                    waiting.add((entry.channel, entry.destination))
             if len(entries) < self._batch_size:
                 return
 
-    async def _send(self, entry: OutboxMail) -> None:
+    async def _send(self, entry: OutboxMail) -> bool:
+        """Deliver one entry; return whether it was delivered."""
         if entry.mail_id not in self._unrecorded:
             channel = self._channels.get(entry.channel)
             try:
                 if channel is None:
                     raise DeliveryError(f"the {entry.channel} channel is not configured")
+                if channel.looks_before_repeating:
+                    await self._writer.run(self._storage.mark_started, entry.mail_id,
+                                           self._clock.seconds())
                 await channel.deliver(entry)
             except Exception as error:  # noqa: BLE001 - any failure means: keep it, retry later
                 await self._record_failure(entry, error)
-                return
+                return False
             self._unrecorded.add(entry.mail_id)
         await self._writer.run(self._storage.mark_sent, entry.mail_id, self._clock.seconds())
         self._unrecorded.discard(entry.mail_id)
         self.delivered += 1
-        log.info("{channel} {mail_id} delivered to {recipients}", channel=entry.channel,
-                 mail_id=entry.mail_id, recipients=", ".join(entry.recipients))
+        log.info("{channel} {mail_id} delivered to {destination}", channel=entry.channel,
+                 mail_id=entry.mail_id, destination=entry.destination or
+                 ", ".join(entry.recipients))
+        return True
 
     async def _record_failure(self, entry: OutboxMail, error: Exception) -> None:
         attempts = entry.attempts + 1

@@ -13,12 +13,13 @@ import functools
 import unicodedata
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlencode
 
 import jinja2
 
-from flawless.report import Report
+from flawless.report import MESSAGE_TYPE, Report, RequestInfo, trim
+from flawless.server.core.cell_frames import blame_note, cell_where, frame_line, frame_where
 from flawless.server.core.model import Blame, Decision, Route, RoutedFrame
 
 
@@ -109,6 +110,7 @@ class FrameView:
     text: str
     frame_locals: tuple[tuple[str, str], ...]
     blamed: bool
+    cell_where: Optional[str] = None  # "analysis.ipynb, cell 7 (id ...), line 3" in a cell
     column_number: Optional[int] = None   # JavaScript frames: shown as "line 4, column 10"
 
 
@@ -122,14 +124,19 @@ class BlameView:
     author_email: str
     date: str
     head_fallback: Optional[str]   # sentence saying the blame ran at HEAD, when it did
+    cell_note: Optional[str] = None  # how a notebook's cell line was found, or why not blamed
+    heading: str = "Blamed commit"   # what the commit is: the blamed line's, or a cell's
 
 
-def _utc(timestamp: float) -> str:
+def utc_time(timestamp: float) -> str:
+    """A UTC time for people: 2026-11-02 10:00:00 UTC."""
     moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(route: Route) -> tuple[FrameView, ...]:
+def _frame_views(report: Report, route: Route) -> tuple[FrameView, ...]:
+    """The report's own frames (a route may be shared by the repeats of an error, whose
+    locals differ), marked as the route decided."""
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -139,14 +146,18 @@ def _frame_views(route: Route) -> tuple[FrameView, ...]:
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == route.blamed_index,
+            cell_where=body_text(frame_where(frame)) if frame.cell is not None else None,
             column_number=frame.column_number,
         )
-        for index, frame in enumerate(item.frame for item in route.frames))
+        for index, frame in enumerate(report.traceback))
 
 
-def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
+def _blame_view(blame: Optional[Blame], report: Report,
+                culprit: RoutedFrame) -> Optional[BlameView]:
     if blame is None:
         return None
+    cell = culprit.frame.cell
+    cell_note = body_text(blame_note(blame, cell)) if blame.cell is not None and cell else None
     head_fallback = None
     if not blame.at_requested_revision:
         asked = f" ({body_text(report.revision)})" if report.revision else ""
@@ -155,7 +166,10 @@ def _blame_view(blame: Optional[Blame], report: Report) -> Optional[BlameView]:
     return BlameView(short_sha=blame.commit_sha[:12], summary=body_text(blame.commit_summary),
                      author_name=body_text(blame.author_name),
                      author_email=body_text(blame.author_email),
-                     date=_utc(blame.commit_timestamp), head_fallback=head_fallback)
+                     date=utc_time(blame.commit_timestamp), head_fallback=head_fallback,
+                     cell_note=cell_note,
+                     heading="Blamed commit" if blame.cell is None or blame.cell.line else
+                     "No line blamed; the cell's last change, commit")
 
 
 def _culprit(alert: Alert) -> RoutedFrame:
@@ -163,11 +177,22 @@ def _culprit(alert: Alert) -> RoutedFrame:
     return alert.route.blamed or alert.route.frames[-1]
 
 
-def alert_location(alert: Alert) -> tuple[str, int]:
-    """(path, line) the alert is about: the blamed repository path, else the innermost frame's."""
+def alert_place(alert: Alert) -> tuple[str, int]:
+    """(path, line number) of the frame the alert is about: the blamed repository path, else
+    the innermost frame's."""
     culprit = _culprit(alert)
-    path = culprit.repo_path or culprit.rule_path or culprit.frame.filename
-    return path, culprit.frame.line_number
+    return (culprit.repo_path or culprit.rule_path or culprit.frame.filename,
+            culprit.frame.line_number)
+
+
+def alert_location(alert: Alert) -> str:
+    """Where the line the alert is about is, in words: ``PATH:LINE``, or
+    ``PATH, cell 7 (id ...), line 3`` in a notebook's cell."""
+    culprit = _culprit(alert)
+    path, line = alert_place(alert)
+    if culprit.frame.cell is not None:
+        return cell_where(culprit.frame.cell, path)
+    return f"{path}:{line}"
 
 
 def error_query(alert: Alert) -> str:
@@ -176,20 +201,49 @@ def error_query(alert: Alert) -> str:
     return urlencode({
         "filename": key.filename,
         "function_name": key.function_name,
-        "line_number": _culprit(alert).frame.line_number,
+        "line_number": frame_line(_culprit(alert).frame),
         "text": key.text,
         "timestamp": int(alert.last_seen),
     })
 
 
 def alert_subject(alert: Alert) -> str:
-    """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``: two errors of one file never share a
-    subject. Safe for a header and bounded."""
-    path, line = alert_location(alert)
-    kind = alert.report.exception_type.rpartition(".")[2] or alert.report.exception_type
-    function = _culprit(alert).frame.function_name
-    where = f"on {alert.report.hostname}" if alert.report.hostname else "on an unknown host"
-    return header_text(f"{kind} in {function} ({path}:{line}) {where}", MAX_SUBJECT_CHARS)
+    """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``, or for a message (``record_message``)
+    ``Warning: TEXT (PATH:LINE) on HOSTNAME``: two errors of one file never share a subject.
+    Safe for a header and bounded."""
+    report = alert.report
+    host = f"on {report.hostname}" if report.hostname else "on an unknown host"
+    if report.exception_type == MESSAGE_TYPE:
+        text = trim(" ".join(report.exception_message.split()), 80)
+        what = f"{report.level.capitalize()}: {text}"
+    else:
+        kind = report.exception_type.rpartition(".")[2] or report.exception_type
+        what = f"{kind} in {_culprit(alert).frame.function_name}"
+        if report.level != "error":
+            what = f"{report.level.capitalize()}: {what}"
+    return header_text(f"{what} ({alert_location(alert)}) {host}", MAX_SUBJECT_CHARS)
+
+
+def _pairs(mapping: Optional[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
+    return tuple((body_text(name), body_text(str(value)))
+                 for name, value in (mapping or {}).items())
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """The request being served, as the templates show it."""
+
+    line: str                                  # "POST https://host/order/7?coupon"
+    route: Optional[str]
+    headers: tuple[tuple[str, str], ...]
+
+
+def _request_view(request: Optional[RequestInfo]) -> Optional[RequestView]:
+    if request is None:
+        return None
+    line = " ".join(part for part in (request.method, request.url) if part)
+    return RequestView(body_text(line), body_text(request.route) if request.route else None,
+                       _pairs(request.headers))
 
 
 def _alert_values(alert: Alert) -> dict[str, Any]:
@@ -199,20 +253,22 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
                                                    if known_error else None)
     query = error_query(alert)
     base_url = alert.base_url.rstrip("/")
-    context = report.context or {}
     return {
         "email_header": body_text(email_header) if email_header else None,
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.route),
-        "blame": _blame_view(alert.blame, report),
+        "frames": _frame_views(alert.report, alert.route),
+        "blame": _blame_view(alert.blame, report, _culprit(alert)),
         "count": alert.count,
-        "first_seen": _utc(alert.first_seen),
-        "last_seen": _utc(alert.last_seen),
+        "first_seen": utc_time(alert.first_seen),
+        "last_seen": utc_time(alert.last_seen),
         "additional_info": body_text(report.additional_info) if report.additional_info else None,
-        "context": tuple((body_text(name), body_text(str(value)))
-                         for name, value in context.items()),
+        "context": _pairs(report.context),
+        "level": body_text(report.level.capitalize()) if report.level != "error" else None,
+        "request": _request_view(report.request),
+        "tags": _pairs(report.tags),
+        "user_id": body_text(report.user_id) if report.user_id is not None else None,
         "view_url": f"{base_url}/view_traceback?{query}",
         "known_error_url": f"{base_url}/add_known_error?{query}",
         "developer_url": (f"{base_url}/developer?{urlencode({'email': alert.blame.author_email})}"

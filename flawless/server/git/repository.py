@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 import threading
 import weakref
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Union
 
 # GitPython looks for git on PATH when imported; ours may live elsewhere (git_cli_path),
 # and every command below names its executable itself, so that check must not be fatal.
@@ -27,6 +27,7 @@ import git  # noqa: E402
 from flawless.server.atomic import write_atomically  # noqa: E402
 from flawless.server.core.lru import Lru  # noqa: E402
 from flawless.server.core.model import Blame  # noqa: E402
+from flawless.server.core.notebooks import CommittedCell, NotNotebook, parse_notebook  # noqa: E402
 from flawless.server.core.redaction import redact, url_secrets  # noqa: E402
 from flawless.server.core.text import fold_whitespace  # noqa: E402
 from flawless.server.git.porcelain import (FULL_SHA, Tree, listed_revisions,  # noqa: E402
@@ -38,6 +39,8 @@ FETCHED_HEAD = "refs/flawless/head"
 FETCHED_BRANCHES = "refs/flawless/heads/"
 _REMOTE = "flawless-upstream"   # defined through the environment only; see Repository.fetch
 _REQUESTED_REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
+MAX_NOTEBOOK_BYTES = 32 * 2**20  # a larger notebook (outputs kept) is not read: its cells go
+                                 # unblamed rather than cost the server's memory
 # git's words for a repository that is broken as a whole (rather than for one bad line).
 _REPOSITORY_PROBLEM = re.compile(
     r"not a git repository|unable to read|could not read|corrupt|bad object|invalid object"
@@ -98,6 +101,7 @@ class Repository:
         self._blamed_files: Lru[tuple[str, str], bool] = Lru(4096)
         self._whole_files: Lru[tuple[str, str], dict[int, Blame]] = Lru(32)
         self._ignore_files: Lru[str, str] = Lru(8)
+        self._notebooks: Lru[str, Union[tuple[CommittedCell, ...], BlameFailed]] = Lru(16)
         self._processes: set[subprocess.Popen] = set()
         self._processes_lock = threading.Lock()
         self._closed = False
@@ -272,16 +276,50 @@ class Repository:
         """Every file path (repository-relative) of commit ``sha``."""
         return self._tree(sha).paths
 
+    def _cat_file(self, *args: str) -> bytes:
+        try:
+            return self._git("cat-file", *args)
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(str(failure)) from None
+
     def _blob_lines(self, blob: str) -> list[str]:
         lines = self._lines.get(blob)
         if lines is None:
-            try:
-                text = self._git("cat-file", "blob", blob).decode("utf-8", "replace")
-            except _CommandFailed as failure:
-                raise RepositoryUnavailable(str(failure)) from None
-            lines = split_lines(text)
+            lines = split_lines(self._cat_file("blob", blob).decode("utf-8", "replace"))
             self._lines.put(blob, lines)
         return lines
+
+    def _blob_of(self, tree: Tree, path: str, sha: str) -> str:
+        blob = tree.blobs.get(path) if isinstance(path, str) else None
+        if blob is None:
+            raise BlameFailed(f"{path!r} is not a file of the repository at {sha[:12]}")
+        return blob
+
+    def notebook_at(self, path: str, sha: str) -> tuple[CommittedCell, ...]:
+        """The cells of the notebook ``path`` at commit ``sha`` (read once per content).
+
+        Raises BlameFailed when it is no file of the commit, too large or not a notebook.
+        """
+        _require_sha(sha)
+        blob = self._blob_of(self._tree(sha), path, sha)
+        cells = self._notebooks.get(blob)
+        if cells is None:
+            cells = self._read_notebook(path, blob)
+            self._notebooks.put(blob, cells)
+        if isinstance(cells, BlameFailed):
+            raise cells
+        return cells
+
+    def _read_notebook(self, path: str, blob: str
+                       ) -> Union[tuple[CommittedCell, ...], BlameFailed]:
+        size = int(self._cat_file("-s", blob).strip() or 0)
+        if size > MAX_NOTEBOOK_BYTES:
+            return BlameFailed(f"{path} has {size} bytes, more than the {MAX_NOTEBOOK_BYTES} "
+                               "a notebook may have to be read")
+        try:
+            return parse_notebook(self._cat_file("blob", blob).decode("utf-8", "replace"))
+        except NotNotebook as problem:
+            return BlameFailed(f"{path} is not a notebook flawless can read: {problem}")
 
     def _ignore_revs_file(self, tree: Tree) -> Optional[str]:
         """A file listing the commits to skip, from the tree's ignore-revs file.
@@ -330,9 +368,7 @@ class Repository:
         if isinstance(line_number, bool) or not isinstance(line_number, int) or line_number < 1:
             raise BlameFailed(f"line number {line_number!r} is not a positive integer")
         tree = self._tree(sha)
-        blob = tree.blobs.get(path) if isinstance(path, str) else None
-        if blob is None:
-            raise BlameFailed(f"{path!r} is not a file of the repository at {sha[:12]}")
+        blob = self._blob_of(tree, path, sha)
         target = line_number
         if fold_whitespace(expected_text or ""):
             target = locate_line(self._blob_lines(blob), line_number, expected_text) \

@@ -17,19 +17,25 @@ from typing import Annotated, Any, Literal, Optional, Union
 import msgspec
 from msgspec import Meta
 
-from flawless.report import (MAX_CONTEXT_ITEMS, MAX_ERROR_COUNT, MAX_FRAMES,
+from flawless.report import (MAX_CHAINED, MAX_CHAINED_FRAMES, MAX_CONTEXT_ITEMS,
+                             MAX_ERROR_COUNT, MAX_FRAMES, MAX_HEADER_CHARS, MAX_HEADERS,
                              MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME, MAX_MESSAGE_CHARS,
-                             MAX_STRING_CHARS)
+                             MAX_METHOD_CHARS, MAX_NAME_CHARS, MAX_STRING_CHARS, MAX_TAG_CHARS,
+                             MAX_TAGS, MAX_USER_ID_CHARS)
 
 Text = Annotated[str, Meta(max_length=MAX_STRING_CHARS)]
 Message = Annotated[str, Meta(max_length=MAX_MESSAGE_CHARS)]
 Short = Annotated[str, Meta(max_length=255)]
-Name = Annotated[str, Meta(max_length=128)]
+Name = Annotated[str, Meta(max_length=MAX_NAME_CHARS)]
 Count = Annotated[int, Meta(ge=1, le=MAX_ERROR_COUNT)]
 Locals = Annotated[dict[Name, Annotated[str, Meta(max_length=MAX_LOCAL_REPR_CHARS)]],
                    Meta(max_length=MAX_LOCALS_PER_FRAME)]
 Context = Annotated[dict[Name, Union[Text, bool, int, float]],
                     Meta(max_length=MAX_CONTEXT_ITEMS)]
+Tags = Annotated[dict[Name, Annotated[str, Meta(max_length=MAX_TAG_CHARS)]],
+                 Meta(max_length=MAX_TAGS)]
+Headers = Annotated[dict[Name, Annotated[str, Meta(max_length=MAX_HEADER_CHARS)]],
+                    Meta(max_length=MAX_HEADERS)]
 
 
 class _Frame(msgspec.Struct, forbid_unknown_fields=True):
@@ -38,6 +44,23 @@ class _Frame(msgspec.Struct, forbid_unknown_fields=True):
     function_name: Text
     text: Optional[Text] = None
     frame_locals: Optional[Locals] = None
+
+
+class _Request(msgspec.Struct, forbid_unknown_fields=True):
+    method: Optional[Annotated[str, Meta(max_length=MAX_METHOD_CHARS)]] = None
+    url: Optional[Text] = None
+    route: Optional[Text] = None
+    headers: Optional[Headers] = None
+
+
+class _User(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[str, Meta(max_length=MAX_USER_ID_CHARS)]
+
+
+class _Chained(msgspec.Struct, forbid_unknown_fields=True):
+    exception_type: Text  # must not be blank, like the report's
+    exception_message: Message
+    traceback: Annotated[list[_Frame], Meta(max_length=MAX_CHAINED_FRAMES)]
 
 
 class _Report(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,6 +74,11 @@ class _Report(msgspec.Struct, forbid_unknown_fields=True):
     additional_info: Optional[Message] = None
     context: Optional[Context] = None
     timestamp: Optional[Annotated[float, Meta(ge=0, lt=10**11)]] = None
+    level: Optional[Literal["error", "warning", "info"]] = None
+    tags: Optional[Tags] = None
+    request: Optional[_Request] = None
+    user: Optional[_User] = None
+    chained: Optional[Annotated[list[_Chained], Meta(min_length=1, max_length=MAX_CHAINED)]] = None
 
 
 class _Params(msgspec.Struct, forbid_unknown_fields=True):
@@ -78,6 +106,12 @@ class StorableCalls:
     is_batch: bool
 
 
+def _names_present(exception_type: str, traceback: list[_Frame]) -> bool:
+    """The type and every frame's file name are not blank (parse_report refuses blanks)."""
+    return bool(exception_type.strip()) and all(map(str.strip, [frame.filename
+                                                                 for frame in traceback]))
+
+
 def storable_record_calls(body: bytes) -> Optional[StorableCalls]:
     """What the body holds when it is nothing but valid ``record_error`` calls that can be
     stored exactly as they came; else None (the general path decides)."""
@@ -92,8 +126,10 @@ def storable_record_calls(body: bytes) -> Optional[StorableCalls]:
         return None
     for call in calls:
         report = call.params.report
-        if not (report.exception_type.strip()
-                and all(map(str.strip, [frame.filename for frame in report.traceback]))):
+        if not _names_present(report.exception_type, report.traceback):
+            return None
+        if report.chained and not all(_names_present(chained.exception_type, chained.traceback)
+                                      for chained in report.chained):
             return None
         if report.context and not all(math.isfinite(value) for value in report.context.values()
                                       if isinstance(value, float)):

@@ -7,7 +7,6 @@ commit is running are gathered into the next one, which keeps durability cheap u
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any, Callable, Optional
 
 from twisted.application import service
@@ -17,9 +16,6 @@ from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 
 MAX_REPORTS_PER_COMMIT = 5000
-BUSY_REQUESTS = 16
-BUSY_REPORTS = 200
-BUSY_WINDOW = 0.1
 
 
 class InboxWriter(service.Service):
@@ -38,16 +34,12 @@ class InboxWriter(service.Service):
         self._on_stored = on_stored
         self._waiting: list[tuple[bytes, int, defer.Deferred]] = []
         self._committing: Optional[defer.Deferred] = None
-        self._recent: deque[tuple[float, int]] = deque()  # (when, reports) in BUSY_WINDOW
 
     def accept(self, payload: bytes, reports: int) -> defer.Deferred:
         """Store one request's ``payload`` (a JSON-RPC body holding ``reports`` valid
         reports); the Deferred fires with its inbox id once committed."""
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append((payload, reports, waiter))
-        now = self._clock.seconds()
-        self._recent.append((now, reports))
-        self._forget_before(now - BUSY_WINDOW)
         if self._committing is None:
             self._commit_waiting()
         return waiter
@@ -80,18 +72,6 @@ class InboxWriter(service.Service):
         self._committing = None
         if self._waiting:
             self._commit_waiting()
-
-    def _forget_before(self, horizon: float) -> None:
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-
-    @property
-    def busy(self) -> bool:
-        """Whether reports arrive fast: over BUSY_REPORTS, or BUSY_REQUESTS requests, within
-        the last BUSY_WINDOW seconds."""
-        self._forget_before(self._clock.seconds() - BUSY_WINDOW)
-        return len(self._recent) >= BUSY_REQUESTS or \
-            sum(reports for _, reports in self._recent) >= BUSY_REPORTS
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted API
         """Fire once every report handed to :meth:`accept` so far is committed (or failed)."""

@@ -8,17 +8,19 @@ of its own so that a slow one leaves every blame slot free.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from flawless.report import NotebookCell
 from flawless.server.coalesce import Coalescer
 from flawless.server.core.lru import Lru
 from flawless.server.core.model import Blame
 from flawless.server.core.routing import RepoIndex
+from flawless.server.git.notebooks import blame_cell
 from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
 from flawless.server.threads import Runner
 
@@ -27,7 +29,7 @@ log = Logger()
 TIP_TRUSTED_SECONDS = 2.0       # how long a lookup of HEAD (or the branch) is reused
 MAX_CACHED_INDEXES = 16
 
-_Key = tuple[str, str, int, str]
+_Key = tuple[Any, ...]   # (sha, path, what is blamed in it)
 
 
 class BlameService(service.Service):
@@ -89,14 +91,21 @@ class BlameService(service.Service):
 
     # -- revisions and trees --
 
-    def resolve(self, revision: Optional[str]) -> defer.Deferred:
-        """Deferred (sha, at_requested_revision): see `Repository.resolve_revision`."""
+    def resolved_now(self, revision: Optional[str]) -> Optional[tuple[str, bool]]:
+        """(sha, at_requested_revision) when it is known without asking git, else None."""
         known = self._resolved.get(revision) if revision else None
         if known is not None:
-            return defer.succeed((known, True))
+            return known, True
         fallback = self._fallbacks.get(revision)
         if fallback is not None and self._clock.seconds() - fallback[0] < TIP_TRUSTED_SECONDS:
-            return defer.succeed((fallback[1], False))
+            return fallback[1], False
+        return None
+
+    def resolve(self, revision: Optional[str]) -> defer.Deferred:
+        """Deferred (sha, at_requested_revision): see `Repository.resolve_revision`."""
+        known = self.resolved_now(revision)
+        if known is not None:
+            return defer.succeed(known)
         resolving = self._in_git(self.repository.resolve_revision, revision)
         return resolving.addCallback(self._remember, revision)
 
@@ -109,6 +118,10 @@ class BlameService(service.Service):
             # burst of reports without a known revision costs one git call, not one each.
             self._fallbacks.put(revision, (self._clock.seconds(), sha))
         return resolved
+
+    def index_now(self, sha: str) -> Optional[RepoIndex]:
+        """The index of commit ``sha`` when it is built already, else None."""
+        return self._indexes.get(sha)
 
     def index_at(self, sha: str) -> defer.Deferred:
         """Deferred :class:`RepoIndex` of the files of commit ``sha``, built once however
@@ -133,20 +146,48 @@ class BlameService(service.Service):
         when the repository cannot be used right now.
         """
         blaming = self.resolve(revision)
-        return blaming.addCallback(self._blame_at, path, line_number, expected_text)
+        return blaming.addCallback(self._blame_at, (path, line_number, expected_text),
+                                   lambda sha: self.repository.blame_line(
+                                       path, line_number, sha, expected_text))
 
-    def _blame_at(self, resolved: tuple[str, bool], path: str, line_number: int,
-                  expected_text: str) -> Any:
+    def blame_cell(self, path: str, cell: NotebookCell,
+                   revision: Optional[str]) -> defer.Deferred:
+        """Deferred `Blame` of a line reported from a cell of the notebook ``path`` (see
+        `flawless.server.git.notebooks.blame_cell`); fails as `blame` does."""
+        blaming = self.resolve(revision)
+        return blaming.addCallback(self._blame_at, (path, cell.id, cell.line, cell.line_hash),
+                                   lambda sha: blame_cell(self.repository, path, cell, sha))
+
+    def blame_now(self, path: str, line_number: int, expected_text: str,
+                  resolved: tuple[str, bool]) -> Union[Blame, BlameFailed, None]:
+        """The cached outcome of :meth:`blame` at a resolved revision: a Blame, the
+        BlameFailed it ended with, or None when git must be asked."""
+        return self._cached(resolved, (path, line_number, expected_text))
+
+    def cell_blame_now(self, path: str, cell: NotebookCell,
+                       resolved: tuple[str, bool]) -> Union[Blame, BlameFailed, None]:
+        """The cached outcome of :meth:`blame_cell`, as :meth:`blame_now`."""
+        return self._cached(resolved, (path, cell.id, cell.line, cell.line_hash))
+
+    def _cached(self, resolved: tuple[str, bool], what: tuple[Any, ...]
+                ) -> Union[Blame, BlameFailed, None]:
         sha, exact = resolved
-        key = (sha, path, line_number, expected_text)
-        cached = self._results.get(key)
+        cached = self._results.get((sha, *what))
+        if cached is None or isinstance(cached, BlameFailed):
+            return cached
+        return replace(cached, at_requested_revision=exact)
+
+    def _blame_at(self, resolved: tuple[str, bool], what: tuple[Any, ...],
+                  blame_at: Callable[[str], Blame]) -> Any:
+        cached = self._cached(resolved, what)
         if isinstance(cached, BlameFailed):
             return defer.fail(cached)
         if cached is not None:
-            return replace(cached, at_requested_revision=exact)
-        blaming = self._blaming.run(key, lambda: self._in_git(
-            self.repository.blame_line, path, line_number, sha, expected_text
-        ).addBoth(self._cache, key))
+            return cached
+        sha, exact = resolved
+        key = (sha, *what)
+        blaming = self._blaming.run(key, lambda: self._in_git(blame_at, sha).addBoth(
+            self._cache, key))
         return blaming.addCallback(lambda blame: replace(blame, at_requested_revision=exact))
 
     def _cache(self, outcome: Any, key: _Key) -> Any:

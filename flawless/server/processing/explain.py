@@ -9,8 +9,10 @@ from typing import Optional
 from flawless.config import Config
 from flawless.report import Report
 from flawless.server.core import alerting, routing
+from flawless.server.core.cell_frames import blame_note, blame_reason, notebook_cell
 from flawless.server.core.model import Blame
 from flawless.server.core.routing import RepoIndex
+from flawless.server.git.notebooks import blame_cell
 from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
 from flawless.server.rules.loading import load_rules
 from flawless.server.settings import alert_settings, routing_settings
@@ -49,13 +51,20 @@ def explain_report(config: Config, report: Report) -> str:
     blamed = route.blamed
     if repository is not None and sha is not None and blamed is not None \
             and blamed.repo_path is not None and route.dropped_reason is None:
+        cell = notebook_cell(blamed.frame)
         try:
-            blame = replace(repository.blame_line(blamed.repo_path, blamed.frame.line_number,
-                                                  sha, blamed.frame.text),
-                            at_requested_revision=exact)
+            if cell is not None:
+                blame = blame_cell(repository, blamed.repo_path, cell, sha)
+                route = replace(route, explanation=route.explanation + (
+                    blame_note(blame, cell),))
+            else:
+                blame = repository.blame_line(blamed.repo_path, blamed.frame.line_number, sha,
+                                              blamed.frame.text)
+            blame = replace(blame, at_requested_revision=exact)
         except (BlameFailed, RepositoryUnavailable) as error:
             problem = str(error)
     decision = alerting.decide(
         route, blame.author_email if blame else None, blame.commit_timestamp if blame else None,
-        0, report.error_count, False, report.error_threshold, rules, alert_settings(config))
+        0, report.error_count, False, report.error_threshold, rules, alert_settings(config),
+        blame_reason(blame))
     return "\n".join([*_blame_lines(blame, problem), alerting.explain(route, decision)])

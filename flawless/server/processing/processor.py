@@ -9,6 +9,7 @@ whole effect stored, never half of it, so no report is lost and no alert doubled
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any, Callable, Optional, Union
@@ -19,28 +20,33 @@ from twisted.logger import Logger
 
 from flawless.backoff import backoff_delay
 from flawless.report import Frame, Report
-from flawless.server.core import routing
-from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Rules,
-                                        RoutingSettings)
+from flawless.server.core import alerting, routing
+from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
+from flawless.server.core.lru import Lru
+from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Route,
+                                        RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
+from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.sourcemaps import Resolution, SourceMapResolver
 from flawless.server.storage.interface import Claim, Storage, Transaction
+from flawless.server.storage.plan import PlanConflict, PlanningTransaction
 from flawless.server.storage.records import InboxItem
 from flawless.server.threads import Runner
 
 log = Logger()
 
 BATCH_SIZE = 200
+MAX_BATCH_SIZE = 3200
 IDLE_POLL_SECONDS = 1.0
 FIRST_RETRY_SECONDS = 2.0
 MAX_RETRY_SECONDS = 600.0
-INGEST_FIRST_FACTOR = 3.0
-BUSY_MIN_DELAY = 0.05
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
+ROUTES_CACHED = 10000
+WAIT_FOR_GIT_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,13 @@ class Postponed:
     reason: str
 
 
-Prepared = Union[Occurrence, Dropped, Postponed]
+@dataclass(frozen=True)
+class Waiting:
+    """A report whose blame git has not answered yet: its request is looked at again soon."""
+
+
+WAITING = Waiting()
+Prepared = Union[Occurrence, Dropped, Postponed, Waiting]
 
 
 def map_agrees_with_repository(frame: Frame, blame: Blame) -> bool:
@@ -77,8 +89,7 @@ class Processor(service.Service):
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
-                 sender: str, base_url: Callable[[], str], on_mail_queued: Callable[[], None],
-                 clock: Any, ingest_busy: Callable[[], bool] = lambda: False,
+                 alerts: AlertQueue, on_mail_queued: Callable[[], None], clock: Any,
                  sourcemaps: Optional[SourceMapResolver] = None):
         self._storage = storage
         self._reader = reader
@@ -87,16 +98,17 @@ class Processor(service.Service):
         self._rules = rules
         self._routing_settings = routing_settings
         self._alert_settings = alert_settings
-        self._sender = sender
-        self._base_url = base_url
+        self._alerts = alerts
         self._on_mail_queued = on_mail_queued
         self._clock = clock
-        self._ingest_busy = ingest_busy
         self._sourcemaps = sourcemaps
-        self._batch_seconds = 0.0
         self._later: Any = None
+        self._batch_size = BATCH_SIZE
+        self._repository_down = False
         self._running: Optional[defer.Deferred] = None
         self._again = False
+        self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
+        self._recipients = alerting.RecipientsMemo(ROUTES_CACHED)
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = clock
         self.processed = 0
@@ -134,14 +146,8 @@ class Processor(service.Service):
         self._running.addBoth(self._finished)
 
     def wake_soon(self) -> None:
-        """New reports are stored: process them now, or, while requests arrive fast, a
-        little later in one larger batch."""
-        if self._running is not None:
-            self._again = True
-        elif not self._ingest_busy():
-            self.wake()
-        elif self._later is None or not self._later.active():
-            self._later = self._clock.callLater(BUSY_MIN_DELAY, self.wake)
+        """New reports are stored: process them now, or right after the batch in progress."""
+        self.wake()
 
     def _log_failure(self, failure) -> None:  # type: ignore[no-untyped-def]
         self.last_error = failure.getErrorMessage()
@@ -149,96 +155,222 @@ class Processor(service.Service):
 
     def _finished(self, more: object) -> None:
         self._running = None
-        if not self.running:
-            return
-        if self._again or more is True:
-            # Acknowledging reports comes first: while requests keep arriving, processing
-            # takes a bounded share of the CPU (it catches up as soon as they pause).
-            delay = max(BUSY_MIN_DELAY, INGEST_FIRST_FACTOR * self._batch_seconds) \
-                if self._ingest_busy() else 0
-            if self._later is None or not self._later.active():
-                self._later = self._clock.callLater(delay, self.wake)
+        if self.running and (self._again or more is True):
+            # The next batch is started from the reactor's queue, after the requests that
+            # arrived meanwhile: acknowledging and processing take turns, so neither starves
+            # (while processing lags, answers wait for the database thread it shares).
+            self._later = self._clock.callLater(0, self.wake)
 
     async def _process_due(self) -> bool:
-        started = self._clock.seconds()
-        claim: Claim = await self._reader.run(self._storage.claim_inbox, started, BATCH_SIZE)
+        if self._repository_down:
+            await self._probe_repository()
+        claim: Claim = await self._reader.run(self._storage.claim_inbox, self._clock.seconds(),
+                                              self._batch_size)
         if not claim.items:
             return False
+        # A backlog is worked off in larger batches (fewer writes per report); a trickle in
+        # small ones (an alert waits for its whole batch).
+        full = sum(len(item.reports) for item in claim.items) >= self._batch_size
+        self._batch_size = min(MAX_BATCH_SIZE, self._batch_size * 2) if full else BATCH_SIZE
+        rules = self._rules()
         try:
-            batch = [(item, await defer.gatherResults(
-                [defer.ensureDeferred(self._prepare(report)) for report in item.reports],
-                consumeErrors=True)) for item in claim.items]
+            # Repeats of known errors are settled from the caches at once; what needs git
+            # is waited for a moment, and a request still waiting then is looked at again a
+            # moment later, so that new errors never hold up the batch.
+            entries: list[list[Optional[Prepared]]] = [
+                [self._prepare_now(report, rules) for report in item.reports]
+                for item in claim.items]
+            await self._settle([(entry_list, column, report)
+                                for item, entry_list in zip(claim.items, entries)
+                                for column, (report, entry)
+                                in enumerate(zip(item.reports, entry_list)) if entry is None],
+                               rules)
         except BaseException:
             await self._reader.run(self._storage.release, claim)
             raise
-        rules = self._rules()
-        queued = await self._writer.run(self._storage.apply, claim,
-                                        lambda transaction: self._apply(transaction, batch,
-                                                                        rules))
-        self.processed += sum(isinstance(entry, (Occurrence, Dropped))
-                              for _, prepared in batch for entry in prepared)
+        batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
+                 for item, entry_list in zip(claim.items, entries)]
+        queued = await self._write(claim, batch, rules)
+        done = sum(isinstance(entry, (Occurrence, Dropped))
+                   for _, prepared in batch for entry in prepared)
+        self.processed += done
+        log.debug("processed {done} reports of {requests} requests", done=done,
+                  requests=len(batch))
         if queued:
             self._on_mail_queued()
-        self._batch_seconds = self._clock.seconds() - started
+        if any(WAITING in prepared for _, prepared in batch):
+            self._clock.callLater(WAIT_FOR_GIT_SECONDS, self.wake)
         return True
 
-    async def _prepare(self, report: Report) -> Prepared:
-        rules = self._rules()
-        resolution = Resolution(report)
-        if self._sourcemaps is not None:
-            resolution = await self._sourcemaps.resolve(report)
-            report = resolution.report
+    async def _probe_repository(self) -> None:
+        """While the repository is unavailable, ask git (at most every few seconds: HEAD's
+        lookup is trusted that long) whether it is back; once it is, the reports kept for
+        it are due at once instead of at the end of their backoff."""
+        assert self._blamer is not None
         try:
-            if self._blamer is None:
-                index = EMPTY_INDEX
-            else:
-                sha, _ = await self._blamer.resolve(report.revision)
-                index = await self._blamer.index_at(sha)
-            route = routing.route(report, index, rules, self._routing_settings)
-            if resolution.notes:
-                route = replace(route, explanation=resolution.notes + route.explanation)
-            if route.dropped_reason is not None:
-                return Dropped(route.dropped_reason)
-            blamed = route.blamed
-            if blamed is None or self._blamer is None or blamed.repo_path is None:
-                return Occurrence(report, route, None)
-            try:
-                blame = await self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                 report.revision, blamed.frame.text)
-            except BlameFailed as failure:
-                log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
-                         line=blamed.frame.line_number, reason=str(failure))
-                route = replace(route, explanation=route.explanation + (
-                    f"git blame failed ({failure}); sent to the default contact",))
-                return Occurrence(report, route, None)
-            if route.blamed_index in resolution.from_maps and \
-                    not map_agrees_with_repository(blamed.frame, blame):
-                route = replace(route, explanation=route.explanation + (
-                    f"not blamed: line {blamed.frame.line_number} of {blamed.repo_path} in the "
-                    f"source map ({blamed.frame.text.strip()!r}) is not the repository's at "
-                    f"{blame.revision[:12]} ({blame.line_text.strip()!r}); sent to the "
-                    "default contact",))
-                return Occurrence(report, route, None)
-            if not route.key.text and blame.line_text.strip():
-                # The client could not read its source line: the repository's text of the
-                # blamed line keeps errors on different lines of one function apart.
-                route = replace(route, key=replace(route.key,
-                                                   text=fold_whitespace(blame.line_text)))
-            return Occurrence(report, route, blame)
+            await self._blamer.resolve(None)
+        except RepositoryUnavailable:
+            return
+        self._repository_down = False
+        await self._writer.run(self._storage.retry_postponed, self._clock.seconds())
+
+    async def _settle(self, pending: list[tuple[list[Optional[Prepared]], int, Report]],
+                      rules: Rules) -> None:
+        """Fill in each pending entry with what becomes of its report, as far as git
+        answers within WAIT_FOR_GIT_SECONDS (the rest stay None; git goes on, its answers
+        cached); raise what preparing one of them raised."""
+        if not pending:
+            return
+        done: list[tuple[list[Optional[Prepared]], int, Prepared]] = []
+        preparing = defer.gatherResults([
+            defer.ensureDeferred(self._prepare(report, rules)).addCallback(
+                lambda outcome, entries=entries, column=column: done.append(
+                    (entries, column, outcome)))
+            for entries, column, report in pending], consumeErrors=True)
+        deadline: defer.Deferred = defer.Deferred()
+        timer = self._clock.callLater(WAIT_FOR_GIT_SECONDS, deadline.callback, None)
+        try:
+            await defer.DeferredList([preparing, deadline], fireOnOneCallback=True,
+                                     fireOnOneErrback=True, consumeErrors=True)
+        finally:
+            if timer.active():
+                timer.cancel()
+        preparing.addErrback(self._log_failure)  # a late failure: the request waits
+        for entries, column, outcome in list(done):
+            entries[column] = outcome
+
+    async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
+                     rules: Rules) -> int:
+        """Count, decide and queue mail for the batch; return the mails queued. The work is
+        planned in a reader thread and written in a short transaction, so that the database
+        thread stays free for acknowledging reports; if an error changed meanwhile, it is
+        done again within one transaction."""
+        planning = PlanningTransaction(self._storage.error_states, self._storage.hour_count,
+                                       self._storage.issue_update)
+        planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
+        try:
+            return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
+        except PlanConflict as conflict:
+            log.info("processing again within one transaction: {why}", why=str(conflict))
+            return await self._writer.run(
+                self._storage.apply, claim,
+                lambda transaction: self._apply(transaction, batch, rules))
+
+    def _prepare_now(self, report: Report, rules: Rules) -> Optional[Prepared]:
+        """What becomes of ``report`` when everything it needs is cached, else None."""
+        resolution = self._sourcemaps.resolve_now(report) if self._sourcemaps is not None \
+            else Resolution(report)
+        if resolution is None:
+            return None
+        report = resolution.report
+        if self._blamer is None:
+            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
+                                 resolution)
+        resolved = self._blamer.resolved_now(report.revision)
+        index = self._blamer.index_now(resolved[0]) if resolved is not None else None
+        if resolved is None or index is None:
+            return None
+        route = self._route(report, index, resolved[0], rules)
+        blamed = _to_blame(route)
+        if blamed is None:
+            return self._outcome(report, route, None, resolution)
+        cell = notebook_cell(blamed.frame)
+        assert blamed.repo_path is not None
+        blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
+                                       blamed.frame.text, resolved) if cell is None \
+            else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
+        return None if blame is None else self._outcome(report, route, blame, resolution)
+
+    async def _prepare(self, report: Report, rules: Rules) -> Prepared:
+        """What becomes of ``report``, asking git (and the stored source maps) for what is
+        not cached."""
+        resolution = await self._sourcemaps.resolve(report) if self._sourcemaps is not None \
+            else Resolution(report)
+        report = resolution.report
+        if self._blamer is None:
+            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
+                                 resolution)
+        try:
+            sha, _ = await self._blamer.resolve(report.revision)
+            route = self._route(report, await self._blamer.index_at(sha), sha, rules)
+            blamed = _to_blame(route)
+            blame: Union[Blame, BlameFailed, None] = None
+            if blamed is not None:
+                assert blamed.repo_path is not None
+                cell = notebook_cell(blamed.frame)
+                try:
+                    blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
+                                                      report.revision, blamed.frame.text)
+                                   if cell is None else
+                                   self._blamer.blame_cell(blamed.repo_path, cell,
+                                                           report.revision))
+                except BlameFailed as failure:
+                    blame = failure
+            return self._outcome(report, route, blame, resolution)
         except RepositoryUnavailable as unavailable:
+            self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
             log.warn("repository unavailable, reports kept for later: {reason}",
                      reason=str(unavailable))
             return Postponed(str(unavailable))
 
+    @staticmethod
+    def _outcome(report: Report, route: Route, blame: Union[Blame, BlameFailed, None],
+                 resolution: Resolution) -> Prepared:
+        if route.dropped_reason is not None:
+            return Dropped(route.dropped_reason)
+        if resolution.notes:
+            route = replace(route, explanation=resolution.notes + route.explanation)
+        blamed = route.blamed
+        if isinstance(blame, Blame) and blamed is not None and \
+                route.blamed_index in resolution.from_maps and \
+                not map_agrees_with_repository(blamed.frame, blame):
+            return Occurrence(report, replace(route, explanation=route.explanation + (
+                f"not blamed: line {blamed.frame.line_number} of {blamed.repo_path} in the "
+                f"source map ({blamed.frame.text.strip()!r}) is not the repository's at "
+                f"{blame.revision[:12]} ({blame.line_text.strip()!r}); sent to the "
+                "default contact",)), None)
+        if isinstance(blame, BlameFailed):
+            assert blamed is not None
+            log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,
+                     line=frame_line(blamed.frame), reason=str(blame))
+            return Occurrence(report, replace(route, explanation=route.explanation + (
+                f"git blame failed ({blame}); sent to the default contact",)), None)
+        cell = notebook_cell(blamed.frame) if blamed is not None else None
+        if blame is not None and cell is not None:
+            route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
+        elif blame is not None and not route.key.text and blame.line_text.strip():
+            # The client could not read its source line: the repository's text of the
+            # blamed line keeps errors on different lines of one function apart.
+            route = replace(route, key=replace(route.key, text=fold_whitespace(blame.line_text)))
+        return Occurrence(report, route, blame)
+
+    def _route(self, report: Report, index: routing.RepoIndex, sha: str, rules: Rules) -> Route:
+        """:func:`routing.route`, reused for the repeats of an error (same inputs, same tree,
+        same rules object): the frames of a reused route are those of the report first
+        routed, their locals another occurrence's (see Route)."""
+        key = (sha, routing.route_inputs(report))
+        cached = self._routes.get(key)
+        if cached is not None and cached[0] is rules:
+            return cached[1]
+        route = routing.route(report, index, rules, self._routing_settings)
+        self._routes.put(key, (rules, route))
+        return route
+
     # -- the database transaction (runs in the database writer's thread) --
 
     def _apply(self, transaction: Transaction,
                batch: list[tuple[InboxItem, list[Prepared]]], rules: Rules) -> int:
-        """Count, decide and queue mail for a batch of requests; return mails queued."""
+        """Count, decide and queue alerts for a batch of requests; return the outbox entries
+        due now."""
         now = self._clock.seconds()
-        tallies: dict[ErrorKey, ErrorTally] = {}
+        counted: list[tuple[Occurrence, float]] = []
+        dropped: Counter[str] = Counter()
         for item, prepared in batch:
+            if WAITING in prepared:  # all of a request's reports are processed together
+                transaction.postpone(item.inbox_id, item.attempts,
+                                     now + WAIT_FOR_GIT_SECONDS, "waiting for git")
+                continue
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
                 attempts = item.attempts + 1
@@ -249,32 +381,36 @@ class Processor(service.Service):
                 continue
             for entry in prepared:
                 if isinstance(entry, Dropped):
-                    transaction.bump_stat("dropped: " + entry.reason.split(":")[0])
-                    continue
-                assert isinstance(entry, Occurrence)
-                tally = tallies.get(entry.route.key)
-                if tally is None:
-                    tally = tallies[entry.route.key] = ErrorTally(
-                        transaction.error_state(entry.route.key), item.received_at)
-                tally.add(entry, item.received_at, now, rules, self._alert_settings)
+                    dropped["dropped: " + entry.reason.split(":")[0]] += 1
+                else:
+                    assert isinstance(entry, Occurrence)
+                    counted.append((entry, item.received_at))
             transaction.remove_from_inbox(item.inbox_id)
-        return sum(self._save(transaction, tally, now) for tally in tallies.values())
+        for name, count in dropped.items():
+            transaction.bump_stat(name, count)
+        states = transaction.error_states(list({occurrence.route.key: None
+                                                for occurrence, _ in counted}))
+        tallies: dict[ErrorKey, ErrorTally] = {}
+        for occurrence, when in counted:
+            tally = tallies.get(occurrence.route.key)
+            if tally is None:
+                tally = tallies[occurrence.route.key] = ErrorTally(
+                    states.get(occurrence.route.key), when)
+            tally.add(occurrence, when, now, rules, self._alert_settings, self._recipients)
+        ids = transaction.save_errors([tally.record() for tally in tallies.values()])
+        transaction.count_many_occurrences([
+            (error_id, when, int(occurrences))
+            for error_id, tally in zip(ids, tallies.values())
+            for when, occurrences in tally.days.values()])
+        return sum(self._save(transaction, error_id, tally, rules, now)
+                   for error_id, tally in zip(ids, tallies.values()))
 
-    def _save(self, transaction: Transaction, tally: ErrorTally, now: float) -> int:
-        """Write one error's new state and counts, and queue its mail; return mails queued."""
-        error_id = transaction.save_error(tally.record())
-        for when, occurrences in tally.days.values():
-            transaction.count_occurrences(error_id, when, int(occurrences))
-        messages = [render.render_alert(render.Alert(
-            report=occurrence.report, route=occurrence.route, blame=occurrence.blame,
-            decision=decision, count=count, first_seen=tally.first_seen,
-            last_seen=tally.last_seen, base_url=self._base_url(), error_id=error_id),
-            self._sender, now) for occurrence, decision, count in tally.alerts]
-        messages += self._rejection_notes(tally)
-        for message in messages:
-            transaction.queue_mail(error_id, now, render.message_bytes(message),
-                                   render.message_recipients(message))
-        return len(messages)
+    def _save(self, transaction: Transaction, error_id: int, tally: ErrorTally, rules: Rules,
+              now: float) -> int:
+        """Queue the alerts of one error on their channels (and a note about rejected
+        recipients); return the outbox entries due now."""
+        return (self._alerts.queue_error(transaction, tally, error_id, rules, now)
+                + self._alerts.queue_notes(transaction, self._rejection_notes(tally), now))
 
     def _rejection_notes(self, tally: ErrorTally) -> list[EmailMessage]:
         """A note to the default contact about recipients dropped as invalid, if any."""
@@ -289,4 +425,12 @@ class Processor(service.Service):
             return []
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
-                                   [contact], self._sender)]
+                                   [contact], self._alerts.composer.sender)]
+
+
+def _to_blame(route: Route) -> Optional[RoutedFrame]:
+    """The frame of the repository ``route`` needs blamed, if any."""
+    blamed = route.blamed
+    if route.dropped_reason is not None or blamed is None or blamed.repo_path is None:
+        return None
+    return blamed

@@ -31,6 +31,7 @@ log = Logger()
 
 CACHED_MAPS = 16
 MISSING_REMEMBERED_SECONDS = 30.0
+_MapKey = tuple[str, tuple[str, ...]]   # (release, the names the script may be stored under)
 
 
 @dataclass(frozen=True)
@@ -86,20 +87,26 @@ class SourceMapResolver:
         self._storage = storage
         self._reader = reader
         self._clock = clock
-        self._maps: Lru[tuple[str, tuple[str, ...]], Union[ReadMap, _Missing]] = Lru(cache_size)
+        self._maps: Lru[_MapKey, Union[ReadMap, _Missing]] = Lru(cache_size)
         self._loading = Coalescer()
 
-    def _map(self, release: str, keys: tuple[str, ...]) -> defer.Deferred:
-        key = (release, keys)
+    def _cached(self, key: _MapKey) -> Optional[Union[ReadMap, _Missing]]:
+        """The read map (or the known absence of one) under ``key``, if still trusted."""
         known = self._maps.get(key)
-        now = self._clock.seconds()
-        if isinstance(known, ReadMap) or (
-                isinstance(known, _Missing) and now - known.since < MISSING_REMEMBERED_SECONDS):
-            return defer.succeed(known)
-        return self._loading.run(key, lambda: self._reader.run(
-            read_map, self._storage, release, keys).addCallback(self._remember, key, now))
+        if isinstance(known, _Missing) and \
+                self._clock.seconds() - known.since >= MISSING_REMEMBERED_SECONDS:
+            return None
+        return known
 
-    def _remember(self, loaded: Union[ReadMap, _Missing], key: tuple, now: float
+    def _map(self, key: _MapKey) -> defer.Deferred:
+        known = self._cached(key)
+        if known is not None:
+            return defer.succeed(known)
+        now = self._clock.seconds()
+        return self._loading.run(key, lambda: self._reader.run(
+            read_map, self._storage, *key).addCallback(self._remember, key, now))
+
+    def _remember(self, loaded: Union[ReadMap, _Missing], key: _MapKey, now: float
                   ) -> Union[ReadMap, _Missing]:
         if isinstance(loaded, _Missing):
             loaded.since = now
@@ -108,29 +115,54 @@ class SourceMapResolver:
         self._maps.put(key, loaded)
         return loaded
 
+    @staticmethod
+    def _needed(report: Report) -> list[_MapKey]:
+        """The maps that resolving ``report`` needs: one per frame with a column."""
+        release = (report.revision or "").strip().lower()
+        if not release:
+            return []
+        return [(release, tuple(script_keys(frame.filename)))
+                for frame in report.traceback if frame.column_number]
+
+    def resolve_now(self, report: Report) -> Optional[Resolution]:
+        """:meth:`resolve` when every map it needs is read already, else None."""
+        maps = {}
+        for key in self._needed(report):
+            known = self._cached(key)
+            if known is None:
+                return None
+            maps[key] = known
+        return _resolved(report, maps)
+
     async def resolve(self, report: Report) -> Resolution:
         """``report`` with each frame that a stored map covers resolved."""
-        release = (report.revision or "").strip().lower()
-        if not release or not any(frame.column_number for frame in report.traceback):
-            return Resolution(report)
-        frames, notes, from_maps = list(report.traceback), [], set()
-        for index, frame in enumerate(report.traceback):
-            if not frame.column_number:
-                continue
-            read = await self._map(release, tuple(script_keys(frame.filename)))
-            if isinstance(read, _Missing):
-                if read.reason:
-                    notes.append(read.reason)
-                continue
-            token = read.lookup(frame.line_number, frame.column_number)
-            if token is None:
-                notes.append(f"the source map of {read.url} maps nothing at line "
-                             f"{frame.line_number}, column {frame.column_number}")
-                continue
-            frames[index] = resolved_frame(frame, token)
-            notes.append(resolution_note(frame, frames[index]))
-            from_maps.add(index)
-        if not from_maps:
-            return Resolution(report, tuple(notes))
-        return Resolution(replace(report, traceback=tuple(frames)), tuple(notes),
-                          frozenset(from_maps))
+        maps = {key: await self._map(key) for key in dict.fromkeys(self._needed(report))}
+        return _resolved(report, maps)
+
+
+def _resolved(report: Report, maps: dict[_MapKey, Union[ReadMap, _Missing]]) -> Resolution:
+    """``report`` resolved through ``maps`` (read, or known to be missing)."""
+    if not maps:
+        return Resolution(report)
+    release = (report.revision or "").strip().lower()
+    frames, notes, from_maps = list(report.traceback), [], set()
+    for index, frame in enumerate(report.traceback):
+        if not frame.column_number:
+            continue
+        read = maps[(release, tuple(script_keys(frame.filename)))]
+        if isinstance(read, _Missing):
+            if read.reason:
+                notes.append(read.reason)
+            continue
+        token = read.lookup(frame.line_number, frame.column_number)
+        if token is None:
+            notes.append(f"the source map of {read.url} maps nothing at line "
+                         f"{frame.line_number}, column {frame.column_number}")
+            continue
+        frames[index] = resolved_frame(frame, token)
+        notes.append(resolution_note(frame, frames[index]))
+        from_maps.add(index)
+    if not from_maps:
+        return Resolution(report, tuple(notes))
+    return Resolution(replace(report, traceback=tuple(frames)), tuple(notes),
+                      frozenset(from_maps))

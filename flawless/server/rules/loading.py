@@ -15,7 +15,9 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import yaml
 
-from flawless.server.core.model import Disownership, KnownError, LineRule, Rules, Watch
+from flawless.server.core.channels import CHANNEL_NAMES
+from flawless.server.core.model import (ChannelRule, Disownership, KnownError, LineRule, Rules,
+                                        Watch)
 from flawless.server.core.text import is_valid_address
 
 # kind (the attribute of Rules) -> file name: the one table of the rule files
@@ -27,7 +29,10 @@ RULE_FILES: Mapping[str, str] = {
     "watched_files": "watched_files.yaml",
     "email_remapping": "email_remapping.yaml",
     "disownership": "disownership.yaml",
+    "channels": "channels.yaml",
 }
+# Rule files the original Flawless did not have: never read under a name without .yaml.
+NEW_FILES = frozenset({"channels.yaml"})
 
 
 class RulesError(ValueError):
@@ -52,12 +57,17 @@ def legacy_name(name: str) -> str:
     return name[:-len(".yaml")]
 
 
+def candidate_names(name: str) -> tuple[str, ...]:
+    """The names a rule file is looked for under, in order."""
+    return (name,) if name in NEW_FILES else (name, legacy_name(name))
+
+
 def read_rule_files(config_dir: str) -> dict[str, Union[bytes, str, None]]:
     """The content of every rule file, read whole; a file of the original Flawless (named
     without ``.yaml``) is read where the ``.yaml`` file is missing."""
     contents: dict[str, Union[bytes, str, None]] = {}
     for name in RULE_FILES.values():
-        for candidate in (name, legacy_name(name)):
+        for candidate in candidate_names(name):
             contents[candidate] = _read(os.path.join(config_dir, candidate))
             if contents[candidate] is not None:
                 break
@@ -204,6 +214,24 @@ def _check_recipients(file: _File, node: yaml.Node, key: str, value: Any) -> Opt
     return tuple(addresses)
 
 
+def _check_channels(file: _File, node: yaml.Node, key: str, value: Any) -> Optional[tuple]:
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        file.fail(node, f"{key} must be a non-empty list of channel names "
+                        f"({', '.join(CHANNEL_NAMES)}), not {_kind(value)}")
+        return None
+    names = []
+    for item in node.value:
+        name = file.value(item)
+        if name not in CHANNEL_NAMES:
+            file.fail(item, f"{name!r} is not a channel (expected one of "
+                            f"{', '.join(CHANNEL_NAMES)})")
+        elif name in names:
+            file.fail(item, f"channel {name!r} is listed twice")
+        else:
+            names.append(name)
+    return tuple(names) if len(names) == len(node.value) else None
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -226,6 +254,7 @@ WATCH_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
                                 "watch_all_errors": _check_bool}
 DISOWNERSHIP_KEYS: dict[str, Check] = {"email": _check_email, "filepath": _check_path,
                                        "designated_email": _check_email}
+CHANNEL_KEYS: dict[str, Check] = {"filepath": _check_path, "channels": _check_channels}
 # The files that list mappings: (their keys and checks, the required keys, the dataclass)
 # keys as the original Flawless spelt them -> ours
 LEGACY_KEYS: Mapping[str, str] = {"alert_every_n_occurences": "alert_every_n_occurrences"}
@@ -235,6 +264,7 @@ ENTRY_SCHEMAS: Mapping[str, tuple[Mapping[str, Check], tuple[str, ...], type]] =
     "known_errors": (KNOWN_ERROR_KEYS, ("filename",), KnownError),
     "watched_files": (WATCH_KEYS, ("email", "filepath", "watch_all_errors"), Watch),
     "disownership": (DISOWNERSHIP_KEYS, ("email", "filepath", "designated_email"), Disownership),
+    "channels": (CHANNEL_KEYS, ("filepath", "channels"), ChannelRule),
 }
 
 
@@ -385,7 +415,7 @@ def parse_rule_files(config_dir: str, contents: Contents) -> tuple[Rules, list[s
     fields: dict[str, Any] = {}
     problems: list[str] = []
     for attribute, name in RULE_FILES.items():
-        for candidate in (name, legacy_name(name)):
+        for candidate in candidate_names(name):
             data = contents.get(candidate)
             if data is not None:
                 file_fields, file_problems = _parse_file(os.path.join(config_dir, candidate),

@@ -45,6 +45,7 @@ class RulesService(service.Service):
         self.current = Rules()
         self.problems: tuple[str, ...] = ()   # of the files on disk; () when they are in force
         self.in_force = "none"                # which rules apply, in words, for health
+        self.version = ""                     # of the rule files in force: a hash prefix
 
     def startService(self) -> None:  # noqa: N802 - Twisted API
         """Load the rules (or the last ones that loaded) and poll from now on."""
@@ -78,6 +79,7 @@ class RulesService(service.Service):
         if not problems:
             self.current, self.problems = rules, ()
             self.in_force = f"the rule files in {self._config_dir}"
+            self.version = version[:12]
             log.info("rules loaded from {dir}", dir=self._config_dir)
             self._keep(contents)
             return

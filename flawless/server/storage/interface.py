@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, ContextManager, Optional, Protocol, Sequence
 
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import InboxItem, OutboxMail, SourceMapFile
+from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
+                                             IssueLink, NewEntry, OutboxMail, SourceMapFile)
 
 
 class Transaction(Protocol):
@@ -20,15 +21,40 @@ class Transaction(Protocol):
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
 
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_state` of many errors at once (those seen before)."""
+
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
+
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
 
-    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
-                   recipients: Sequence[str]) -> int:
-        """Store a rendered mail for delivery; return its id."""
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+
+    def queue_entry(self, entry: NewEntry, now: float,
+                    held_until: Optional[float] = None) -> int:
+        """Store an entry for delivery (or, with ``held_until``, for the digest due then);
+        return its id."""
+
+    def mark_digested(self, entry_ids: Sequence[int], digest_id: int, now: float) -> None:
+        """Record held entries as carried by the digest ``digest_id`` (their bodies go)."""
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination (or ``*``: the whole channel) in an hour."""
+
+    def count_in_hour(self, channel: str, destination: str, hour_start: float) -> None:
+        """Add one admitted entry to a destination's (or ``*``'s) count for an hour."""
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """(when, at which count) an error's issue in ``channel`` was last queued an update."""
+
+    def set_issue_update(self, error_id: int, channel: str, now: float, count: int) -> None:
+        """Remember that an update of an error's issue was queued now, at ``count``."""
 
     def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
                  error: str) -> None:
@@ -64,7 +90,31 @@ class Storage(Protocol):
 
     def apply(self, claim: Claim, work: Any) -> Any:
         """Run ``work(transaction)`` and commit it with the end of ``claim``; return what
-        ``work`` returned. On any failure nothing of it is kept and the claim is released."""
+        ``work`` returned. On any failure nothing of it is kept and the claim is released.
+        The commit must survive a crash of the process; it may wait for
+        :meth:`make_durable` to survive a power loss."""
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction:
+        what a plan is worked out from (see plan.py)."""
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination in an hour, read outside any transaction (a
+        plan's replay checks it is still so)."""
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """When an error's issue was last queued an update, read outside any transaction."""
+
+    def apply_plan(self, claim: Claim, plan: Any) -> Any:
+        """Write a plan worked out from ``claim`` as :meth:`apply` would have, and end the
+        claim; raise plan.PlanConflict, writing nothing, when an error it read changed."""
+
+    def make_durable(self) -> None:
+        """Make every commit so far survive a power loss (the outbox calls it before it lets
+        anything queued leave the server)."""
+
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
 
     def release(self, claim: Claim) -> None:
         """Give the claimed requests back untouched."""
@@ -75,14 +125,39 @@ class Storage(Protocol):
     # -- delivery --
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
-        """Undelivered mail whose next attempt is due, oldest first."""
+        """Undelivered entries whose next attempt is due, oldest first, but those held for a
+        digest and those of a destination that asked to wait."""
+
+    def mark_started(self, mail_id: int, now: float) -> None:
+        """Record that a delivery of the entry begins (``interrupted`` from then on, until
+        its outcome is recorded)."""
 
     def mark_sent(self, mail_id: int, now: float) -> None:
-        """Record a successful delivery so the mail is never sent again."""
+        """Record a successful delivery so the entry is never sent again."""
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
                     error: str) -> None:
-        """Record a failed delivery and when to try again."""
+        """Record a failed delivery and when to try again; the entry's destination waits
+        until then too."""
+
+    def held_due(self, now: float, limit: int) -> list[HeldEntry]:
+        """Entries held back by the hourly bounds whose hour is over, by channel and
+        destination, oldest first."""
+
+    # -- issue trackers --
+
+    def issue_link(self, channel: str, destination: str,
+                   fingerprint: str) -> Optional[IssueLink]:
+        """The issue of an error in a tracker, if one is known."""
+
+    def save_issue_links(self, links: Sequence[IssueLink], now: float) -> None:
+        """Remember (or correct) the issues of errors."""
+
+    def forget_issue_link(self, link: IssueLink) -> None:
+        """Forget an issue that is gone (deleted, or moved away)."""
+
+    def issue_links(self, fingerprint: str) -> list[IssueLink]:
+        """Every known issue of one error."""
 
     # -- source maps --
 
@@ -102,8 +177,14 @@ class Storage(Protocol):
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
 
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+
     def outbox_depth(self) -> int:
-        """How many mails wait for delivery."""
+        """How many entries wait for delivery."""
+
+    def channel_states(self) -> list[ChannelState]:
+        """Each channel with undelivered entries: how many, held, failing, the last error."""
 
     def stats(self) -> dict[str, int]:
         """Every named counter."""
@@ -123,6 +204,9 @@ class Storage(Protocol):
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
+
+    def deliveries(self, error_id: int, limit: int = 50) -> list[Delivery]:
+        """Where the alerts of one error went (or are going), newest first."""
 
     def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
         """Every error blamed on ``email`` (case-insensitive), most recently seen first."""

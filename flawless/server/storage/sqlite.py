@@ -14,9 +14,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional, Sequence
 
+import msgspec
+
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
-from flawless.server.storage.records import (InboxItem, OutboxMail, SourceMapFile,
+from flawless.server.storage.plan import Plan, PlanConflict, replay
+from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
+                                             IssueLink, NewEntry, OutboxMail, SourceMapFile,
                                              StorageUnavailable, decode_report, encode_report,
                                              reports_in_payload)
 
@@ -101,7 +105,57 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE);
     CREATE INDEX IF NOT EXISTS error_weeks_error ON error_weeks (error_id);
     """,
-    # 3: the source maps of browser builds (flawless sourcemaps), by release and script URL
+    # 3: claiming a batch reads ids and report counts in id order from this index alone:
+    # in the table they lie after each request's payload, whose overflow pages SQLite
+    # would otherwise walk for every row.
+    """
+    CREATE INDEX IF NOT EXISTS inbox_claim ON inbox (id, next_attempt_at, reports);
+    """,
+    # 4: channels. Each outbox entry names its channel and destination; entries over the
+    # hourly bounds are held for a digest; a destination that asked to wait is held; an
+    # error's issue in a tracker, and when its issue was last updated, are remembered.
+    """
+    ALTER TABLE outbox ADD COLUMN channel TEXT NOT NULL DEFAULT 'email';
+    ALTER TABLE outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN summary TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE outbox ADD COLUMN held_until REAL;
+    ALTER TABLE outbox ADD COLUMN digest_id INTEGER;
+    ALTER TABLE outbox ADD COLUMN started_at REAL;
+    CREATE INDEX outbox_held ON outbox (held_until);
+    CREATE INDEX outbox_error ON outbox (error_id);
+    CREATE TABLE destination_holds (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        held_until REAL NOT NULL,
+        PRIMARY KEY (channel, destination)
+    );
+    CREATE TABLE delivery_hours (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        hour_start REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (channel, destination, hour_start)
+    );
+    CREATE TABLE issue_updates (
+        error_id INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (error_id, channel)
+    );
+    CREATE TABLE issue_links (
+        channel TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        linked_at REAL NOT NULL,
+        PRIMARY KEY (channel, destination, fingerprint)
+    );
+    CREATE INDEX issue_links_fingerprint ON issue_links (fingerprint)
+    """,
+    # 5: the source maps of browser builds (flawless sourcemaps), by release and script URL
     """
     CREATE TABLE IF NOT EXISTS sourcemaps (
         release TEXT NOT NULL,
@@ -123,6 +177,8 @@ _ERROR_COLUMNS = (
     "recipients, explanation"
 )
 _SAVED_COLUMNS = _ERROR_COLUMNS.split(", ", 1)[1]
+_JSON = msgspec.json.Encoder()
+STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
 
 
 def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
@@ -152,8 +208,8 @@ def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
         record.blame_revision,
         None if record.blame_at_requested is None else int(record.blame_at_requested),
         record.count, record.first_seen, record.last_seen, encode_report(record.last_report),
-        int(record.known), record.alerted_at, json.dumps(list(record.recipients)),
-        json.dumps(list(record.explanation)),
+        int(record.known), record.alerted_at, _JSON.encode(record.recipients).decode(),
+        _JSON.encode(record.explanation).decode(),
     )
 
 
@@ -169,47 +225,130 @@ class SqliteTransaction:
 
     def error_state(self, key: ErrorKey) -> Optional[ErrorState]:
         """Counts and alert state of the error with this identity, if seen before."""
-        row = self._connection.execute(
-            "SELECT id, count, first_seen, last_seen, alerted_at, recipients FROM errors "
-            "WHERE filename = ? AND function_name = ? AND text = ?",
-            (key.filename, key.function_name, key.text)).fetchone()
-        if row is None:
-            return None
-        return ErrorState(row["id"], row["count"], row["first_seen"], row["last_seen"],
-                          row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return self.error_states([key]).get(key)
+
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """:meth:`error_state` of many errors at once (those seen before)."""
+        states = {}
+        for start in range(0, len(keys), STATES_PER_QUERY):
+            chunk = keys[start:start + STATES_PER_QUERY]
+            # A join, not a row-value IN: SQLite would scan every error for that.
+            rows = self._connection.execute(
+                "SELECT e.id, e.filename, e.function_name, e.text, e.count, e.first_seen, "
+                "e.last_seen, e.alerted_at, e.recipients FROM "
+                f"(VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) AS k JOIN errors e "
+                "ON e.filename = k.column1 AND e.function_name = k.column2 "
+                "AND e.text = k.column3",
+                [part for key in chunk for part in (key.filename, key.function_name, key.text)])
+            for row in rows:
+                states[ErrorKey(row["filename"], row["function_name"], row["text"])] = ErrorState(
+                    row["id"], row["count"], row["first_seen"], row["last_seen"],
+                    row["alerted_at"], tuple(json.loads(row["recipients"] or "[]")))
+        return states
 
     def save_error(self, record: ErrorRecord) -> int:
         """Insert or update an error; return its id."""
-        values = _saved_values(record)
-        if record.error_id:
-            assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
-            self._connection.execute(f"UPDATE errors SET {assignments} WHERE id = ?",
-                                     values + (record.error_id,))
-            return record.error_id
-        cursor = self._connection.execute(
-            f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES ({', '.join('?' * len(values))})",
-            values)
-        return int(cursor.lastrowid or 0)
+        return self.save_errors([record])[0]
+
+    def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """:meth:`save_error` of many errors at once; their ids in the same order."""
+        self._update_errors([record for record in records if record.error_id], None)
+        return self._with_inserted(records)
+
+    def save_checked(self, records: Sequence[ErrorRecord], plan: Plan) -> list[int]:
+        """:meth:`save_errors` of a plan: each stored error must still have the count the
+        plan read, and a new one must still be new; else PlanConflict."""
+        self._update_errors([record for record in records if record.error_id], plan)
+        try:
+            return self._with_inserted(records)
+        except sqlite3.IntegrityError as error:
+            raise PlanConflict(f"an error was stored meanwhile: {error}") from None
+
+    def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
+        """Rewrite stored errors; with a plan, only those still at the count it read."""
+        assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
+        if plan is None:
+            self._connection.executemany(f"UPDATE errors SET {assignments} WHERE id = ?",
+                                         [_saved_values(record) + (record.error_id,)
+                                          for record in records])
+            return
+        cursor = self._connection.executemany(
+            f"UPDATE errors SET {assignments} WHERE id = ? AND count = ?",
+            [_saved_values(record) + (record.error_id, plan.read[record.key].count)
+             for record in records])
+        if cursor.rowcount != len(records):
+            raise PlanConflict(f"{len(records) - cursor.rowcount} errors changed meanwhile")
+
+    def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
+        """The ids of ``records``, inserting those that have none."""
+        insert = f"INSERT INTO errors ({_SAVED_COLUMNS}) VALUES " \
+                 f"({', '.join('?' * len(_SAVED_COLUMNS.split(', ')))})"
+        return [record.error_id or int(
+            self._connection.execute(insert, _saved_values(record)).lastrowid or 0)
+            for record in records]
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
-        self._connection.execute(
+        self.count_many_occurrences([(error_id, when, occurrences)])
+
+    def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        self._connection.executemany(
             "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
             "count = count + excluded.count, last_seen = excluded.last_seen",
-            (error_id, week_start(when), occurrences, when, when))
-        self._connection.execute(
+            [(error_id, week_start(when), occurrences, when, when)
+             for error_id, when, occurrences in counts])
+        self._connection.executemany(
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
-            (error_id, day_of(when), occurrences))
+            [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
 
-    def queue_mail(self, error_id: Optional[int], now: float, message: bytes,
-                   recipients: Sequence[str]) -> int:
-        """Store a rendered mail for delivery; return its id."""
+    def queue_entry(self, entry: NewEntry, now: float,
+                    held_until: Optional[float] = None) -> int:
+        """Store an entry for delivery (or, with ``held_until``, for the digest due then);
+        return its id."""
         cursor = self._connection.execute(
-            "INSERT INTO outbox (error_id, created_at, message, recipients) VALUES (?, ?, ?, ?)",
-            (error_id, now, message, json.dumps(list(recipients))))
+            "INSERT INTO outbox (error_id, created_at, message, recipients, channel, "
+            "destination, message_id, summary, held_until) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry.error_id, now, entry.message, json.dumps(list(entry.recipients)),
+             entry.channel, entry.destination, entry.message_id, entry.summary, held_until))
         return int(cursor.lastrowid or 0)
+
+    def mark_digested(self, entry_ids: Sequence[int], digest_id: int, now: float) -> None:
+        """Record held entries as carried by the digest ``digest_id`` (their bodies go)."""
+        self._connection.executemany(
+            "UPDATE outbox SET sent_at = ?, digest_id = ?, message = X'' WHERE id = ?",
+            [(now, digest_id, entry_id) for entry_id in entry_ids])
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination (or ``*``: the whole channel) in an hour."""
+        row = self._connection.execute(
+            "SELECT count FROM delivery_hours WHERE channel = ? AND destination = ? "
+            "AND hour_start = ?", (channel, destination, hour_start)).fetchone()
+        return int(row["count"]) if row else 0
+
+    def count_in_hour(self, channel: str, destination: str, hour_start: float) -> None:
+        """Add one admitted entry to a destination's (or ``*``'s) count for an hour."""
+        self._connection.execute(
+            "INSERT INTO delivery_hours (channel, destination, hour_start, count) "
+            "VALUES (?, ?, ?, 1) ON CONFLICT (channel, destination, hour_start) "
+            "DO UPDATE SET count = count + 1", (channel, destination, hour_start))
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """(when, at which count) an error's issue in ``channel`` was last queued an update."""
+        row = self._connection.execute(
+            "SELECT updated_at, count FROM issue_updates WHERE error_id = ? AND channel = ?",
+            (error_id, channel)).fetchone()
+        return (row["updated_at"], int(row["count"])) if row else None
+
+    def set_issue_update(self, error_id: int, channel: str, now: float, count: int) -> None:
+        """Remember that an update of an error's issue was queued now, at ``count``."""
+        self._connection.execute(
+            "INSERT INTO issue_updates (error_id, channel, updated_at, count) VALUES "
+            "(?, ?, ?, ?) ON CONFLICT (error_id, channel) DO UPDATE SET "
+            "updated_at = excluded.updated_at, count = excluded.count",
+            (error_id, channel, now, count))
 
     def postpone(self, inbox_id: int, attempts: int, next_attempt_at: float,
                  error: str) -> None:
@@ -284,10 +423,18 @@ class SqliteStorage:
         return self._connection.execute(sql, args).fetchall()
 
     @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
-        """One atomic write; raises StorageUnavailable when the database refuses it."""
+    def transaction(self, durable: bool = True) -> Iterator[SqliteTransaction]:
+        """One atomic write; raises StorageUnavailable when the database refuses it.
+
+        A durable one is on disk when it returns (synchronous=FULL: it survives power loss);
+        any other one survives the process being killed, and is made durable by the next
+        durable one (they share the write-ahead log, which that one syncs)."""
         connection = self._connection
         try:
+            level = "FULL" if durable else "NORMAL"
+            if getattr(self._local, "synchronous", "FULL") != level:
+                connection.execute(f"PRAGMA synchronous={level}")
+                self._local.synchronous = level
             connection.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as error:
             raise StorageUnavailable(str(error)) from error
@@ -328,8 +475,9 @@ class SqliteStorage:
         (at least one request)."""
         chosen, total = [], 0
         # Each request holds at least one report: ``limit`` rows are always enough.
-        for row in self._query("SELECT id, reports FROM inbox WHERE next_attempt_at <= ? "
-                               "ORDER BY id LIMIT ?", now, max(1, limit)):
+        for row in self._query("SELECT id, reports FROM inbox INDEXED BY inbox_claim "
+                               "WHERE next_attempt_at <= ? ORDER BY id LIMIT ?",
+                               now, max(1, limit)):
             chosen.append(row["id"])
             total += row["reports"]
             if total >= limit:
@@ -342,10 +490,41 @@ class SqliteStorage:
                                            reports_in_payload(row["payload"]), row["attempts"])
                                  for row in rows))
 
+    def error_states(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, ErrorState]:
+        """Stored state of these errors (those seen before), read outside any transaction."""
+        return SqliteTransaction(self._connection).error_states(keys)
+
+    def hour_count(self, channel: str, destination: str, hour_start: float) -> int:
+        """Entries admitted to a destination in an hour, read outside any transaction."""
+        return SqliteTransaction(self._connection).hour_count(channel, destination, hour_start)
+
+    def issue_update(self, error_id: int, channel: str) -> Optional[tuple[float, int]]:
+        """When an error's issue was last queued an update, read outside any transaction."""
+        return SqliteTransaction(self._connection).issue_update(error_id, channel)
+
+    def apply_plan(self, claim: SqliteClaim, plan: Plan) -> Any:
+        """Write ``plan`` (worked out from ``claim``) as :meth:`apply` would have; raises
+        PlanConflict, writing nothing, when an error changed since the plan read it."""
+        with self.transaction(durable=False) as transaction:
+            return replay(plan, transaction, transaction.save_checked)
+
     def apply(self, claim: SqliteClaim, work: Callable[[SqliteTransaction], Any]) -> Any:
-        """Run ``work(transaction)`` atomically; return its result."""
-        with self.transaction() as transaction:
+        """Run ``work(transaction)`` atomically; return its result. It is not synced to disk
+        at once: a crash of the process cannot undo it, and what it queues is delivered only
+        after :meth:`make_durable`, so a power loss cannot undo it after its effect left."""
+        with self.transaction(durable=False) as transaction:
             return work(transaction)
+
+    def make_durable(self) -> None:
+        """Sync every transaction committed so far to disk (a durable write of its own)."""
+        with self.transaction() as transaction:
+            transaction.bump_stat("durability barriers")
+
+    def retry_postponed(self, now: float) -> None:
+        """Make every postponed request due now (what kept them is gone)."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE inbox SET next_attempt_at = ? WHERE next_attempt_at > ?",
+                                now, now)
 
     def release(self, claim: SqliteClaim) -> None:
         """Nothing to give back: a SQLite claim holds no lock."""
@@ -353,12 +532,23 @@ class SqliteStorage:
     # -- delivery --
 
     def due_mail(self, now: float, limit: int) -> list[OutboxMail]:
-        """Undelivered mail whose next attempt is due, oldest first."""
+        """Undelivered entries whose next attempt is due, oldest first, but those held for a
+        digest and those of a destination that asked to wait."""
         return [OutboxMail(row["id"], bytes(row["message"]), tuple(json.loads(row["recipients"])),
-                           row["attempts"])
+                           row["attempts"], row["channel"], row["destination"],
+                           row["message_id"], row["started_at"] is not None)
                 for row in self._query(
-                    "SELECT id, message, recipients, attempts FROM outbox WHERE sent_at IS NULL "
-                    "AND next_attempt_at <= ? ORDER BY id LIMIT ?", now, limit)]
+                    "SELECT id, message, recipients, attempts, channel, destination, message_id, "
+                    "started_at FROM outbox o WHERE sent_at IS NULL AND held_until IS NULL "
+                    "AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM destination_holds h "
+                    "WHERE h.channel = o.channel AND h.destination = o.destination "
+                    "AND h.held_until > ?) ORDER BY id LIMIT ?", now, now, limit)]
+
+    def mark_started(self, mail_id: int, now: float) -> None:
+        """Record that a delivery of the entry begins: if its outcome is never recorded (a
+        crash), the next attempt knows it may have reached the far end."""
+        with self.transaction() as transaction:
+            transaction.execute("UPDATE outbox SET started_at = ? WHERE id = ?", now, mail_id)
 
     def mark_sent(self, mail_id: int, now: float) -> None:
         """Record a successful delivery so the mail is never sent again.
@@ -372,11 +562,66 @@ class SqliteStorage:
 
     def mark_failed(self, mail_id: int, attempts: int, next_attempt_at: float,
                     error: str) -> None:
-        """Record a failed delivery and when to try again."""
+        """Record a failed delivery and when to try again; the entry's destination waits
+        until then too (its entries keep their order, and a far end that is down or asked
+        to wait is not tried once per entry)."""
         with self.transaction() as transaction:
             transaction.execute(
-                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? "
-                "WHERE id = ?", attempts, next_attempt_at, error[:1000], mail_id)
+                "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "started_at = NULL WHERE id = ?", attempts, next_attempt_at, error[:1000],
+                mail_id)
+            transaction.execute(
+                "INSERT INTO destination_holds (channel, destination, held_until) "
+                "SELECT channel, destination, ? FROM outbox WHERE id = ? "
+                "ON CONFLICT (channel, destination) DO UPDATE SET "
+                "held_until = excluded.held_until", next_attempt_at, mail_id)
+
+    def held_due(self, now: float, limit: int) -> list[HeldEntry]:
+        """Entries held back by the hourly bounds whose hour is over, by channel and
+        destination, oldest first."""
+        return [HeldEntry(row["id"], row["channel"], row["destination"], row["summary"],
+                          row["created_at"])
+                for row in self._query(
+                    "SELECT id, channel, destination, summary, created_at FROM outbox "
+                    "WHERE held_until <= ? AND sent_at IS NULL "
+                    "ORDER BY channel, destination, id LIMIT ?", now, limit)]
+
+    # -- issue trackers --
+
+    def issue_link(self, channel: str, destination: str,
+                   fingerprint: str) -> Optional[IssueLink]:
+        """The issue of an error in a tracker, if one is known."""
+        rows = self._query("SELECT number, url FROM issue_links WHERE channel = ? AND "
+                           "destination = ? AND fingerprint = ?", channel, destination,
+                           fingerprint)
+        return IssueLink(channel, destination, fingerprint, int(rows[0]["number"]),
+                         rows[0]["url"]) if rows else None
+
+    def save_issue_links(self, links: Sequence[IssueLink], now: float) -> None:
+        """Remember (or correct) the issues of errors."""
+        with self.transaction() as transaction:
+            for link in links:
+                transaction.execute(
+                    "INSERT INTO issue_links (channel, destination, fingerprint, number, url, "
+                    "linked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (channel, destination, "
+                    "fingerprint) DO UPDATE SET number = excluded.number, url = excluded.url, "
+                    "linked_at = excluded.linked_at", link.channel, link.destination,
+                    link.fingerprint, link.number, link.url, now)
+
+    def forget_issue_link(self, link: IssueLink) -> None:
+        """Forget an issue that is gone (deleted, or moved away)."""
+        with self.transaction() as transaction:
+            transaction.execute("DELETE FROM issue_links WHERE channel = ? AND destination = ? "
+                                "AND fingerprint = ? AND number = ?", link.channel,
+                                link.destination, link.fingerprint, link.number)
+
+    def issue_links(self, fingerprint: str) -> list[IssueLink]:
+        """Every known issue of one error."""
+        return [IssueLink(row["channel"], row["destination"], fingerprint, int(row["number"]),
+                          row["url"])
+                for row in self._query("SELECT channel, destination, number, url FROM "
+                                       "issue_links WHERE fingerprint = ? ORDER BY channel",
+                                       fingerprint)]
 
     # -- source maps --
 
@@ -416,6 +661,10 @@ class SqliteStorage:
             transaction.execute("DELETE FROM sourcemaps WHERE uploaded_at < ?", before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
+                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+            transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
+            transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
                                        before).rowcount
 
@@ -423,9 +672,42 @@ class SqliteStorage:
         """How many accepted reports are not processed yet."""
         return int(self._query("SELECT COALESCE(SUM(reports), 0) FROM inbox")[0][0])
 
+    def oldest_waiting(self) -> Optional[float]:
+        """When the oldest report not processed yet was received, or None."""
+        rows = self._query("SELECT received_at FROM inbox ORDER BY id LIMIT 1")
+        return rows[0][0] if rows else None
+
     def outbox_depth(self) -> int:
         """How many mails wait for delivery."""
         return int(self._query("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")[0][0])
+
+    def channel_states(self) -> list[ChannelState]:
+        """Each channel with undelivered entries: how many, held, failing, the last error."""
+        rows = self._query(
+            "SELECT channel, COUNT(*) AS pending, "
+            "SUM(CASE WHEN held_until IS NOT NULL THEN 1 ELSE 0 END) AS held, "
+            "SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END) AS failing, "
+            "MAX(CASE WHEN attempts > 0 THEN id END) AS last_failing "
+            "FROM outbox WHERE sent_at IS NULL GROUP BY channel ORDER BY channel")
+        states = []
+        for row in rows:
+            error = None
+            if row["last_failing"] is not None:
+                error = self._query("SELECT last_error FROM outbox WHERE id = ?",
+                                    row["last_failing"])[0]["last_error"]
+            states.append(ChannelState(row["channel"], int(row["pending"]), int(row["held"]),
+                                       int(row["failing"]), error))
+        return states
+
+    def deliveries(self, error_id: int, limit: int = 50) -> list[Delivery]:
+        """Where the alerts of one error went (or are going), newest first."""
+        return [Delivery(row["channel"], row["destination"], row["created_at"], row["sent_at"],
+                         int(row["attempts"]), row["last_error"], row["held_until"],
+                         row["digest_id"])
+                for row in self._query(
+                    "SELECT channel, destination, created_at, sent_at, attempts, last_error, "
+                    "held_until, digest_id FROM outbox WHERE error_id = ? "
+                    "ORDER BY id DESC LIMIT ?", error_id, limit)]
 
     def stats(self) -> dict[str, int]:
         """Every named counter."""

@@ -13,13 +13,14 @@ from twisted.web import server
 
 from flawless.report import report_to_dict
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
+from flawless.server.core.channels import error_fingerprint
 from flawless.server.core.model import ErrorKey, ErrorRecord
 from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
 from flawless.server.web.render import Renderer, Visitor
-from flawless.server.web.views import (CHART_DAYS, blamed_frame_index, daily_chart, error_json,
-                                       leaderboard)
+from flawless.server.web.views import (CHART_DAYS, blamed_frame_index, daily_chart,
+                                       delivery_view, error_json, leaderboard)
 
 
 def error_key(params: Params, required: bool = True) -> tuple[ErrorKey, Optional[int]]:
@@ -109,6 +110,9 @@ class ReadPages:
         return self._renderer.render(
             "page_traceback.html", visitor, record=record, chart=chart,
             blamed_index=blamed_frame_index(record),
+            deliveries=[delivery_view(delivery)
+                        for delivery in self._storage.deliveries(record.error_id)],
+            issues=self._storage.issue_links(error_fingerprint(record.key)),
             week_timestamp=int(timestamp if timestamp is not None else record.last_seen))
 
     def _error_json(self, key: ErrorKey, line_number: Optional[int]) -> dict[str, Any]:
@@ -117,6 +121,11 @@ class ReadPages:
         data["report"] = report_to_dict(record.last_report)
         data["explanation"] = list(record.explanation)
         data["daily_counts"] = self._storage.daily_counts(record.error_id, "0000-00-00")
+        data["deliveries"] = [delivery_view(delivery).__dict__
+                              for delivery in self._storage.deliveries(record.error_id)]
+        data["issues"] = [{"channel": link.channel, "destination": link.destination,
+                           "number": link.number, "url": link.url}
+                          for link in self._storage.issue_links(error_fingerprint(record.key))]
         return data
 
     async def traceback(self, request: server.Request) -> Answer:

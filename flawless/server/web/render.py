@@ -10,9 +10,10 @@ import jinja2
 
 from flawless import __version__
 from flawless.server.core.calendar import week_timestamp
+from flawless.server.core.cell_frames import frame_where
 from flawless.server.web.http import Answer
 from flawless.server.web.views import (error_params, format_age, format_date, format_long_date,
-                                       format_time, link)
+                                       format_time, link, record_place)
 
 ERROR_TITLES = {400: "Bad request", 401: "Not logged in", 403: "Not allowed", 404: "Not found",
                 409: "Nothing changed", 429: "Too many attempts", 500: "Server error"}
@@ -43,7 +44,8 @@ class Renderer:
             autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True,
             lstrip_blocks=True)
         self.environment.globals.update(link=link, error_params=error_params,
-                                        week_timestamp_of=week_timestamp, version=__version__)
+                                        week_timestamp_of=week_timestamp, version=__version__,
+                                        record_place=record_place, frame_where=frame_where)
         self.environment.filters.update(time=format_time, date=format_date,
                                         longdate=format_long_date)
 

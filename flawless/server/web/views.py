@@ -7,7 +7,10 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from flawless.server.core.model import ErrorRecord
+from flawless.report import Frame
+from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
+from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.storage.records import Delivery
 
 CHART_DAYS = 56
 
@@ -160,6 +163,7 @@ def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[st
         "commit_summary": record.commit_summary, "commit_timestamp": record.commit_timestamp,
         "known": record.known, "alerted_at": record.alerted_at,
         "recipients": list(record.recipients),
+        "where": record_place(record)[0],
         "url": link("/view_traceback", **error_params(record)),
     }
     if week_count is not None:
@@ -167,12 +171,58 @@ def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[st
     return data
 
 
+def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
+    """Whether ``frame`` is the line an error with this key and line number is known by."""
+    cell = frame.cell
+    if cell is not None:
+        return (cell_function(frame) == key.function_name and cell_text(cell) == key.text
+                and (cell.notebook or frame.filename).replace("\\", "/").endswith(key.filename))
+    return (frame.function_name == key.function_name and frame.line_number == line_number
+            and frame.filename.replace("\\", "/").endswith(key.filename))
+
+
 def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
     """Which frame of the latest report is the blamed one, if it can be told."""
     for index in range(len(record.last_report.traceback) - 1, -1, -1):
-        frame = record.last_report.traceback[index]
-        if (frame.function_name == record.key.function_name
-                and frame.line_number == record.line_number
-                and frame.filename.replace("\\", "/").endswith(record.key.filename)):
+        if _is_keyed_by(record.last_report.traceback[index], record.key, record.line_number):
             return index
     return None
+
+
+def record_place(record: ErrorRecord) -> tuple[str, str]:
+    """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
+    line in a notebook's cell) and its function."""
+    index = blamed_frame_index(record)
+    frame = record.last_report.traceback[index] if index is not None else None
+    if frame is not None and frame.cell is not None:
+        return cell_where(frame.cell, record.key.filename), frame.function_name
+    return f"{record.key.filename}:{record.line_number}", record.key.function_name
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """Where one alert of an error went, in words."""
+
+    channel: str
+    destination: str
+    queued: str
+    status: str
+    delivered: bool
+
+
+def delivery_view(delivery: Delivery) -> DeliveryView:
+    """How the error page shows one outbox entry of the error."""
+    if delivery.digest_id is not None:
+        status = f"held back by the hourly bound; sent in a digest at " \
+                 f"{format_time(delivery.sent_at)}"
+    elif delivery.sent_at is not None:
+        status = f"sent {format_time(delivery.sent_at)}"
+    elif delivery.held_until is not None:
+        status = f"held back by the hourly bound until {format_time(delivery.held_until)}"
+    elif delivery.attempts:
+        status = f"not delivered yet ({delivery.attempts} attempts): {delivery.last_error}"
+    else:
+        status = "waiting"
+    return DeliveryView(delivery.channel, delivery.destination,
+                        format_time(delivery.created_at), status,
+                        delivery.sent_at is not None)

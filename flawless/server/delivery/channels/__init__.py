@@ -28,6 +28,10 @@ class Channel(Protocol):
     """One way alerts leave the server."""
 
     name: str
+    # Whether the channel can tell that an interrupted delivery reached the far end (an
+    # issue tracker can look for its marker): the outbox then records when each delivery
+    # begins, a durable write that the others are spared.
+    looks_before_repeating: bool
 
     def deliver(self, entry: OutboxMail) -> defer.Deferred:
         """Fires once ``entry`` is delivered; fails with :class:`DeliveryError`."""

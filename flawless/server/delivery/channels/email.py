@@ -96,6 +96,7 @@ class EmailChannel:
     """Delivers rendered mail from the outbox through SMTP, or into the local mailbox."""
 
     name = "email"
+    looks_before_repeating = False
 
     def __init__(self, smtp: Optional[SmtpSettings], mailbox_path: str, pool: Runner):
         self._pool = pool
