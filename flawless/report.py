@@ -160,10 +160,11 @@ class _Checker:
         if not isinstance(value, str):
             self.fail(name, "must be a string")
             return None
-        if non_empty and not value.strip():
+        value = clean_text(value)
+        if non_empty and not value.strip():  # after cleaning: "\x00" is empty once stored
             self.fail(name, "must not be empty")
             return None
-        return trim(clean_text(value), limit)
+        return trim(value, limit)
 
     def integer(self, obj: Mapping[str, Any], key: str, name: str, minimum: int,
                 required: bool = False, maximum: int = MAX_ERROR_COUNT) -> Optional[int]:

@@ -433,3 +433,10 @@ def test_a_bad_column_or_in_app_flag_names_the_field(field, value, reason):
     with pytest.raises(InvalidReport) as raised:
         parse_report(valid(traceback=[frame]))
     assert raised.value.errors == {f"traceback[0].{field}": reason}
+
+
+def test_a_required_name_that_is_empty_once_cleaned_is_refused():
+    frame = {"filename": "\x00", "line_number": 1, "function_name": "f"}
+    with pytest.raises(InvalidReport) as raised:
+        parse_report(valid(traceback=[frame]))
+    assert raised.value.errors == {"traceback[0].filename": "must not be empty"}
