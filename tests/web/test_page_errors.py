@@ -51,6 +51,15 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
+# No fetch (an old browser): flawless.js sends with navigator.sendBeacon; two reports at most.
+BEACON_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>old browser</title>
+<script>window.fetch = undefined;</script>
+<script src="http://127.0.0.1:{port}/flawless.js" data-key="{key}" data-release="{release}"
+        data-max-reports="2"></script></head>
+<body><button id="plain">plain</button><script src="/static/app.js"></script></body></html>
+"""
+
 SENTRY_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>shop with sentry</title>
 <script>window.SENTRY_DSN = "http://{key}@127.0.0.1:{port}/1"; window.RELEASE = "{release}";
@@ -120,7 +129,8 @@ def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, Site, S
          "--release", release, "--url-prefix", "/dist/", str(site_dir / "dist")],
         capture_output=True, text=True)
     assert uploaded.returncode == 0, uploaded.stderr
-    for name, template in (("page.html", PAGE), ("sentry.html", SENTRY_PAGE)):
+    for name, template in (("page.html", PAGE), ("sentry.html", SENTRY_PAGE),
+                           ("beacon.html", BEACON_PAGE)):
         (site_dir / name).write_text(template.format(port=server.port, key=KEY,
                                                      release=release))
     yield server, sink, allowed, other, repo
@@ -203,3 +213,18 @@ def test_sentry_browser_sdk_errors_are_mailed_to_the_author_of_the_original_line
     text, message = mail_to(sink, "bob@example.org")
     assert "src/discount.ts:4" in message["Subject"] and "discounted" in message["Subject"]
     assert "return item.price * (1 - rate);" in text and "Discounts" in text
+
+
+def test_without_fetch_reports_go_by_beacon_and_at_most_data_max_reports(world, page):
+    server, _, allowed, _, _ = world
+    count = "SELECT COALESCE(SUM(count), 0) FROM errors WHERE filename = 'static/app.js'"
+    [(before,)] = server.query(count)
+    sent = []
+    page.on("request", lambda request: sent.append(request) if "/browser" in request.url
+            else None)
+    page.goto(allowed.origin + "/beacon.html")
+    for _ in range(3):
+        page.click("#plain")
+    assert server.wait_until(lambda: server.query(count) == [(before + 2,)])
+    assert len(sent) == 2
+    assert all(request.resource_type == "ping" for request in sent)  # sendBeacon's type
