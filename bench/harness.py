@@ -175,6 +175,25 @@ def stop_process(process: Optional[subprocess.Popen], timeout: float = 15.0) -> 
         process.wait()
 
 
+def run_ingest_clients(python: object, processes: int, seconds: float,
+                       **options: object) -> float:
+    """Reports a second acknowledged with ``processes`` ingest_worker.py clients (run by
+    ``python``) sending at once; ``options`` are the worker's JSON arguments (target, port,
+    batch, ...)."""
+    start_at = time.time() + 1.0
+    workers = [subprocess.Popen(
+        [str(python), str(BENCH_DIR / "ingest_worker.py"),
+         json.dumps({**options, "seconds": seconds, "start_at": start_at, "seed": number})],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for number in range(processes)]
+    results = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=seconds + 60)
+        if worker.returncode != 0:
+            raise RuntimeError(f"{options.get('target')} client failed: {err[-2000:]}")
+        results.append(json.loads(out))
+    return sum(r["acknowledged"] for r in results) / max(r["seconds"] for r in results)
+
+
 @dataclass
 class Rounds:
     """Figures of named contestants gathered over alternating rounds."""

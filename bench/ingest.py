@@ -15,13 +15,11 @@ frames under /srv/app are in-app with report_runtime_package_directory_names=app
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
-import time
 
-from harness import BENCH_DIR, OurServer, alternate, machine_line, print_table, ratio_text
+from harness import (OurServer, alternate, machine_line, print_table, ratio_text,
+                     run_ingest_clients)
 from peer_flawless import PeerServer, peer_python
 
 # The benchmark measures capacity, so the per-client rate limits are switched off.
@@ -31,19 +29,8 @@ TARGETS = {1: ("at least 2x the peer", None), 100: ("at least 10x the peer", 200
 
 def run_clients(target: str, port: int, batch: int, processes: int, seconds: float) -> float:
     """Reports per second acknowledged by ``target`` with ``processes`` clients sending at once."""
-    start_at = time.time() + 1.0
-    workers = [subprocess.Popen(
-        [str(peer_python()), str(BENCH_DIR / "ingest_worker.py"),
-         json.dumps({"target": target, "port": port, "batch": batch, "seconds": seconds,
-                     "start_at": start_at, "seed": number})],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for number in range(processes)]
-    results = []
-    for worker in workers:
-        out, err = worker.communicate(timeout=seconds + 60)
-        if worker.returncode != 0:
-            raise RuntimeError(f"{target} client failed: {err[-2000:]}")
-        results.append(json.loads(out))
-    return sum(r["acknowledged"] for r in results) / max(r["seconds"] for r in results)
+    return run_ingest_clients(peer_python(), processes, seconds, target=target, port=port,
+                              batch=batch)
 
 
 def main() -> None:

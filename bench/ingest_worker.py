@@ -2,7 +2,9 @@
 
 Usage: python ingest_worker.py JSON_ARGS  (prints one JSON line: acknowledged, seconds)
 JSON_ARGS: target ("ours" or "peer"), port, batch (reports per request), seconds,
-start_at (epoch: every worker starts together), seed.
+start_at (epoch: every worker starts together), seed; for ours optionally key (sent as
+Authorization: Bearer KEY) and reconnect (true: a new connection for every request, as
+flawless.client does).
 Runs under the peer's virtualenv python for both targets: ours needs only the stdlib.
 """
 
@@ -17,7 +19,7 @@ DISTINCT_ERRORS = 2000
 BODIES = 16
 
 
-def ours_sender(port, batch, seed):
+def ours_sender(port, batch, seed, key=None, reconnect=False):
     """A function sending one request of ``batch`` reports; returns how many were accepted."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     bodies = []
@@ -26,11 +28,15 @@ def ours_sender(port, batch, seed):
                  for n in range(batch)]
         bodies.append(json.dumps(calls if batch > 1 else calls[0]).encode())
     headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     state = {"next": 0}
 
     def send():
         body = bodies[state["next"] % BODIES]
         state["next"] += 1
+        if reconnect:
+            connection.close()
         connection.request("POST", "/rpc", body, headers)
         answer = connection.getresponse()
         payload = answer.read()
@@ -65,8 +71,11 @@ def peer_sender(port, batch, seed):
 
 def main():
     args = json.loads(sys.argv[1])
-    make_sender = ours_sender if args["target"] == "ours" else peer_sender
-    send = make_sender(args["port"], args["batch"], args["seed"])
+    if args["target"] == "ours":
+        send = ours_sender(args["port"], args["batch"], args["seed"], args.get("key"),
+                           args.get("reconnect", False))
+    else:
+        send = peer_sender(args["port"], args["batch"], args["seed"])
     while time.time() < args["start_at"]:
         time.sleep(0.001)
     started = time.perf_counter()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import datetime
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -80,6 +81,16 @@ def _parse_seconds(text: str) -> float:
     return value
 
 
+def _parse_seconds_or_off(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"{value} must be a number of seconds, or 0 for none")
+    return value
+
+
 def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
@@ -92,6 +103,17 @@ def _parse_patterns(text: str) -> tuple[str, ...]:
         except re.error as error:
             raise ValueError(f"{pattern!r} is not a regular expression: {error}") from None
     return patterns
+
+
+def _parse_networks(text: str) -> tuple[str, ...]:
+    networks = _parse_list(text)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"{network!r} is not an IP address or network "
+                             "(such as 10.0.0.7 or 10.0.0.0/8)") from None
+    return networks
 
 
 def _parse_date(text: str) -> Optional[datetime.date]:
@@ -185,8 +207,10 @@ def _option(name: str, default: str, kind: str, description: str, **extra: Any) 
         "positive int": _parse_positive_int,
         "non-negative int": _parse_non_negative_int,
         "seconds": _parse_seconds,
+        "seconds or 0": _parse_seconds_or_off,
         "list": _parse_list,
         "regex list": _parse_patterns,
+        "address list": _parse_networks,
         "date": _parse_date,
         "host:port": _parse_hostport,
         "url": _parse_url,
@@ -240,6 +264,10 @@ OPTIONS: tuple[Option, ...] = (
             "When set, cloned into repo_dir on first start and fetched periodically."),
     _option("repo_branch_pattern", "", "text",
             "Branch blamed when a report names no known revision (default: HEAD)."),
+    _option("git_commit_graph", "true", "bool",
+            "Keep git's commit-graph (with changed-path filters) of the repository written: "
+            "a cache git writes itself in its maintenance, that makes blames of long "
+            "histories several times faster."),
     _option("repo_fetch_interval_seconds", "300", "seconds",
             "How often repo_url is fetched."),
     _option("blame_cache_size", "10000", "positive int", "Blame results kept in memory."),
@@ -257,9 +285,18 @@ OPTIONS: tuple[Option, ...] = (
             "errors (flawless.js, Sentry browser SDKs); * allows any. Empty: none."),
     _option("admin_password", "", "text",
             "Password of the pages that change state; when empty they are refused.", secret=True),
+    _option("viewer_password", "", "text",
+            "When set, every read page and /api/ needs a login with this password (or "
+            "admin_password); /check_health stays open.", secret=True),
+    _option("page_size", "100", "positive int",
+            "Entries on one page of every list page and /api/ list (?page=N)."),
     _option("retention_weeks", "52", "non-negative int",
             "Errors and counts older than this many weeks are pruned (0: keep forever)."),
     _option("storage", "sqlite", "text", "Storage backend.", parse=_choice("sqlite")),
+    _option("min_free_disk_bytes", "67108864", "non-negative int",
+            "New reports are refused (503, Retry-After) unless the room left for the database "
+            "would still hold the waiting reports once more plus this, so that every accepted "
+            "report can be processed (0: never refused for want of room)."),
     _option("max_backlog_seconds", "300", "seconds",
             "/check_health says degraded while a report waits longer than this to be "
             "processed."),
@@ -271,6 +308,27 @@ OPTIONS: tuple[Option, ...] = (
             "Reports a second accepted per client address (0: no limit); excess gets HTTP 429."),
     _option("rate_limit_burst_seconds", "10", "seconds",
             "A client may send this many seconds' worth of its rate at once."),
+    _option("trusted_proxies", "", "address list",
+            "Addresses or networks (10.0.0.0/8) of reverse proxies in front of flawless: "
+            "only from them is X-Forwarded-For believed (rate limits, logins, connection "
+            "limits then apply to the address it names)."),
+    _option("max_connections", "1000", "non-negative int",
+            "Open connections each listener holds at once, lowered to fit the open-file limit "
+            "(0: half of what that limit leaves). When all are taken, the one waiting longest "
+            "for a request's headers is closed to make room; when all are busy, 503."),
+    _option("max_connections_per_address", "64", "non-negative int",
+            "Open connections one client address holds on each listener (0: no limit; a "
+            "trusted proxy has none); past it, new ones are answered 429 and closed."),
+    _option("header_timeout_seconds", "10", "seconds or 0",
+            "A connection must send a request's line and headers within this many seconds "
+            "of opening, or of its previous answer; else it is closed (0: no deadline)."),
+    _option("body_timeout_seconds", "30", "seconds or 0",
+            "A request must send its whole body within this many seconds of its headers; "
+            "else it is answered 408 and closed (0: no deadline)."),
+    _option("max_buffered_body_bytes", "67108864", "non-negative int",
+            "Request bodies held in memory for all connections together (0: no limit); "
+            "past it, a new body is refused with 503 and Retry-After before it is read, and "
+            "one client address may hold a quarter of it."),
     _option("mail_max_per_recipient_per_hour", "20", "non-negative int",
             "Alerts one recipient gets in a wall-clock hour (per destination on the other "
             "channels); the rest follow in one digest when the hour is over (0: no bound)."),
@@ -334,6 +392,12 @@ class Config:
     def base_url(self) -> str:
         """The dashboard's base URL, used in links."""
         return self.hostname or f"http://{self.bind_address}:{self.http_port}"
+
+    @property
+    def behind_tls(self) -> bool:
+        """Whether the dashboard is reached over https (a TLS proxy in front): its cookies
+        are then sent over TLS only."""
+        return self.hostname.startswith("https://")
 
     @property
     def smtp_address(self) -> Optional[tuple[str, int]]:

@@ -76,13 +76,14 @@ def service_clock():
 
 
 def start_blame_service(repository: Repository, clock: Clock, max_concurrent: int = 2,
-                        fetch_interval: Optional[float] = None) -> BlameService:
+                        fetch_interval: Optional[float] = None,
+                        commit_graph: bool = False) -> BlameService:
     """A started BlameService with its own git and fetch pools."""
     pools = [PoolService("git", max_concurrent, clock), PoolService("fetch", 1, clock)]
     for pool in pools:
         pool.startService()
     service = BlameService(repository, pools[0], pools[1], clock, cache_size=100,
-                           fetch_interval=fetch_interval)
+                           fetch_interval=fetch_interval, commit_graph=commit_graph)
     service.pools = pools
     service.startService()
     return service
@@ -547,3 +548,26 @@ def test_head_is_looked_up_once_for_a_burst_and_again_after_a_commit(shop, servi
     clock.advance(TIP_TRUSTED_SECONDS + 0.1)
     assert outcome(service.resolve(None), clock) == (shop.head(), False)
     assert repository.resolved == 2
+
+
+def test_the_history_is_indexed_for_blames_and_a_read_only_repository_only_costs_speed(shop):
+    clock = ThreadedClock()
+    graphs = shop.path / ".git" / "objects" / "info" / "commit-graphs"
+    service = start_blame_service(Repository(str(shop.path)), clock, commit_graph=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not (graphs.exists() and any(graphs.glob("*.graph"))):
+            assert time.monotonic() < deadline, "no commit-graph was written"
+            time.sleep(0.05)
+        blamed = outcome(service.blame(CART_PATH, AVERAGE_LINE, None), clock)
+        assert blamed.author_email == BOB[1]
+    finally:
+        stop_blame_service(service)
+    shutil.rmtree(graphs)
+    graphs.write_text("in the way")  # the graph cannot be written: blames must not mind
+    failing = start_blame_service(Repository(str(shop.path)), clock, commit_graph=True)
+    try:
+        blamed = outcome(failing.blame(CART_PATH, RAISE_LINE, None), clock)
+        assert blamed.author_email == ALICE[1] and graphs.read_text() == "in the way"
+    finally:
+        stop_blame_service(failing)

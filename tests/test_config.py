@@ -16,7 +16,7 @@ default_contact smtp_host smtp_user smtp_password smtp_use_tls smtp_from data_di
 config_dir_path report_runtime_package_directory_names report_only_after_minimum_date
 report_error_threshold only_blame_filepaths_matching max_concurrent_git_blames git_cli_path
 repo_dir repo_url repo_branch_pattern log_level log_file bind_address ingest_keys
-admin_password storage""".split()
+admin_password storage viewer_password""".split()
 
 
 def write(tmp_path, text):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import random
 import sqlite3
+from dataclasses import replace
 
 import pytest
 from test_report import CLEAN_REPORTS
@@ -15,8 +17,8 @@ from flawless.report import (Frame, InvalidReport, Report, parse_report, report_
                              stored_form)
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord
-from flawless.server.storage.records import (IssueLink, StorageUnavailable, decode_report,
-                                             encode_report, reports_in_payload)
+from flawless.server.storage.records import (IssueLink, StorageUnavailable, WeekTotals,
+                                             decode_report, encode_report, reports_in_payload)
 from flawless.server.storage.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteStorage
 from support.outbox import entry
 
@@ -220,6 +222,114 @@ def test_a_database_newer_than_this_flawless_is_refused(tmp_path):
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(StorageUnavailable, match="newer than this flawless knows"):
         SqliteStorage(path)
+
+
+# -- kept counts: a page's totals never sum a week's errors ----------------------------------
+
+def recount(store):
+    """week_authors as it must be: the week counts grouped by developer and known state."""
+    return sorted(tuple(row) for row in store._query(
+        "SELECT w.week_start, LOWER(COALESCE(e.author_email, '')), e.known, SUM(w.count), "
+        "COUNT(*) FROM error_weeks w JOIN errors e ON e.id = w.error_id "
+        "GROUP BY 1, 2, 3"))
+
+
+def kept(store):
+    return sorted(tuple(row) for row in store._query(
+        "SELECT week_start, author, known, count, errors FROM week_authors WHERE count > 0"))
+
+
+def test_week_totals_are_kept_as_errors_are_counted_blamed_anew_or_made_known(store):
+    rng = random.Random(7)
+    authors = ["alice@example.com", "ALICE@example.com", "bob@example.org", None]
+    for step in range(300):
+        key = ErrorKey("shop/cart.py", f"f{rng.randrange(12)}", "x = 1")
+        when = MONDAY + rng.randrange(-20, 20) * 86400 + rng.random() * 3600
+        with store.transaction() as transaction:
+            state = transaction.error_state(key)
+            error_id = transaction.save_error(replace(
+                record(key=key, seen=when), error_id=state.error_id if state else 0,
+                author_email=rng.choice(authors), known=rng.random() < 0.2,
+                last_seen=max(when, state.last_seen) if state else when))
+            transaction.count_occurrences(error_id, when, rng.randrange(1, 5))
+    assert kept(store) == recount(store)
+    week = "2026-11-16"
+    totals = store.week_totals(week)
+    rows = store.week_errors(week, limit=10**6)
+    assert (totals.occurrences, totals.errors) == (sum(n for _, n in rows), len(rows))
+    assert totals.developers == len({e.author_email.lower() for e, _ in rows if e.author_email})
+    unknown = store.week_totals(week, include_known=False)
+    assert unknown.errors == len(store.week_errors(week, include_known=False, limit=10**6))
+    assert store.developer_week_totals(week, "Alice@Example.com") == (
+        sum(n for e, n in rows if (e.author_email or "").lower() == "alice@example.com"),
+        sum(1 for e, _ in rows if (e.author_email or "").lower() == "alice@example.com"))
+
+
+def test_a_weeks_errors_come_in_pages_most_frequent_first(store):
+    with store.transaction() as transaction:
+        for number in range(25):
+            error_id = transaction.save_error(record(key=ErrorKey("a.py", f"f{number}", "")))
+            transaction.count_occurrences(error_id, MONDAY, number + 1)
+    pages = [store.week_errors("2026-11-16", offset=offset, limit=10) for offset in (0, 10, 20)]
+    assert [[n for _, n in page] for page in pages] == [
+        list(range(25, 15, -1)), list(range(15, 5, -1)), list(range(5, 0, -1))]
+    assert [e.key.function_name for e, _ in store.week_errors("2026-11-16", query="F1")] == [
+        "f19", "f18", "f17", "f16", "f15", "f14", "f13", "f12", "f11", "f10", "f1"]
+    assert store.week_errors("2026-11-16", query="100%_") == []
+
+
+def test_the_last_report_of_a_past_week_is_kept(store):
+    first = Report("builtins.ValueError", "of the first week", REPORT.traceback)
+    with store.transaction() as transaction:
+        error_id = transaction.save_error(replace(record(seen=MONDAY), last_report=first))
+        transaction.count_occurrences(error_id, MONDAY, 1)
+    later = MONDAY + 8 * 86400
+    with store.transaction() as transaction:
+        transaction.save_error(replace(record(seen=later), error_id=error_id))
+        transaction.count_occurrences(error_id, later, 1)
+    assert store.week_report(error_id, "2026-11-16") == first
+    assert store.week_report(error_id, "2026-11-23") is None   # the latest is the error's own
+    assert store.error_week_count(error_id, "2026-11-16") == 1
+
+
+def test_prune_keeps_working_when_an_error_was_last_seen_on_the_cutoff_day(store):
+    cutoff = MONDAY + 2 * 86400 + 7200
+    key = ErrorKey("shop/edge.py", "f", "z")
+    with store.transaction() as transaction:
+        edge = transaction.save_error(record(key=key, seen=cutoff - 3600))
+        transaction.count_occurrences(edge, cutoff - 3600, 1)
+    assert store.prune(before=cutoff) == 0       # its week and day are still counted
+    assert store.find_error(key) is not None
+    assert store.prune(before=cutoff + 7 * 86400) == 1
+    assert store.week_totals("2026-11-16").occurrences == 0
+
+
+def test_databases_of_version_4_get_their_week_totals(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    with sqlite3.connect(path) as connection:
+        for migration in MIGRATIONS[:4]:
+            connection.executescript(migration)
+        connection.execute("PRAGMA user_version = 4")
+        connection.execute(
+            "INSERT INTO errors (id, filename, function_name, text, line_number, "
+            "exception_type, blamed, author_email, count, first_seen, last_seen, last_report) "
+            "VALUES (1, 'a.py', 'f', '', 1, 'E', 1, 'Alice@Example.com', 5, 1, 1, '{}')")
+        connection.execute("INSERT INTO error_weeks VALUES (1, '2026-11-16', 5, 1, 1)")
+    store = SqliteStorage(path)
+    assert store.week_totals("2026-11-16") == WeekTotals(5, 1, 1)
+    assert store.developer_week_totals("2026-11-16", "alice@example.com") == (5, 1)
+
+
+def test_reports_wait_while_the_disk_has_no_room_to_process_them(tmp_path):
+    path = str(tmp_path / "flawless.sqlite3")
+    room = SqliteStorage(path).room()
+    assert room > 0
+    tight = SqliteStorage(path, min_free_bytes=room + 10**12)
+    with pytest.raises(StorageUnavailable, match="min_free_disk_bytes"):
+        tight.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
+    assert tight.inbox_depth() == 0
+    roomy = SqliteStorage(path, min_free_bytes=1024)
+    assert roomy.add_to_inbox([(payload(REPORT), 1)], received_at=1.0)
 
 
 TEXT = st.text(max_size=40)

@@ -51,16 +51,6 @@ def claim(exception: BaseException) -> bool:
         return True
 
 
-def is_reported(exception: BaseException) -> bool:
-    """True when ``exception`` was already claimed by a report."""
-    try:
-        if getattr(exception, _CLAIM_ATTRIBUTE, False):
-            return True
-    except Exception:
-        pass
-    return id(exception) in _claimed_ids
-
-
 def _source_files(report: Report) -> Iterator[str]:
     """The file of each frame's code, innermost first: a notebook cell's is its notebook."""
     for frame in reversed(report.traceback):

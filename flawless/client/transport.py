@@ -172,11 +172,6 @@ class Transport:
         self._wake.set()
         return flushed
 
-    def pending(self) -> int:
-        """Items queued or being sent."""
-        with self._lock:
-            return self._outstanding
-
     def _settle(self, count: int, stat: str) -> None:
         with self._lock:
             self.stats[stat] += count

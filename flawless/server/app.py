@@ -20,18 +20,20 @@ from typing import Any, Optional
 from twisted.application import internet, service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import server
 
 from flawless import __version__
 from flawless.config import Config
 from flawless.server.atomic import write_atomically
+from flawless.server.connections import (ConnectionBounds, GuardedSite, client_address,
+                                         make_guarded_request, open_file_limit)
+from flawless.server.core.admission import ByteBudget, TrustedProxies, fit_connection_caps
 from flawless.server.delivery import render
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.delivery.wiring import build_delivery, channel_secrets
 from flawless.server.git.repository import Repository
 from flawless.server.ingest.gate import IngestGate
-from flawless.server.ingest.http import make_bounded_request
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.root import build_report_root
 from flawless.server.processing.blame_service import BlameService
@@ -50,12 +52,14 @@ DATABASE_FILE = "flawless.sqlite3"
 LISTENING_FILE = "listening.json"
 PRUNE_INTERVAL_SECONDS = 3600.0
 READER_THREADS = 2
+DASHBOARD_MAX_BODY_BYTES = 256 * 1024   # a login or rule form is a few hundred bytes
 
 
 def open_storage(config: Config) -> SqliteStorage:
     """The server's database (made and migrated when needed)."""
     os.makedirs(config.data_dir_path, exist_ok=True)
-    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE))
+    return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE),
+                         config.min_free_disk_bytes)
 
 
 class Listener(internet.StreamServerEndpointService):
@@ -96,10 +100,17 @@ class FlawlessServer(service.MultiService):
         self.config = config
         self.started_at = reactor.seconds()
         self.storage = open_storage(config)
+        wanted = (config.max_connections, config.max_connections)
+        self.open_files = open_file_limit(wanted)
+        self.connection_caps = fit_connection_caps(self.open_files.soft, wanted)
+        self.trusted = TrustedProxies(config.trusted_proxies)
+        total = config.max_buffered_body_bytes
+        self.body_budget = ByteBudget(total, max(total // 4, min(total, config.max_body_bytes)))
 
         self.writer = self._pool("db-write", 1)      # the one thread that writes the database
         self.reader = self._pool("db-read", READER_THREADS)
         self.delivery_pool = self._pool("delivery", 1)
+        self.health_pool = self._pool("health", 1)   # never waits behind the pages' reads
         self.rules = RulesService(config.config_dir_path, config.data_dir_path,
                                   on_broken=self._rules_broken, clock=reactor)
         self.rules.setServiceParent(self)
@@ -114,7 +125,8 @@ class FlawlessServer(service.MultiService):
                 repository, self._pool("git", config.max_concurrent_git_blames),
                 # a fetch may take minutes: its own thread keeps every blame slot free
                 self._pool("fetch", 1), reactor, cache_size=config.blame_cache_size,
-                fetch_interval=config.repo_fetch_interval_seconds)
+                fetch_interval=config.repo_fetch_interval_seconds,
+                commit_graph=config.git_commit_graph)
             self.blamer.setServiceParent(self)
 
         self.delivery = build_delivery(config, self.storage, self.reader, self.writer,
@@ -154,30 +166,44 @@ class FlawlessServer(service.MultiService):
 
     # -- the parts' wiring --
 
-    def _rpc_site(self) -> server.Site:
+    def _bounds(self, cap: int) -> ConnectionBounds:
+        config = self.config
+        return ConnectionBounds(cap, config.max_connections_per_address,
+                                config.header_timeout_seconds, config.body_timeout_seconds)
+
+    def _rpc_site(self) -> GuardedSite:
         config = self.config
         burst = config.rate_limit_burst_seconds
-        # One gate for every way in: a key's (or an address's) rate counts all it sends.
+        keys = IngestKeys(config.ingest_keys)
+        # One gate for every way in: JSON-RPC, Sentry SDKs and pages share keys and rates.
         gate = IngestGate(
-            self.inbox, config.ingest_keys, self.reactor,
+            self.inbox, keys, self.reactor,
             per_key=TokenBuckets(config.rate_limit_per_key, config.rate_limit_per_key * burst),
             per_address=TokenBuckets(config.rate_limit_per_address,
-                                     config.rate_limit_per_address * burst))
-        site = server.Site(build_report_root(gate, config.max_body_bytes,
-                                             config.allowed_origins))
-        site.requestFactory = make_bounded_request(config.max_body_bytes)
-        site.displayTracebacks = False
+                                     config.rate_limit_per_address * burst),
+            trusted=self.trusted)
+        site = GuardedSite(build_report_root(gate, config.max_body_bytes,
+                                             config.allowed_origins),
+                           self._bounds(self.connection_caps[0]), self.trusted, "rpc",
+                           self.reactor)
+        site.requestFactory = make_guarded_request(config.max_body_bytes, self.body_budget,
+                                                   self.trusted, keys.authorized)
         return site
 
-    def _web_site(self) -> server.Site:
+    def _web_site(self) -> GuardedSite:
         config = self.config
-        site = server.Site(build_web_root(WebParts(
+        site = GuardedSite(build_web_root(WebParts(
             storage=self.storage, reader=self.reader, clock=self.reactor,
-            health=HealthPage(self.health, self.reader,
+            health=HealthPage(self.health, self.health_pool,
                               config_secrets(config) + channel_secrets(config)),
             config_dir=config.config_dir_path, config_path=config.path or "",
-            admin_password=config.admin_password, reload_rules=self.rules.poll)))
-        site.displayTracebacks = False
+            admin_password=config.admin_password, reload_rules=self.rules.poll,
+            viewer_password=config.viewer_password, secure_cookies=config.behind_tls,
+            client_address=lambda request: client_address(request, self.trusted),
+            page_size=config.page_size)),
+            self._bounds(self.connection_caps[1]), self.trusted, "dashboard", self.reactor)
+        site.requestFactory = make_guarded_request(DASHBOARD_MAX_BODY_BYTES, self.body_budget,
+                                                   self.trusted)
         return site
 
     def base_url(self) -> str:
@@ -221,6 +247,16 @@ class FlawlessServer(service.MultiService):
 
     def startService(self) -> None:  # noqa: N802 - Twisted API
         """Start every part in order, then write the bound ports to a file."""
+        limit = self.open_files
+        log.info("open files: at most {soft} (raised from {before}; hard limit {hard}); "
+                 "connections: at most {rpc} on the report port, {web} on the dashboard",
+                 soft=limit.soft, before=limit.before, hard=limit.hard,
+                 rpc=self.connection_caps[0], web=self.connection_caps[1])
+        if self.config.max_connections and \
+                min(self.connection_caps) < self.config.max_connections:
+            log.warn("max_connections = {wanted} does not fit in the open-file limit of "
+                     "{soft}: lowered to {caps}", wanted=self.config.max_connections,
+                     soft=limit.soft, caps=list(self.connection_caps))
         super().startService()
         self._write_listening_file()
 
@@ -270,6 +306,10 @@ class FlawlessServer(service.MultiService):
             problems.append(f"repository: {repository_error}")
         if self.rules.problems:
             problems.append(f"rule files are broken; in force: {self.rules.in_force}")
+        room = self.storage.room()
+        if room < self.config.min_free_disk_bytes:
+            problems.append(f"disk: {room} bytes free for the database, less than "
+                            f"min_free_disk_bytes: new reports are refused until there is room")
         return {
             "status": "degraded" if problems else "ok",
             "problems": problems,
@@ -278,6 +318,7 @@ class FlawlessServer(service.MultiService):
             "inbox_depth": self.storage.inbox_depth(),
             "backlog_age_seconds": round(backlog_age, 3),
             "outbox_depth": self.storage.outbox_depth(),
+            "disk_free_bytes": room,
             "channels": self._channel_health(),
             "processed": self.processor.processed,
             "last_repository_fetch": self.blamer.last_fetch if self.blamer else None,
@@ -287,5 +328,9 @@ class FlawlessServer(service.MultiService):
                            "version": self.rules.version,
                            "problems": list(self.rules.problems)},
             "statistics": self.storage.stats(),
+            "connections": {"report_port": self.rpc_listener.factory.status(),
+                            "dashboard": self.web_listener.factory.status(),
+                            "buffered_body_bytes": self.body_budget.held,
+                            "open_file_limit": self.open_files.soft},
             "configuration": self.config.public_dict(),
         }

@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flawless.server.core.envelope import (MAX_ITEMS, BadEnvelope, auth_key, event_json,
-                                           header_key, parse_envelope)
+                                           parse_envelope)
 
 EVENT = json.dumps({"event_id": "aa1a4f9a68c04be7bc867c2ca6b8c6ba", "message": "a\nb"}).encode()
 
@@ -78,11 +78,7 @@ def test_event_payloads_must_be_json_objects():
             event_json(payload, "item")
 
 
-def test_keys_from_the_auth_header_and_the_envelope_dsn():
+def test_keys_from_the_auth_header():
     assert auth_key("Sentry sentry_key=abc, sentry_version=7, sentry_client=x/1") == "abc"
     assert auth_key("sentry_version=7,sentry_key=abc") == "abc"
     assert auth_key("Sentry sentry_version=7") is None and auth_key("") is None
-    assert header_key({"dsn": "https://abc@h.example:9028/1"}) == "abc"
-    assert header_key({"dsn": "https://abc:old-secret@h.example/1"}) == "abc"
-    assert header_key({"dsn": "https://h.example/1"}) is None
-    assert header_key({"dsn": 3}) is None and header_key({}) is None

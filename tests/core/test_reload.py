@@ -163,3 +163,28 @@ def test_stop_ends_the_polling(tmp_path: Path) -> None:
     edit(tmp_path, BLOCK_B)
     clock.advance(10.0)
     assert filenames(service.current) == ["shop/a.py"] and clock.getDelayedCalls() == []
+
+
+def test_running_out_of_descriptors_is_not_a_broken_rule_file(tmp_path, monkeypatch) -> None:
+    """A flood of sockets can use up the process's descriptors: a poll that cannot open the
+    files then keeps the rules in force and reports nothing broken."""
+    import builtins
+    import errno
+
+    service, clock, reported = make(tmp_path)
+    before = service.current
+    edit(tmp_path, BLOCK_B)
+    real_open = builtins.open
+
+    def exhausted(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(path).startswith(str(tmp_path / "config")):
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", exhausted)
+    clock.advance(2.0)
+    assert service.current is before and service.problems == () and reported == []
+    monkeypatch.setattr(builtins, "open", real_open)
+    clock.advance(2.0)
+    assert filenames(service.current) == ["shop/b.py"] and reported == []
+    service.stopService()

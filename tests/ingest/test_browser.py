@@ -83,15 +83,16 @@ def test_the_key_must_be_an_ingest_key_when_keys_are_set(tmp_path):
     assert port.storage.inbox_depth() == 1
 
 
-def test_rates_per_key_and_per_address(tmp_path):
+def test_rates_per_address_without_keys_and_per_key_with_them(tmp_path):
     port = ReportPort(tmp_path, per_address=2, allowed_origins=(SHOP,))
     assert [post(port).status for _ in range(3)] == [200, 200, 429]
     assert port.send("POST", "/browser", payload(), {"Origin": SHOP},
                      client_host="10.0.0.9").status == 200
     (tmp_path / "2").mkdir()
-    port = ReportPort(tmp_path / "2", per_key=1, allowed_origins=(SHOP,))
-    assert post(port).status == 200
-    limited = port.send("POST", "/browser", payload(), {"Origin": SHOP}, client_host="10.0.0.9")
+    port = ReportPort(tmp_path / "2", keys=("page-key",), per_key=1, allowed_origins=(SHOP,))
+    assert post(port, path="/browser?key=page-key").status == 200
+    limited = port.send("POST", "/browser?key=page-key", payload(), {"Origin": SHOP},
+                        client_host="10.0.0.9")
     assert limited.status == 429 and limited.headers["Retry-After"] == "1"
 
 

@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from flawless.server.connections import ConnectionBounds, GuardedSite, make_guarded_request
+from flawless.server.core.admission import ByteBudget, TrustedProxies
 from flawless.server.ingest.gate import IngestGate
-from flawless.server.ingest.http import make_bounded_request
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.rpc import RpcResource
 from flawless.server.storage.records import StorageUnavailable
@@ -19,7 +21,7 @@ from flawless.server.storage.sqlite import SqliteStorage
 from support.gitrepo import average_report
 from support.http import Exchange, raw_request
 from support.runners import ManualRunner
-from twisted.web import resource, server
+from twisted.web import resource
 
 MAX_BODY = 64 * 1024
 
@@ -28,7 +30,7 @@ class Port:
     """The RPC resource of a server, over a real SQLite inbox written by a ManualRunner."""
 
     def __init__(self, tmp_path: Any, keys: tuple[str, ...] = (), per_key: float = 0,
-                 per_address: float = 0):
+                 per_address: float = 0, trusted: tuple[str, ...] = ()):
         self.clock = Clock()
         self.clock.advance(1_763_700_000.0)
         self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
@@ -36,14 +38,16 @@ class Port:
         self.stored = 0
         self.inbox = InboxWriter(self.storage, self.writer, self.clock, on_stored=self.count)
         self.inbox.startService()
-        rpc = RpcResource(IngestGate(self.inbox, keys, self.clock,
+        ingest_keys, proxies = IngestKeys(keys), TrustedProxies(trusted)
+        rpc = RpcResource(IngestGate(self.inbox, ingest_keys, self.clock,
                                      per_key=TokenBuckets(per_key, per_key),
-                                     per_address=TokenBuckets(per_address, per_address)),
-                          MAX_BODY)
+                                     per_address=TokenBuckets(per_address, per_address),
+                                     trusted=proxies), MAX_BODY)
         root = resource.Resource()
         root.putChild(b"rpc", rpc)
-        self.site = server.Site(root)
-        self.site.requestFactory = make_bounded_request(MAX_BODY)
+        self.site = GuardedSite(root, ConnectionBounds(), proxies, "rpc", self.clock)
+        self.site.requestFactory = make_guarded_request(
+            MAX_BODY, ByteBudget(0, 0), proxies, ingest_keys.authorized)
 
     def count(self) -> None:
         self.stored += 1
@@ -136,3 +140,53 @@ def test_the_address_rate_refills_with_the_clock(tmp_path) -> None:
     assert limited.headers["Retry-After"] == "1"
     port.clock.advance(1.0)
     assert port.post(call("ping")).response().status == 200
+
+
+def test_keyed_requests_count_against_their_key_only(tmp_path) -> None:
+    # Behind a NAT or a proxy many keys share one address: a flooding key must not use up
+    # the address's allowance of a quiet one.
+    port = Port(tmp_path, keys=("loud", "quiet"), per_key=3, per_address=2)
+    loud = [port.post(call("ping"), {"Authorization": "Bearer loud"}).response().status
+            for _ in range(4)]
+    assert loud == [200, 200, 200, 429]
+    quiet = [port.post(call("ping"), {"Authorization": "Bearer quiet"}).response().status
+             for _ in range(3)]
+    assert quiet == [200, 200, 200]
+
+
+def test_forwarded_for_is_believed_from_a_trusted_proxy_only(tmp_path) -> None:
+    port = Port(tmp_path, per_address=1, trusted=("10.9.0.0/16",))
+
+    def ping(peer: str, forwarded: str) -> int:
+        return port.post(call("ping"), {"X-Forwarded-For": forwarded},
+                         client_host=peer).response().status
+
+    # Through the proxy, each client has its own allowance ...
+    assert [ping("10.9.0.5", "192.0.2.1"), ping("10.9.0.5", "192.0.2.2")] == [200, 200]
+    assert ping("10.9.0.5", "192.0.2.1") == 429
+    # ... and a client that claims another address gains nothing by it.
+    assert ping("192.0.2.3", "198.51.100.1") == 200
+    assert ping("192.0.2.3", "198.51.100.2") == 429
+
+
+@pytest.mark.parametrize("body, code", [
+    (b'{"jsonrpc": "2.0", "method": "ping", "id": NaN}', -32700),
+    (b'{"jsonrpc": "2.0", "method": "ping", "id": Infinity}', -32700),
+    (b'{"jsonrpc": "2.0", "method": "ping", "id": 1e400}', -32600),
+    (b'[{"jsonrpc": "2.0", "method": "ping", "id": -1e400}]', -32600),
+    (b'{"jsonrpc": "2.0", "method": "ping", "id": true}', -32600),
+])
+def test_an_id_that_json_cannot_echo_is_refused_with_valid_json(port: Port, body, code) -> None:
+    answer = port.post(None, body=body).response()
+    assert answer.status == 200
+    decoded = json.loads(answer.body, parse_constant=lambda name: pytest.fail(name))
+    error = decoded[0] if isinstance(decoded, list) else decoded
+    assert error["error"]["code"] == code and error["id"] is None
+
+
+def test_a_body_without_the_key_is_refused_before_it_is_read(tmp_path) -> None:
+    port = Port(tmp_path, keys=("k3y",))
+    head = raw_request("POST", "/rpc", b"", {"Content-Type": "application/json"}).replace(
+        b"Content-Length: 0", b"Content-Length: 60000")
+    exchange = Exchange(port.site).send(head + b"[")
+    assert exchange.response().status == 401 and exchange.transport.disconnecting

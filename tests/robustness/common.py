@@ -15,6 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from flawless.report import Frame, Report
+from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.storage.interface import Storage
 from support.server import FlawlessProcess
 
 # Lines of the shop repository (tests/support/gitrepo.py): Alice wrote Cart.total,
@@ -167,6 +170,24 @@ def summed(results: list[dict[str, Any]], field: str) -> dict[str, int]:
 def sqlite_path(server: FlawlessProcess) -> Path:
     """The server's database file."""
     return server.data_dir / "flawless.sqlite3"
+
+
+def errors_of_one_week(storage: Storage, count: int, when: float, developers: int = 10) -> None:
+    """Store ``count`` distinct errors seen at ``when``, blamed on ``developers`` developers
+    in turn (dev0@example.com, ...), as the processor stores them."""
+    for start in range(0, count, 2000):
+        with storage.transaction() as transaction:
+            for number in range(start, min(count, start + 2000)):
+                frame = Frame(f"/srv/app/gen/m{number}.py", 3, f"f{number}", "x = 1 / 0")
+                author = f"dev{number % developers}@example.com"
+                error_id = transaction.save_error(ErrorRecord(
+                    0, ErrorKey(f"gen/m{number}.py", f"f{number}", "x = 1 / 0"), 3,
+                    "builtins.ZeroDivisionError", True, f"Dev {number % developers}", author,
+                    "3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39", "Divide", when - 86400,
+                    None, None, number % 7 + 1, when, when,
+                    Report("builtins.ZeroDivisionError", "division by zero", (frame,)), False,
+                    None, (), ("blamed",)))
+                transaction.count_occurrences(error_id, when, number % 7 + 1)
 
 
 def kill_repeatedly_under_load(server: FlawlessProcess, rounds: int, seed: int,

@@ -3,12 +3,17 @@ database locked. Every acknowledged occurrence is counted and every alert sent o
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import shutil
 import sqlite3
 import subprocess
 import time
+import urllib.request
 from collections import defaultdict
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -161,27 +166,73 @@ def test_database_locked_answers_503_and_recovers(tmp_path):
         server.stop()
 
 
-def test_disk_full_answers_503_and_recovers(tmp_path):
+@contextlib.contextmanager
+def small_disk(tmp_path: Path, size: str) -> Iterator[Path]:
+    """The server's data directory on a tmpfs of ``size`` (skips where mounting is not
+    permitted)."""
     data = tmp_path / "server" / "data"
     data.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(data)],
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(data)],
                              capture_output=True, text=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs for the data directory: {mounted.stderr}")
-    server = None
     try:
-        server = start_server(tmp_path / "server")
-        assert server.record(report())["result"] == {"accepted": True}
-        assert server.wait_until(lambda: server.inbox_depth() == 0)
-        filler = data / "filler"
-        with open(filler, "wb", buffering=0) as handle:  # take every byte left
-            try:
-                while handle.write(b"\0" * 4096):
-                    pass
-            except OSError:
-                pass
-        assert_503_then_recovers(server, filler.unlink)
+        yield data
     finally:
-        if server is not None:
-            server.stop()
         subprocess.run(["umount", "-l", str(data)], check=False)
+
+
+def fill(path: Path) -> None:
+    """Take every byte left on the disk of ``path``."""
+    with open(path, "wb", buffering=0) as handle:
+        try:
+            while handle.write(b"\0" * 4096):
+                pass
+        except OSError:
+            pass
+
+
+def test_disk_full_answers_503_and_recovers(tmp_path):
+    with small_disk(tmp_path, "4m") as data:
+        server = start_server(tmp_path / "server", min_free_disk_bytes=0)
+        try:
+            assert server.record(report())["result"] == {"accepted": True}
+            assert server.wait_until(lambda: server.inbox_depth() == 0)
+            fill(data / "filler")
+            assert_503_then_recovers(server, (data / "filler").unlink)
+        finally:
+            server.stop()
+
+
+def test_a_freed_disk_refilled_by_a_flood_strands_no_accepted_report(tmp_path):
+    """Freed, the disk filled up again with the write-ahead log of a flood of new errors,
+    and an accepted report stayed in the inbox for good. New reports are now refused while
+    the database has less than min_free_disk_bytes of room, so every accepted one is
+    processed."""
+    with small_disk(tmp_path, "16m") as data:
+        server = start_server(tmp_path / "server", rate_limit_per_key=0,
+                              rate_limit_per_address=0, report_error_threshold=10**6,
+                              min_free_disk_bytes=6 * 1024 * 1024)
+        try:
+            fill(data / "filler")
+            assert server.post(record_body([report()]))[0] == 503
+            (data / "filler").unlink()
+            accepted, refused = 0, []
+            for batch in range(200):
+                reports = [report(dict(BOB_LINE, function_name=f"f{batch}_{n}"),
+                                  exception_message="x" * 2000) for n in range(20)]
+                status, headers, _ = server.post(record_body(reports))
+                if status == 200:
+                    accepted += len(reports)
+                else:
+                    refused.append((status, headers))
+            assert accepted and refused
+            assert all(status == 503 and "Retry-After" in headers for status, headers in refused)
+            assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=60), \
+                server.log()[-2000:]
+            assert stored_total(server) == accepted
+            health = json.loads(urllib.request.urlopen(
+                server.web_url + "/check_health", timeout=10).read())
+            assert health["inbox_depth"] == 0 and health["disk_free_bytes"] > 0
+        finally:
+            server.stop()

@@ -21,6 +21,7 @@ from flawless.server.delivery.wiring import build_delivery
 from flawless.server.git.repository import Repository
 from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.rpc import RpcResource
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.processor import Processor
@@ -69,7 +70,8 @@ class Pipeline:
         self.inbox = InboxWriter(self.storage, runner, self.clock,
                                  on_stored=self.processor.wake_soon)
         root = resource.Resource()
-        root.putChild(b"rpc", RpcResource(IngestGate(self.inbox, (), self.clock), 1 << 20))
+        root.putChild(b"rpc", RpcResource(IngestGate(self.inbox, IngestKeys(()), self.clock),
+                                          1 << 20))
         self.site = server.Site(root)
 
     def start(self) -> "Pipeline":

@@ -1,5 +1,6 @@
 """The report port in-process, every way in over one gate: twisted.web's real request
-handling over an in-memory transport, a real SQLite inbox written by a ManualRunner (so a
+handling over an in-memory transport (with the server's guards: keys checked and sizes
+bounded before a body is read), a real SQLite inbox written by a ManualRunner (so a
 test says when a commit happens), and a task.Clock for the rate limits."""
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from twisted.internet.task import Clock
-from twisted.web import server
 
+from flawless.server.connections import ConnectionBounds, GuardedSite, make_guarded_request
+from flawless.server.core.admission import ByteBudget, TrustedProxies
 from flawless.server.ingest.gate import IngestGate
-from flawless.server.ingest.http import make_bounded_request
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.root import build_report_root
 from flawless.server.storage.records import reports_in_payload
@@ -36,10 +38,13 @@ class ReportPort:
         self.writer = ManualRunner()
         self.inbox = InboxWriter(self.storage, self.writer, self.clock)
         self.inbox.startService()
-        gate = IngestGate(self.inbox, keys, self.clock, TokenBuckets(per_key, per_key),
-                          TokenBuckets(per_address, per_address))
-        self.site = server.Site(build_report_root(gate, max_body, allowed_origins))
-        self.site.requestFactory = make_bounded_request(max_body)
+        ingest_keys, proxies = IngestKeys(keys), TrustedProxies()
+        gate = IngestGate(self.inbox, ingest_keys, self.clock, TokenBuckets(per_key, per_key),
+                          TokenBuckets(per_address, per_address), proxies)
+        self.site = GuardedSite(build_report_root(gate, max_body, allowed_origins),
+                                ConnectionBounds(), proxies, "rpc", self.clock)
+        self.site.requestFactory = make_guarded_request(max_body, ByteBudget(0, 0), proxies,
+                                                        ingest_keys.authorized)
 
     def send(self, method: str, path: str, body: bytes = b"",
              headers: Optional[dict[str, str]] = None, client_host: str = "127.0.0.1",

@@ -63,7 +63,9 @@ class DashboardApp:
             storage=self.store, reader=reader, clock=self.reactor,
             health=HealthPage(self.health, reader, config_secrets(self.config)),
             config_dir=self.config.config_dir_path, config_path=self.config.path or "",
-            admin_password=self.config.admin_password, reload_rules=self.rules_service.poll)
+            admin_password=self.config.admin_password, reload_rules=self.rules_service.poll,
+            viewer_password=self.config.viewer_password,
+            secure_cookies=self.config.behind_tls, page_size=self.config.page_size)
 
     def health(self) -> dict[str, Any]:
         """A status in the server's shape."""

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from flawless.server.rules.loading import load_rules
-from flawless.server.web.sessions import MAX_FAILURES_PER_CLIENT
+from flawless.server.web.sessions import FREE_FAILURES
 
 from .support import NOW, Client, DashboardApp, record, store_error
 
@@ -78,15 +78,30 @@ def test_login_without_the_forms_token_is_refused(app):
     assert answer.status == 403 and "flawless_session" not in client.cookies
 
 
-def test_failed_logins_are_rate_limited_per_client(app):
+def test_failed_logins_are_delayed_more_and_more_for_that_client_only(app):
     client = Client(app, client_host="10.0.0.7")
-    for _ in range(MAX_FAILURES_PER_CLIENT):
+    for _ in range(FREE_FAILURES):
         assert log_in(client, "wrong").status == 401
     blocked = log_in(client)  # even the right password waits now
-    assert blocked.status == 429 and int(blocked.headers["retry-after"]) > 0
+    assert blocked.status == 429 and int(blocked.headers["retry-after"]) == 1
     assert log_in(Client(app, client_host="10.0.0.8")).status == 303
-    app.reactor.advance(301)
+    delays = []
+    for _ in range(5):
+        wait = int(log_in(client, "wrong").headers["retry-after"])
+        app.reactor.advance(wait)
+        assert log_in(client, "wrong").status == 401
+        delays.append(wait)
+    assert delays == [1, 2, 4, 8, 16]
+    app.reactor.advance(32)
     assert log_in(client).status == 303
+
+
+def test_strangers_failing_from_many_addresses_never_lock_the_admin_out(app):
+    for number in range(200):
+        stranger = Client(app, client_host=f"198.51.100.{number}")
+        for _ in range(FREE_FAILURES + 1):
+            assert log_in(stranger, "guess").status in (401, 429)
+    assert log_in(Client(app, client_host="10.0.0.8")).status == 303
 
 
 def test_sessions_expire_and_logout_ends_them(app, admin):

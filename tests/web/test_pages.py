@@ -38,13 +38,14 @@ def test_leaderboard_orders_developers_by_occurrences_and_keeps_the_unblamed():
     alice_b = (record(function="add", text="self.items.append(item)"), 1)
     bob = (record(function="average", author=BOB), 5)
     nobody = (record(function="main", author=None), 4)
-    groups = leaderboard([alice_a, alice_b, bob, nobody])
+    groups = leaderboard([alice_a, alice_b, bob, nobody], {})
     assert [(group.email, group.total) for group in groups] == [
         ("bob@example.org", 5), (None, 4), ("alice@example.com", 3)]
     assert [pair[1] for pair in groups[2].errors] == [2, 1]
-    assert [group.email for group in leaderboard([alice_a, bob], "append")] == []
-    assert [group.email for group in leaderboard([alice_a, bob], "AVERAGE")] == [
-        "bob@example.org"]
+    # The week's totals order the developers, not what a page happens to hold of them.
+    groups = leaderboard([alice_a, bob], {"alice@example.com": (40, 9), "bob@example.org": (5, 1)})
+    assert [(group.email, group.total, group.errors_in_week) for group in groups] == [
+        ("alice@example.com", 40, 9), ("bob@example.org", 5, 1)]
 
 
 def test_weekly_page_groups_the_weeks_errors_by_blamed_developer(app, client):
@@ -255,7 +256,7 @@ def test_the_api_serves_the_data_behind_the_pages(app, client):
     assert detail["count"] == 2 and detail["daily_counts"] == [["2026-11-11", 2]]
     assert detail["report"]["traceback"][1]["function_name"] == "total"
     developer = json.loads(client.get("/api/developer", email="bob@example.org").body)
-    assert developer["weeks"] == [{"week": "2026-11-09", "count": 3}]
+    assert developer["weeks"] == [{"week": "2026-11-09", "count": 3, "distinct_errors": 1}]
     bad = client.get("/api/weekly_report", timestamp="soon")
     assert bad.status == 400 and "timestamp" in json.loads(bad.body)["error"]
     assert "/api/error" in json.loads(client.get("/api/").body)["endpoints"]

@@ -127,15 +127,6 @@ def event_json(payload: bytes, what: str) -> dict[str, Any]:
     return event
 
 
-def header_key(header: dict[str, Any]) -> Optional[str]:
-    """The public key of the DSN an envelope's header names (how tunnels authenticate)."""
-    dsn = header.get("dsn")
-    if not isinstance(dsn, str) or "://" not in dsn:
-        return None
-    netloc = dsn.split("://", 1)[1].split("/", 1)[0]
-    return netloc.rpartition("@")[0].split(":", 1)[0] or None if "@" in netloc else None
-
-
 def auth_key(header: str) -> Optional[str]:
     """The ``sentry_key`` of an ``X-Sentry-Auth`` header
     (``Sentry sentry_key=KEY, sentry_version=7, ...``), or None."""

@@ -223,6 +223,17 @@ class Repository:
             raise RepositoryUnavailable(
                 f"cannot fetch {self.redact(self.repo_url)}: {failure}") from None
 
+    def write_commit_graph(self) -> None:
+        """Write git's commit-graph with changed-path filters (a cache git itself writes in
+        its maintenance): blaming one line of a long history walks only the commits that
+        changed the file, three to four times faster (bench/README.md). Incremental: a new
+        layer for the commits added since the last one."""
+        try:
+            self._git("commit-graph", "write", "--reachable", "--changed-paths", "--split",
+                      timeout=self.network_timeout)
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(f"cannot write the commit-graph: {failure}") from None
+
     def _create_empty(self) -> None:
         if os.path.isdir(self.repo_dir) and os.listdir(self.repo_dir):
             raise RepositoryUnavailable(

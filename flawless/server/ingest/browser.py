@@ -73,8 +73,7 @@ class BrowserReports(resource.Resource):
         if not self._cors.answer(request, required=True):
             return self._plain(request, 403, "Forbidden: this page's origin is not in the "
                                              "server's allowed_origins")
-        keys = request.args.get(b"key")
-        key = self._gate.known_key(keys[0] if keys else None)
+        key = self._gate.keys.key_of(request)
         if key is None:
             return self._plain(request, 401, "Unauthorized: data-key must be one of the "
                                              "server's ingest keys")

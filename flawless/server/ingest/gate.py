@@ -8,7 +8,6 @@ its address is over its rate, and stores what they accepted, answering once it i
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any, Callable, Optional, Sequence
 
@@ -18,7 +17,10 @@ from twisted.python.failure import Failure
 from twisted.web import server
 
 from flawless.report import Report, report_to_dict
+from flawless.server.connections import client_address
+from flawless.server.core.admission import TrustedProxies
 from flawless.server.ingest.inbox import InboxWriter
+from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.storage.records import StorageUnavailable
 
@@ -33,11 +35,6 @@ def inbox_payload(reports: Sequence[Report]) -> bytes:
                       separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def client_address(request: server.Request) -> str:
-    """The peer's address, for its rate limit only (never stored)."""
-    return getattr(request.getClientAddress(), "host", "") or ""
-
-
 def finished(request: server.Request) -> bool:
     """Whether nothing more can be written to ``request``."""
     return bool(request.finished or request._disconnected)
@@ -46,37 +43,25 @@ def finished(request: server.Request) -> bool:
 class IngestGate:
     """Keys, rate limits and the inbox, shared by every way in."""
 
-    def __init__(self, inbox: InboxWriter, ingest_keys: Sequence[str], clock: Any,
+    def __init__(self, inbox: InboxWriter, keys: IngestKeys, clock: Any,
                  per_key: Optional[TokenBuckets] = None,
-                 per_address: Optional[TokenBuckets] = None):
+                 per_address: Optional[TokenBuckets] = None,
+                 trusted: TrustedProxies = TrustedProxies()):
         self.inbox = inbox
+        self.keys = keys
         self.clock = clock
-        self._keys = [key.encode() for key in ingest_keys]
         self._per_key = per_key or TokenBuckets(0, 0)
         self._per_address = per_address or TokenBuckets(0, 0)
-
-    @property
-    def needs_key(self) -> bool:
-        """Whether requests must carry one of the ingest keys."""
-        return bool(self._keys)
-
-    def known_key(self, candidate: Optional[bytes]) -> Optional[bytes]:
-        """The ingest key ``candidate`` is (b"" when no key is needed), or None."""
-        if not self._keys:
-            return b""
-        if not candidate:
-            return None
-        for known in self._keys:
-            if hmac.compare_digest(candidate, known):
-                return known
-        return None
+        self._trusted = trusted
 
     def wait(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
-        """Seconds to wait when the key or the client's address is over its rate, else
-        None (and ``cost`` reports are taken from both)."""
+        """Seconds to wait when over the rate, else None (``cost`` reports taken): a keyed
+        request counts against its key only (many keys may share one address: a proxy, a
+        NAT), one without a key against its client address (never stored)."""
         now = self.clock.seconds()
-        return self._per_key.take(key.decode(), cost, now) or \
-            self._per_address.take(client_address(request), cost, now)
+        if key:
+            return self._per_key.take(key.decode(), cost, now)
+        return self._per_address.take(client_address(request, self._trusted), cost, now)
 
     def store(self, request: server.Request, payload: bytes, reports: int,
               answer: Callable[[], bytes]) -> Any:

@@ -7,14 +7,15 @@ Methods: ``ping()`` and ``record_error({"report": REPORT})``. Valid reports of a
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Optional
 
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
 from flawless.server.ingest.fastpath import StorableCalls, storable_record_calls
-from flawless.server.ingest.http import BodyTooLarge, read_body
 from flawless.server.ingest.gate import IngestGate, refuse_unstored, write
+from flawless.server.ingest.http import BodyTooLarge, read_body
 from flawless.server.ingest.ratelimit import retry_after_header
 
 PARSE_ERROR = -32700
@@ -40,7 +41,7 @@ def answers_body(answers: list[dict], is_batch: bool) -> bytes:
     nothing at all when every call was a notification."""
     if not answers:
         return b""
-    return json.dumps(answers if is_batch else answers[0]).encode()
+    return json.dumps(answers if is_batch else answers[0], allow_nan=False).encode()
 
 
 def result_response(request_id: Any, result: Any) -> dict:
@@ -57,6 +58,20 @@ def _report_params(params: Any) -> Any:
     raise InvalidReport({"params": 'must be {"report": REPORT}'})
 
 
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's extension, not JSON."""
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def valid_id(request_id: Any) -> bool:
+    """Whether a JSON-RPC id is a string, a finite number or null (an id of 1e400 would
+    be echoed as Infinity, which is not JSON)."""
+    if isinstance(request_id, float):
+        return math.isfinite(request_id)
+    return request_id is None or (isinstance(request_id, (str, int))
+                                  and not isinstance(request_id, bool))
+
+
 class Call:
     """One request of a (possibly batched) JSON-RPC body, and its answer once known."""
 
@@ -69,9 +84,15 @@ class Call:
         # to be trimmed or cleaned, or fields that are not part of the wire contract).
         self.trimmed: Optional[dict] = None
         self.answer: Optional[dict] = None
+        if not valid_id(self.request_id):
+            self.request_id = None
+            self.answer = error_response(None, INVALID_REQUEST, "Invalid Request: the id must "
+                                         "be a string, a finite number or null")
 
     def examine(self) -> None:
         """Validate the call; set ``answer`` now unless a report must be stored first."""
+        if self.answer is not None:
+            return
         raw = self.raw
         if not isinstance(raw, dict) or raw.get("jsonrpc") != "2.0" or \
                 not isinstance(raw.get("method"), str):
@@ -129,19 +150,9 @@ class RpcResource(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode()
 
-    def _key(self, request: server.Request) -> Optional[bytes]:
-        """The ingest key the request authenticates with ("" when none is needed), or None."""
-        if not self._gate.needs_key:
-            return b""
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, key = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return None
-        return self._gate.known_key(key.strip())
-
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, parse and dispatch one JSON-RPC body."""
-        key = self._key(request)
+        key = self._gate.keys.key_of(request)
         if key is None:
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Bearer realm="flawless"')
@@ -162,7 +173,7 @@ class RpcResource(resource.Resource):
         if fast is not None and fast.calls <= MAX_BATCH_REQUESTS:
             return self._store_as_received(request, key, body, fast)
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_not_json)
         except (ValueError, RecursionError) as error:
             return self._json(error_response(None, PARSE_ERROR, f"Parse error: {error}"))
         is_batch = isinstance(payload, list)
@@ -222,5 +233,5 @@ class RpcResource(resource.Resource):
         return body
 
     def _json(self, answer: dict) -> bytes:
-        return json.dumps(answer).encode()
+        return json.dumps(answer, allow_nan=False).encode()
 

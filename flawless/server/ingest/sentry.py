@@ -1,8 +1,8 @@
 """Sentry SDKs' way in: ``POST /api/PROJECT_ID/store/`` and ``/api/PROJECT_ID/envelope/``.
 
 The DSN ``http://KEY@HOST:PORT/PROJECT_ID`` points every Sentry SDK here. The key comes from
-``X-Sentry-Auth`` (or ``Authorization: Sentry ...``), the ``sentry_key`` query parameter, or
-the envelope header's ``dsn``; bodies may be gzip or deflate. Each event becomes a REPORT
+``X-Sentry-Auth`` (or ``Authorization: Sentry ...``) or the ``sentry_key`` query parameter
+(``ingest/keys.py``), checked before the body is read; bodies may be gzip, deflate or br. Each event becomes a REPORT
 (``core/sentry_event.py``), scrubbed like the Python client's, validated by
 ``flawless.report``, and stored in the inbox like a JSON-RPC report; the answer, once it is
 durable, is ``{"id": EVENT_ID}``. Other item types are accepted and dropped. Refusals speak
@@ -20,8 +20,7 @@ from twisted.web import pages, resource, server
 
 from flawless.client.scrub import Scrubber
 from flawless.report import InvalidReport, Report, parse_report
-from flawless.server.core.envelope import (BadEnvelope, auth_key, event_json, header_key,
-                                           parse_envelope)
+from flawless.server.core.envelope import BadEnvelope, event_json, parse_envelope
 from flawless.server.core.sentry_event import report_from_event
 from flawless.server.ingest.cors import Cors
 from flawless.server.ingest.gate import IngestGate, inbox_payload
@@ -94,16 +93,6 @@ class SentryEndpoint(resource.Resource):
         request.setHeader(b"allow", b"POST")
         return self._detail(request, 405, "POST Sentry events or envelopes to this URL")
 
-    def _request_key(self, request: server.Request) -> Optional[bytes]:
-        for header in (b"x-sentry-auth", b"authorization"):
-            value = request.getHeader(header)
-            if value:
-                key = auth_key(value.decode("latin-1"))
-                if key:
-                    return key.encode("latin-1")
-        values = request.args.get(b"sentry_key")
-        return values[0] if values else None
-
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, map and store one store body or envelope."""
         kind = self._kind(request)
@@ -111,6 +100,10 @@ class SentryEndpoint(resource.Resource):
             return self._detail(request, 404, "use /api/PROJECT_ID/store/ or /envelope/")
         if not self._cors.answer(request, required=False):
             return self._detail(request, 403, "this page's origin is not in allowed_origins")
+        key = self._gate.keys.key_of(request)
+        if key is None:
+            return self._detail(request, 401, "unknown key: use a DSN whose key is one of "
+                                              "the server's ingest keys")
         try:
             body = bounded_body(request, self._max_body_bytes)
         except Refused as refused:
@@ -126,11 +119,6 @@ class SentryEndpoint(resource.Resource):
                           for number, item in enumerate(envelope.events, 1)]
         except BadEnvelope as bad:
             return self._detail(request, 400, str(bad))
-        key = self._gate.known_key(self._request_key(request) or (
-            (header_key(header) or "").encode("latin-1") or None))
-        if key is None:
-            return self._detail(request, 401, "unknown key: use a DSN whose key is one of "
-                                              "the server's ingest keys")
         wait = self._gate.wait(request, key, max(1, len(events)))
         if wait is not None:
             seconds = retry_after_header(wait)

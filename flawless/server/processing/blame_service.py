@@ -38,12 +38,14 @@ class BlameService(service.Service):
     name = "blame"
 
     def __init__(self, repository: Repository, git: Runner, fetcher: Runner, clock: Any,
-                 cache_size: int = 10000, fetch_interval: Optional[float] = None):
+                 cache_size: int = 10000, fetch_interval: Optional[float] = None,
+                 commit_graph: bool = False):
         self.repository = repository
         self._git = git
         self._fetcher = fetcher
         self._clock = clock
         self._fetch_interval = fetch_interval
+        self._commit_graph = commit_graph
         self._results: Lru[_Key, Union[Blame, BlameFailed]] = Lru(cache_size)
         self._resolved: Lru[str, str] = Lru(1024)
         # Revisions that fell back to the tip: (when looked up, tip sha), briefly trusted.
@@ -63,12 +65,20 @@ class BlameService(service.Service):
         return self._fetch_error or self._access_error
 
     def startService(self) -> None:  # noqa: N802 - Twisted API
-        """Fetch repo_url now and periodically, when it is set."""
+        """Fetch repo_url now and periodically, when it is set; else index the history of
+        repo_dir for fast blames (see Repository.write_commit_graph)."""
         super().startService()
         if self.repository.repo_url and self._fetch_interval:
             self._fetch_loop = task.LoopingCall(self.fetch_now)
             self._fetch_loop.clock = self._clock
             self._fetch_loop.start(self._fetch_interval, now=True)
+        elif self._commit_graph:
+            self._write_commit_graph()
+
+    def _write_commit_graph(self) -> defer.Deferred:
+        writing = self._fetcher.run(self.repository.write_commit_graph)
+        return writing.addErrback(lambda failure: log.warn(
+            "blames stay slower: {reason}", reason=failure.getErrorMessage()))
 
     def stopService(self) -> Any:  # noqa: N802 - Twisted API
         """Stop fetching and end the git commands under way (their callers see the repository
@@ -204,10 +214,11 @@ class BlameService(service.Service):
         fetching = self._fetcher.run(self.repository.fetch)
         return fetching.addCallbacks(self._fetched, self._fetch_failed)
 
-    def _fetched(self, _: None) -> None:
+    def _fetched(self, _: None) -> Optional[defer.Deferred]:
         self._fallbacks.clear()
         self.last_fetch = self._clock.seconds()
         self._fetch_error = None
+        return self._write_commit_graph() if self._commit_graph else None
 
     def _fetch_failed(self, failure: Failure) -> None:
         message = self.repository.redact(failure.getErrorMessage())

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Union
 
 import yaml
 
+from flawless.config import parse_bool
 from flawless.server.atomic import write_atomically
 from flawless.server.rules.loading import RULE_FILES as FILE_NAMES, check_rule_text, legacy_name
 
@@ -124,7 +125,7 @@ def _convert(spec: Field, raw: str) -> Any:
     """The typed value of one field, or None when empty; raises ValueError with a reason."""
     text = raw.strip()
     if spec.kind == "bool":
-        return text.lower() in ("1", "true", "yes", "on")
+        return parse_bool(text) if text else False  # an unticked box sends nothing
     if not text:
         if spec.required:
             raise ValueError("is required")

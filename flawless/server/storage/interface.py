@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from typing import Any, ContextManager, Optional, Protocol, Sequence
 
+from flawless.report import Report
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
-                                             IssueLink, NewEntry, OutboxMail, SourceMapFile)
+                                             IssueLink, NewEntry, OutboxMail, SourceMapFile,
+                                             WeekTotals)
 
 
 class Transaction(Protocol):
@@ -25,13 +27,18 @@ class Transaction(Protocol):
         """:meth:`error_state` of many errors at once (those seen before)."""
 
     def save_error(self, record: ErrorRecord) -> int:
-        """Insert or update an error; return its id."""
+        """Insert or update an error; return its id. When its latest occurrence moves to a
+        later week, the previous last report is kept for its week (:meth:`Storage.
+        week_report`); when its developer or known state changes, its weekly counts move to
+        the new developer's totals."""
 
     def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
         """:meth:`save_error` of many errors at once; their ids in the same order."""
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
-        """Add occurrences to the error's week and day counters."""
+        """Add occurrences to the error's week and day counters, and to the week's totals
+        of its developer (occurrences, and distinct errors when it is the error's first
+        occurrence that week)."""
 
     def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
         """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
@@ -196,11 +203,31 @@ class Storage(Protocol):
 
     def errors_at_line(self, filename: str, function_name: str,
                        line_number: int) -> list[ErrorRecord]:
-        """Errors at one file, function and line number, most recently seen first."""
+        """Errors at one file, function and line number, most recently seen first (ten at
+        most)."""
 
-    def week_errors(self, week: str, include_known: bool = True
-                    ) -> list[tuple[ErrorRecord, int]]:
-        """The errors seen in the week starting ``week``, with their count in that week."""
+    def week_errors(self, week: str, include_known: bool = True, offset: int = 0,
+                    limit: int = 100, query: str = "") -> list[tuple[ErrorRecord, int]]:
+        """Errors seen in the week starting ``week``, with their count in that week, most
+        frequent first (ties by id): ``limit`` of them from ``offset``. ``query`` keeps
+        those whose file, function, line text, exception type, developer name or address
+        contains it (case-insensitive), looking at the week's most frequent errors only
+        (a bounded number)."""
+
+    def week_totals(self, week: str, include_known: bool = True) -> WeekTotals:
+        """The week's occurrences, distinct errors and blamed developers, from kept counts
+        (never a sum over the week's errors)."""
+
+    def developer_week_totals(self, week: str, author_email: Optional[str],
+                              include_known: bool = True) -> tuple[int, int]:
+        """(occurrences, distinct errors) of one developer (None: blamed on nobody) in a
+        week, from kept counts."""
+
+    def week_report(self, error_id: int, week: str) -> Optional[Report]:
+        """The last report of an error in a past week, when one was kept."""
+
+    def error_week_count(self, error_id: int, week: str) -> int:
+        """Occurrences of an error in one week."""
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
@@ -208,8 +235,12 @@ class Storage(Protocol):
     def deliveries(self, error_id: int, limit: int = 50) -> list[Delivery]:
         """Where the alerts of one error went (or are going), newest first."""
 
-    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
-        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+    def author_errors(self, email: str, offset: int = 0, limit: int = 100
+                      ) -> list[ErrorRecord]:
+        """Errors blamed on ``email`` (case-insensitive), most recently seen first: ``limit``
+        of them from ``offset``."""
 
-    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
-        """(week start, occurrences) of the errors blamed on ``email``, newest first."""
+    def author_weekly_totals(self, email: str, limit: int = 100
+                             ) -> list[tuple[str, int, int]]:
+        """(week start, occurrences, distinct errors) of the errors blamed on ``email``,
+        newest week first, at most ``limit`` weeks, from kept counts."""

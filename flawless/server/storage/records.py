@@ -107,6 +107,15 @@ class ChannelState:
     last_error: Optional[str]
 
 
+@dataclass(frozen=True)
+class WeekTotals:
+    """A week's occurrences, distinct errors and blamed developers, from kept counts."""
+
+    occurrences: int
+    errors: int
+    developers: int
+
+
 class _Params(msgspec.Struct):
     report: msgspec.Raw
 

@@ -3,25 +3,35 @@
 Each thread has its own connection; the server writes from one thread only (the ``db-write``
 pool), so writers never wait on SQLite's lock, while pages read beside them. The schema is
 versioned (``PRAGMA user_version``) and brought up to date by :data:`MIGRATIONS` at open.
+
+A full disk must not strand accepted reports: a request is refused unless the room left
+for the database (free on the disk, or inside the file) would still hold the whole inbox
+once more (what processing it writes) plus ``min_free_bytes`` (for the write-ahead log),
+so what was accepted can always be processed. After a write that failed for want of space
+the write-ahead log is checkpointed and truncated, and once checkpointed it never keeps
+more than :data:`WAL_KEPT_BYTES` on disk.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import msgspec
 
-from flawless.server.core.calendar import day_of, week_start
+from flawless.report import Report
+from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
 from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
                                              IssueLink, NewEntry, OutboxMail, SourceMapFile,
-                                             StorageUnavailable, decode_report, encode_report,
+                                             StorageUnavailable, WeekTotals, decode_report,
+                                             encode_report,
                                              reports_in_payload)
 
 # Each migration takes the schema from its index to the next version; never edit one that
@@ -155,7 +165,39 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX issue_links_fingerprint ON issue_links (fingerprint)
     """,
-    # 5: the source maps of browser builds (flawless sourcemaps), by release and script URL
+    # 5: pages whose work does not grow with the data. Each week's totals per developer,
+    # kept as occurrences are counted (a page never sums a week's errors); a week's errors
+    # in order of their count; a developer's errors by when last seen; the last report of
+    # each error in each past week (a link to an old week shows that week's occurrence).
+    """
+    CREATE TABLE IF NOT EXISTS week_authors (
+        week_start TEXT NOT NULL,
+        author TEXT NOT NULL,
+        known INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        PRIMARY KEY (week_start, author, known)
+    );
+    INSERT OR IGNORE INTO week_authors (week_start, author, known, count, errors)
+        SELECT w.week_start, LOWER(COALESCE(e.author_email, '')), e.known, SUM(w.count),
+               COUNT(*)
+        FROM error_weeks w JOIN errors e ON e.id = w.error_id
+        GROUP BY w.week_start, LOWER(COALESCE(e.author_email, '')), e.known;
+    CREATE INDEX IF NOT EXISTS week_authors_author ON week_authors (author, week_start);
+    CREATE INDEX IF NOT EXISTS error_weeks_by_count ON error_weeks (week_start, count DESC,
+                                                                    error_id);
+    DROP INDEX IF EXISTS errors_author;
+    CREATE INDEX IF NOT EXISTS errors_author ON errors (author_email COLLATE NOCASE,
+                                                        last_seen DESC);
+    CREATE TABLE IF NOT EXISTS week_reports (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        week_start TEXT NOT NULL,
+        last_seen REAL NOT NULL,
+        report TEXT NOT NULL,
+        PRIMARY KEY (error_id, week_start)
+    );
+    """,
+    # 6: the source maps of browser builds (flawless sourcemaps), by release and script URL
     """
     CREATE TABLE IF NOT EXISTS sourcemaps (
         release TEXT NOT NULL,
@@ -169,6 +211,11 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# a week's filter looks at this many of its most frequent errors, so its work is bounded
+FILTER_SCAN_LIMIT = 20000
+WAL_KEPT_BYTES = 4 * 1024 * 1024   # what a checkpointed write-ahead log keeps on disk
+INBOX_RECOUNT_SECONDS = 1.0        # the inbox's size is counted anew at most this often
+SQLITE_FULL = 13
 
 _ERROR_COLUMNS = (
     "id, filename, function_name, text, line_number, exception_type, blamed, author_name, "
@@ -179,6 +226,7 @@ _ERROR_COLUMNS = (
 _SAVED_COLUMNS = _ERROR_COLUMNS.split(", ", 1)[1]
 _JSON = msgspec.json.Encoder()
 STATES_PER_QUERY = 300   # three parameters each: well under SQLite's limit of 32766
+IDS_PER_QUERY = 900
 
 
 def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
@@ -247,7 +295,11 @@ class SqliteTransaction:
         return states
 
     def save_error(self, record: ErrorRecord) -> int:
-        """Insert or update an error; return its id."""
+        """Insert or update an error; return its id.
+
+        When its latest occurrence moves to a later week, the last report of the earlier
+        week is kept for that week; when its developer or its known state changes, its
+        weekly counts move to the new developer's totals."""
         return self.save_errors([record])[0]
 
     def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
@@ -266,18 +318,72 @@ class SqliteTransaction:
 
     def _update_errors(self, records: Sequence[ErrorRecord], plan: Optional[Plan]) -> None:
         """Rewrite stored errors; with a plan, only those still at the count it read."""
+        before = self._stored(record.error_id for record in records)
+        self._keep_week_reports(records, before)
         assignments = ", ".join(f"{column} = ?" for column in _SAVED_COLUMNS.split(", "))
         if plan is None:
             self._connection.executemany(f"UPDATE errors SET {assignments} WHERE id = ?",
                                          [_saved_values(record) + (record.error_id,)
                                           for record in records])
-            return
-        cursor = self._connection.executemany(
-            f"UPDATE errors SET {assignments} WHERE id = ? AND count = ?",
-            [_saved_values(record) + (record.error_id, plan.read[record.key].count)
-             for record in records])
-        if cursor.rowcount != len(records):
-            raise PlanConflict(f"{len(records) - cursor.rowcount} errors changed meanwhile")
+        else:
+            cursor = self._connection.executemany(
+                f"UPDATE errors SET {assignments} WHERE id = ? AND count = ?",
+                [_saved_values(record) + (record.error_id, plan.read[record.key].count)
+                 for record in records])
+            if cursor.rowcount != len(records):
+                raise PlanConflict(f"{len(records) - cursor.rowcount} errors changed meanwhile")
+        self._move_week_totals([(record, before[record.error_id]) for record in records
+                                if record.error_id in before and before[record.error_id][1:]
+                                != (record.author_email, int(record.known))])
+
+    def _stored(self, error_ids: Iterable[int]) -> dict[int, tuple[float, Optional[str], int]]:
+        """(last seen, developer's address, known) of stored errors, by id."""
+        ids, found = list(error_ids), {}
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[start:start + IDS_PER_QUERY]
+            for row in self._connection.execute(
+                    "SELECT id, last_seen, author_email, known FROM errors WHERE id IN "
+                    f"({', '.join('?' * len(chunk))})", chunk):
+                found[row["id"]] = (row["last_seen"], row["author_email"], row["known"])
+        return found
+
+    def _keep_week_reports(self, records: Sequence[ErrorRecord],
+                           before: dict[int, tuple[float, Optional[str], int]]) -> None:
+        """Keep the last report of an error's week when its latest occurrence moves on."""
+        moved = [(week_start(before[record.error_id][0]), record.error_id)
+                 for record in records if record.error_id in before
+                 and week_start(before[record.error_id][0]) != week_start(record.last_seen)]
+        self._connection.executemany(
+            "INSERT INTO week_reports (error_id, week_start, last_seen, report) "
+            "SELECT id, ?, last_seen, last_report FROM errors WHERE id = ? "
+            "ON CONFLICT (error_id, week_start) DO UPDATE SET "
+            "last_seen = excluded.last_seen, report = excluded.report", moved)
+
+    def _move_week_totals(self, moves: Sequence[tuple[ErrorRecord, tuple[float, Optional[str],
+                                                                          int]]]) -> None:
+        """Move the weekly counts of errors blamed anew (or made known) to their new
+        developer's totals."""
+        for record, (_, author, known) in moves:
+            weeks = self._connection.execute(
+                "SELECT week_start, count FROM error_weeks WHERE error_id = ?",
+                (record.error_id,)).fetchall()
+            self._connection.executemany(
+                "UPDATE week_authors SET count = count - ?, errors = errors - 1 "
+                "WHERE week_start = ? AND author = LOWER(?) AND known = ?",
+                [(row["count"], row["week_start"], author or "", known) for row in weeks])
+            self._add_week_totals([(row["week_start"], record.author_email, int(record.known),
+                                    row["count"], 1) for row in weeks])
+
+    def _add_week_totals(self, totals: Sequence[tuple[str, Optional[str], int, int, int]]
+                         ) -> None:
+        """Add (week, developer's address, known, occurrences, distinct errors) to the
+        weeks' totals."""
+        self._connection.executemany(
+            "INSERT INTO week_authors (week_start, author, known, count, errors) "
+            "VALUES (?, LOWER(?), ?, ?, ?) ON CONFLICT (week_start, author, known) DO UPDATE "
+            "SET count = count + excluded.count, errors = errors + excluded.errors",
+            [(week, author or "", known, count, errors)
+             for week, author, known, count, errors in totals])
 
     def _with_inserted(self, records: Sequence[ErrorRecord]) -> list[int]:
         """The ids of ``records``, inserting those that have none."""
@@ -288,11 +394,13 @@ class SqliteTransaction:
             for record in records]
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
-        """Add occurrences to the error's week and day counters."""
+        """Add occurrences to the error's week and day counters, and to its developer's
+        totals of the week."""
         self.count_many_occurrences([(error_id, when, occurrences)])
 
     def count_many_occurrences(self, counts: Sequence[tuple[int, float, int]]) -> None:
         """:meth:`count_occurrences` of many (error id, when, occurrences) at once."""
+        self._count_week_totals(counts)
         self._connection.executemany(
             "INSERT INTO error_weeks (error_id, week_start, count, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?) ON CONFLICT (week_start, error_id) DO UPDATE SET "
@@ -303,6 +411,32 @@ class SqliteTransaction:
             "INSERT INTO error_days (error_id, day, count) VALUES (?, ?, ?) "
             "ON CONFLICT (error_id, day) DO UPDATE SET count = count + excluded.count",
             [(error_id, day_of(when), occurrences) for error_id, when, occurrences in counts])
+
+    def _count_week_totals(self, counts: Sequence[tuple[int, float, int]]) -> None:
+        """Add occurrences to their developers' totals of the week (before the week counts
+        are written: an error's first occurrence of a week adds a distinct error)."""
+        weeks = {(week_start(when), error_id) for error_id, when, _ in counts}
+        seen: set[tuple[str, int]] = set()
+        pairs = list(weeks)
+        for start in range(0, len(pairs), STATES_PER_QUERY):
+            chunk = pairs[start:start + STATES_PER_QUERY]
+            seen.update((row[0], row[1]) for row in self._connection.execute(
+                "SELECT w.week_start, w.error_id FROM "
+                f"(VALUES {', '.join(['(?, ?)'] * len(chunk))}) AS k JOIN error_weeks w "
+                "ON w.week_start = k.column1 AND w.error_id = k.column2",
+                [part for pair in chunk for part in pair]))
+        stored = self._stored({error_id for error_id, _, _ in counts})
+        totals: dict[tuple[str, Optional[str], int], list[int]] = {}
+        for error_id, when, occurrences in counts:
+            week = week_start(when)
+            _, author, known = stored[error_id]
+            total = totals.setdefault((week, author, known), [0, 0])
+            total[0] += occurrences
+            if (week, error_id) not in seen:
+                seen.add((week, error_id))
+                total[1] += 1
+        self._add_week_totals([(week, author, known, count, errors)
+                               for (week, author, known), (count, errors) in totals.items()])
 
     def queue_entry(self, entry: NewEntry, now: float,
                     held_until: Optional[float] = None) -> int:
@@ -379,8 +513,11 @@ class SqliteClaim:
 class SqliteStorage:
     """The SQLite database of one flawless server (see :class:`~.interface.Storage`)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, min_free_bytes: int = 0):
         self.path = path
+        self.min_free_bytes = min_free_bytes
+        self._inbox_bytes = 0           # as last counted, plus what was added since
+        self._inbox_counted_at = float("-inf")
         self._local = threading.local()
         self._migrate()
 
@@ -392,7 +529,28 @@ class SqliteStorage:
         # FULL: a committed report survives power loss too, and group commit keeps it cheap.
         connection.execute("PRAGMA synchronous=FULL")
         connection.execute("PRAGMA foreign_keys=ON")
+        connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         return connection
+
+    def room(self) -> int:
+        """Bytes a write can use: free on the disk, plus free pages inside the file."""
+        disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        connection = self._connection
+        pages = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        return disk.f_bavail * disk.f_frsize + pages * page_size
+
+    def _after_failed_write(self, error: sqlite3.Error) -> None:
+        """When a write failed for want of space, move the write-ahead log into the file
+        and truncate it: it holds frames of the failed write and of earlier ones, and
+        left as it is it could keep the disk full for good."""
+        if getattr(error, "sqlite_errorcode", None) != SQLITE_FULL and \
+                "full" not in str(error):
+            return
+        try:
+            self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass   # still no room: the next failed write tries again
 
     def _migrate(self) -> None:
         try:
@@ -408,6 +566,10 @@ class SqliteStorage:
                             transaction.execute(statement)
                 transaction.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.Error as error:
+            raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
+        except StorageUnavailable as error:
+            if "schema version" in str(error):
+                raise
             raise StorageUnavailable(f"cannot open {self.path}: {error}") from error
 
     @property
@@ -440,14 +602,19 @@ class SqliteStorage:
             raise StorageUnavailable(str(error)) from error
         try:
             yield SqliteTransaction(connection)
-        except BaseException:
+        except BaseException as failure:
             connection.execute("ROLLBACK")
+            if isinstance(failure, sqlite3.Error) and \
+                    not isinstance(failure, sqlite3.IntegrityError):
+                self._after_failed_write(failure)
+                raise StorageUnavailable(str(failure)) from failure
             raise
         try:
             connection.execute("COMMIT")
         except sqlite3.Error as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            self._after_failed_write(error)
             raise StorageUnavailable(str(error)) from error
 
     # -- ingest --
@@ -459,14 +626,29 @@ class SqliteStorage:
         Each payload is a JSON-RPC body whose valid ``record_error`` calls are to be
         processed, with the number of reports it holds.
         """
-        try:
-            with self.transaction() as transaction:
-                return [int(transaction.execute(
-                    "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
-                    received_at, payload, reports).lastrowid or 0)
-                    for payload, reports in payloads]
-        except sqlite3.Error as error:
-            raise StorageUnavailable(str(error)) from error
+        incoming = sum(len(payload) for payload, _ in payloads)
+        if self.min_free_bytes:
+            self._check_room(incoming, received_at)
+        with self.transaction() as transaction:
+            ids = [int(transaction.execute(
+                "INSERT INTO inbox (received_at, payload, reports) VALUES (?, ?, ?)",
+                received_at, payload, reports).lastrowid or 0)
+                for payload, reports in payloads]
+        self._inbox_bytes += incoming
+        return ids
+
+    def _check_room(self, incoming: int, now: float) -> None:
+        """Refuse ``incoming`` bytes unless the inbox with them could still be processed."""
+        if now - self._inbox_counted_at >= INBOX_RECOUNT_SECONDS:
+            self._inbox_bytes = int(self._query(
+                "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM inbox")[0][0])
+            self._inbox_counted_at = now
+        room, needed = self.room(), self.min_free_bytes + self._inbox_bytes + incoming
+        if room < needed:
+            raise StorageUnavailable(
+                f"{room} bytes are free for the database, and processing the reports waiting "
+                f"with these would leave less than min_free_disk_bytes: new reports wait "
+                "until there is room")
 
     # -- processing --
 
@@ -653,20 +835,25 @@ class SqliteStorage:
         """Forget counts, errors and delivered mail older than ``before``; return errors
         removed."""
         week, day = week_start(before), day_of(before)
+        # An error goes once all its weeks have gone: last seen before the first week kept
+        # (one seen later in that week still has its week and day counted).
+        gone = week_timestamp(week)
         with self.transaction() as transaction:
             transaction.execute("DELETE FROM error_weeks WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_authors WHERE week_start < ?", week)
+            transaction.execute("DELETE FROM week_reports WHERE week_start < ?", week)
             transaction.execute("DELETE FROM error_days WHERE day < ?", day)
             transaction.execute("DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?",
                                 before)
             transaction.execute("DELETE FROM sourcemaps WHERE uploaded_at < ?", before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", before)
+                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
             transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
-                                       before).rowcount
+                                       gone).rowcount
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""
@@ -729,18 +916,68 @@ class SqliteStorage:
         error whose source line changed since a link to it was made)."""
         return [_error_from_row(row) for row in self._query(
             f"SELECT {_ERROR_COLUMNS} FROM errors WHERE filename = ? AND function_name = ? "
-            "AND line_number = ? ORDER BY last_seen DESC", filename, function_name,
+            "AND line_number = ? ORDER BY last_seen DESC LIMIT 10", filename, function_name,
             line_number)]
 
-    def week_errors(self, week: str, include_known: bool = True
-                    ) -> list[tuple[ErrorRecord, int]]:
-        """The errors seen in the week starting ``week``, with their count in that week."""
+    def week_errors(self, week: str, include_known: bool = True, offset: int = 0,
+                    limit: int = 100, query: str = "") -> list[tuple[ErrorRecord, int]]:
+        """Errors seen in the week starting ``week``, with their count in that week, most
+        frequent first: ``limit`` of them from ``offset``. ``query`` keeps those whose file,
+        function, line, exception type or developer contains it (case-insensitive), among
+        the week's FILTER_SCAN_LIMIT most frequent errors."""
         columns = ", ".join("e." + column for column in _ERROR_COLUMNS.split(", "))
+        conditions, arguments = [], [week]
+        if query:
+            window = "ORDER BY count DESC, error_id LIMIT ?"
+            arguments.append(FILTER_SCAN_LIMIT)
+            pattern = "%" + query.replace("\\", "\\\\").replace(
+                "%", "\\%").replace("_", "\\_") + "%"
+            fields = ("e.filename", "e.function_name", "e.text", "e.exception_type",
+                      "e.author_name", "e.author_email")
+            conditions.append("(" + " OR ".join(f"LOWER(COALESCE({field}, '')) LIKE LOWER(?) "
+                                                "ESCAPE '\\'" for field in fields) + ")")
+            arguments += [pattern] * len(fields)
+        else:
+            window = ""
+        if not include_known:
+            conditions.append("e.known = 0")
         rows = self._query(
-            f"SELECT {columns}, w.count AS week_count FROM error_weeks w "
-            "JOIN errors e ON e.id = w.error_id WHERE w.week_start = ? "
-            + ("" if include_known else "AND e.known = 0 ") + "ORDER BY w.count DESC", week)
+            f"SELECT {columns}, w.count AS week_count FROM (SELECT error_id, count "
+            f"FROM error_weeks WHERE week_start = ? {window}) w JOIN errors e "
+            "ON e.id = w.error_id " + ("WHERE " + " AND ".join(conditions) if conditions else "")
+            + " ORDER BY w.count DESC, w.error_id LIMIT ? OFFSET ?", *arguments, limit, offset)
         return [(_error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def week_totals(self, week: str, include_known: bool = True) -> WeekTotals:
+        """The week's occurrences, distinct errors and blamed developers."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(errors), 0), "
+            "COUNT(DISTINCT CASE WHEN author <> '' AND count > 0 THEN author END) "
+            "FROM week_authors WHERE week_start = ?"
+            + ("" if include_known else " AND known = 0"), week)[0]
+        return WeekTotals(int(row[0]), int(row[1]), int(row[2]))
+
+    def developer_week_totals(self, week: str, author_email: Optional[str],
+                              include_known: bool = True) -> tuple[int, int]:
+        """(occurrences, distinct errors) of one developer (None: blamed on nobody) in a
+        week."""
+        row = self._query(
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(errors), 0) FROM week_authors "
+            "WHERE week_start = ? AND author = LOWER(?)"
+            + ("" if include_known else " AND known = 0"), week, author_email or "")[0]
+        return int(row[0]), int(row[1])
+
+    def week_report(self, error_id: int, week: str) -> Optional[Report]:
+        """The last report of an error in a past week (None when none was kept)."""
+        rows = self._query("SELECT report FROM week_reports WHERE error_id = ? AND "
+                           "week_start = ?", error_id, week)
+        return decode_report(rows[0]["report"]) if rows else None
+
+    def error_week_count(self, error_id: int, week: str) -> int:
+        """Occurrences of an error in one week."""
+        rows = self._query("SELECT count FROM error_weeks WHERE week_start = ? AND "
+                           "error_id = ?", week, error_id)
+        return int(rows[0]["count"]) if rows else 0
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""
@@ -748,15 +985,19 @@ class SqliteStorage:
             "SELECT day, count FROM error_days WHERE error_id = ? AND day >= ? ORDER BY day",
             error_id, since_day)]
 
-    def author_errors(self, email: str, limit: int = 500) -> list[ErrorRecord]:
-        """Every error blamed on ``email`` (case-insensitive), most recently seen first."""
+    def author_errors(self, email: str, offset: int = 0, limit: int = 100
+                      ) -> list[ErrorRecord]:
+        """Errors blamed on ``email`` (case-insensitive), most recently seen first: ``limit``
+        of them from ``offset``."""
         return [_error_from_row(row) for row in self._query(
             f"SELECT {_ERROR_COLUMNS} FROM errors WHERE author_email = ? COLLATE NOCASE "
-            "ORDER BY last_seen DESC LIMIT ?", email, limit)]
+            "ORDER BY last_seen DESC LIMIT ? OFFSET ?", email, limit, offset)]
 
-    def author_weekly_totals(self, email: str) -> list[tuple[str, int]]:
-        """(week start, occurrences) of the errors blamed on ``email``, newest week first."""
-        return [(row[0], int(row[1])) for row in self._query(
-            "SELECT w.week_start, SUM(w.count) FROM error_weeks w JOIN errors e "
-            "ON e.id = w.error_id WHERE e.author_email = ? COLLATE NOCASE "
-            "GROUP BY w.week_start ORDER BY w.week_start DESC", email)]
+    def author_weekly_totals(self, email: str, limit: int = 100
+                             ) -> list[tuple[str, int, int]]:
+        """(week start, occurrences, distinct errors) of the errors blamed on ``email``,
+        newest week first, at most ``limit`` weeks."""
+        return [(row[0], int(row[1]), int(row[2])) for row in self._query(
+            "SELECT week_start, SUM(count), SUM(errors) FROM week_authors WHERE author = "
+            "LOWER(?) GROUP BY week_start HAVING SUM(count) > 0 ORDER BY week_start DESC "
+            "LIMIT ?", email, limit)]

@@ -52,6 +52,18 @@ class HttpError(Exception):
 
 Handler = Callable[[server.Request], Awaitable[Answer]]
 ErrorPage = Callable[[int, str], Answer]
+# Decides before a handler runs: None lets it run, an Answer is sent instead (a login).
+Guard = Callable[[server.Request, bool], Optional[Answer]]
+# Printable ASCII but the space: what a header value keeps as it is.
+_HEADER_SAFE = "".join(chr(code) for code in range(33, 127))
+
+
+def header_value(value: str) -> bytes:
+    """A header value as bytes: ASCII as it is, anything else percent-encoded as UTF-8 (a
+    header carries no other text safely)."""
+    if value.isascii():
+        return value.encode("ascii")
+    return urllib.parse.quote(value, safe=_HEADER_SAFE + " ").encode("ascii")
 
 
 def safe_next(path: str) -> str:
@@ -140,12 +152,14 @@ class Endpoint(resource.Resource):
     isLeaf = True
 
     def __init__(self, error_page: ErrorPage, get: Optional[Handler] = None,
-                 post: Optional[Handler] = None, as_json: bool = False):
+                 post: Optional[Handler] = None, as_json: bool = False,
+                 guard: Optional[Guard] = None):
         super().__init__()
         self._error_page = error_page
         self._get = get
         self._post = post
         self._as_json = as_json
+        self._guard = guard
 
     def render_GET(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Answer a GET (and HEAD)."""
@@ -160,12 +174,17 @@ class Endpoint(resource.Resource):
             request.setHeader(b"allow", b"GET, HEAD" if self._post is None else b"GET, POST")
             self._write(request, self._error(405, "This address does not take that method."))
             return server.NOT_DONE_YET
+        if self._guard is not None:
+            refusal = self._guard(request, self._as_json)
+            if refusal is not None:
+                self._write(request, refusal)
+                return server.NOT_DONE_YET
         finished: list[bool] = []
         request.notifyFinish().addBoth(lambda _: finished.append(True))
         result = defer.ensureDeferred(handler(request))
         result.addErrback(self._failed)
         result.addCallback(lambda answer: None if finished else self._write(request, answer))
-        result.addErrback(lambda failure: log.failure("writing an answer failed", failure))
+        result.addErrback(self._write_failed, request)
         return server.NOT_DONE_YET
 
     def _error(self, status: int, message: str) -> Answer:
@@ -193,12 +212,23 @@ class Endpoint(resource.Resource):
         request.setHeader(b"cache-control", b"no-store")
         for name, value in SECURITY_HEADERS + answer.headers:
             if name == "set-cookie":  # several may be set; setHeader would keep the last
-                request.responseHeaders.addRawHeader(b"set-cookie", value.encode("latin-1"))
+                request.responseHeaders.addRawHeader(b"set-cookie", header_value(value))
             else:
-                request.setHeader(name.encode(), value.encode("latin-1"))
+                request.setHeader(name.encode(), header_value(value))
         request.setHeader(b"content-length", str(len(answer.body)).encode())
         request.write(answer.body)
         request.finish()
+
+    def _write_failed(self, failure: Any, request: server.Request) -> None:
+        """Writing the answer failed: the request still gets one, never hangs."""
+        log.failure("writing an answer failed", failure)
+        if request.finished or request._disconnected or request.startedWriting:
+            if not (request.finished or request._disconnected):
+                request.loseConnection()
+            return
+        request.responseHeaders = type(request.responseHeaders)()
+        self._write(request, self._error(500, "Something went wrong on the server; its log "
+                                              "has the details."))
 
 
 def redirect(location: str, *cookies: str) -> Answer:

@@ -27,10 +27,21 @@ def template_directory() -> str:
 
 @dataclass(frozen=True)
 class Visitor:
-    """Who asks: whether they are logged in as admin, and their CSRF token."""
+    """Who asks: their role when logged in ("admin" or "viewer", else ""), and their CSRF
+    token."""
 
-    admin: bool
+    role: str = ""
     csrf_token: str = ""
+
+    @property
+    def admin(self) -> bool:
+        """Whether they may change rule files."""
+        return self.role == "admin"
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether they are logged in at all."""
+        return bool(self.role)
 
 
 class Renderer:
@@ -63,4 +74,4 @@ class Renderer:
 
     def error_page(self, status: int, message: str) -> Answer:
         """An error page (rendered without touching the database)."""
-        return self.message(Visitor(False), status, ERROR_TITLES.get(status, "Error"), message)
+        return self.message(Visitor(), status, ERROR_TITLES.get(status, "Error"), message)

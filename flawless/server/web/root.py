@@ -15,7 +15,7 @@ from flawless.server.web.health import HealthPage
 from flawless.server.web.http import Answer, Endpoint, HttpError, StaticFile
 from flawless.server.web.pages import ReadPages
 from flawless.server.web.render import Renderer
-from flawless.server.web.sessions import AdminGate
+from flawless.server.web.sessions import Gate
 
 STATIC_FILES = {"dashboard.css": "text/css; charset=utf-8",
                 "logo.svg": "image/svg+xml"}
@@ -34,6 +34,11 @@ class WebParts:
     admin_password: str
     reload_rules: Callable[[], None]      # apply an edited rule file now
     templates: Optional[str] = None       # another template directory (tests)
+    viewer_password: str = ""             # when set, reading needs a login too
+    secure_cookies: bool = False          # behind a TLS proxy: cookies get Secure
+    client_address: Callable[[server.Request], str] = (   # trusted proxies aside
+        lambda request: getattr(request.getClientAddress(), "host", "") or "")
+    page_size: int = 100
 
 
 class Root(resource.Resource):
@@ -55,18 +60,22 @@ async def _not_found(request: server.Request) -> Answer:
 def build_web_root(parts: WebParts) -> resource.Resource:
     """The dashboard's resource tree."""
     renderer = Renderer(parts.clock.seconds, parts.templates)
-    gate = AdminGate(parts.admin_password, clock=parts.clock.seconds)
+    gate = Gate(parts.admin_password, parts.viewer_password, clock=parts.clock.seconds)
     admin = AdminPages(gate, parts.storage, parts.reader, renderer, parts.config_dir,
-                       parts.config_path, parts.reload_rules)
-    pages = ReadPages(parts.storage, parts.reader, renderer, admin.visitor)
+                       parts.config_path, parts.reload_rules, parts.client_address,
+                       parts.secure_cookies)
+    pages = ReadPages(parts.storage, parts.reader, renderer, admin.visitor, parts.page_size)
 
     def page(**handlers: Any) -> Endpoint:
         return Endpoint(renderer.error_page, **handlers)
 
-    def api(**handlers: Any) -> Endpoint:
-        return Endpoint(renderer.error_page, as_json=True, **handlers)
+    def read_page(**handlers: Any) -> Endpoint:
+        return Endpoint(renderer.error_page, guard=admin.reader, **handlers)
 
-    weekly = page(get=pages.weekly)
+    def api(**handlers: Any) -> Endpoint:
+        return Endpoint(renderer.error_page, as_json=True, guard=admin.reader, **handlers)
+
+    weekly = read_page(get=pages.weekly)
     static = resource.Resource()
     for name, content_type in STATIC_FILES.items():
         static.putChild(name.encode(), StaticFile(os.path.join(renderer.directory, name),
@@ -84,9 +93,10 @@ def build_web_root(parts: WebParts) -> resource.Resource:
     for path, child in {
         b"": weekly,
         b"get_weekly_error_report": weekly,
-        b"view_traceback": page(get=pages.traceback),
-        b"developer": page(get=pages.developer),
-        b"check_health": api(get=parts.health.health),
+        b"view_traceback": read_page(get=pages.traceback),
+        b"developer": read_page(get=pages.developer),
+        # open to monitors; it shows no error data
+        b"check_health": Endpoint(renderer.error_page, as_json=True, get=parts.health.health),
         b"login": page(get=admin.login_form, post=admin.login),
         b"logout": page(post=admin.logout),
         b"add_known_error": page(get=admin.known_error_form, post=admin.add_known_error),

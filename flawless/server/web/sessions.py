@@ -1,4 +1,10 @@
-"""Admin login for the dashboard: password check, sessions, CSRF tokens, login rate limit.
+"""Logins for the dashboard: passwords, sessions, CSRF tokens, and delays after failures.
+
+Two passwords: the admin's (changes rule files) and, when set, the viewer's (reads pages and
+the API; without it reading needs no login). Failed logins are counted per client address
+(an IPv6 /64 counts as one): the first few cost nothing, then each further attempt from that
+address waits twice as long as the one before, up to a quarter of an hour. Nobody else is
+slowed down, so strangers guessing cannot lock the admin out.
 
 Sessions live in memory: a restart logs everyone out, which is the safe direction. Every
 decision takes the time from an injected clock so tests can move it.
@@ -8,27 +14,30 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+ADMIN, VIEWER = "admin", "viewer"
 SESSION_COOKIE = "flawless_session"
 LOGIN_COOKIE = "flawless_login"
 SESSION_SECONDS = 8 * 3600
 MAX_SESSIONS = 1000
-FAILURE_WINDOW_SECONDS = 300.0
-MAX_FAILURES_PER_CLIENT = 5
-# Bounds guessing from many addresses at once as well.
-MAX_FAILURES_OVERALL = 50
+FREE_FAILURES = 3              # failed logins from one address before any delay
+FIRST_DELAY_SECONDS = 1.0      # then 1 s, 2 s, 4 s, ... before the next attempt
+MAX_DELAY_SECONDS = 900.0
+FORGET_FAILURES_SECONDS = 24 * 3600.0
+MAX_TRACKED_ADDRESSES = 10000
 
 
 @dataclass(frozen=True)
 class Session:
-    """One logged-in browser: its cookie value, its CSRF token and when it expires."""
+    """One logged-in browser: its cookie value, its CSRF token, its role and expiry."""
 
     session_id: str
     csrf_token: str
     expires_at: float
+    role: str = ADMIN
 
 
 class TooManyAttempts(Exception):
@@ -51,62 +60,94 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-class AdminGate:
-    """Decides who may change state: the admin password, sessions and failed-login limits."""
+@dataclass
+class _Failures:
+    count: int
+    last: float
 
-    def __init__(self, password: str, clock: Callable[[], float]):
-        self._password = password
+
+class LoginThrottle:
+    """Failed logins per address: how long the next attempt from an address must wait."""
+
+    def __init__(self, max_tracked: int = MAX_TRACKED_ADDRESSES):
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        self._max_tracked = max_tracked
+
+    def wait(self, address: str, now: float) -> float:
+        """Seconds before ``address`` may try again (0: now)."""
+        failures = self._failures.get(address)
+        if failures is None:
+            return 0.0
+        if now - failures.last >= FORGET_FAILURES_SECONDS:
+            del self._failures[address]
+            return 0.0
+        if failures.count < FREE_FAILURES:
+            return 0.0
+        delay = min(MAX_DELAY_SECONDS,
+                    FIRST_DELAY_SECONDS * 2 ** (failures.count - FREE_FAILURES))
+        return max(0.0, failures.last + delay - now)
+
+    def failed(self, address: str, now: float) -> None:
+        """Count a failed login from ``address``."""
+        failures = self._failures.pop(address, None) or _Failures(0, now)
+        failures.count, failures.last = failures.count + 1, now
+        self._failures[address] = failures
+        while len(self._failures) > self._max_tracked:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, address: str) -> None:
+        """A right password from ``address``: its failures are forgotten."""
+        self._failures.pop(address, None)
+
+
+class Gate:
+    """Who may read and who may change: the passwords, sessions and the login throttle."""
+
+    def __init__(self, admin_password: str, viewer_password: str,
+                 clock: Callable[[], float]):
+        self._passwords = tuple((role, password) for role, password in (
+            (ADMIN, admin_password), (VIEWER, viewer_password)) if password)
         self._clock = clock
         self._sessions: dict[str, Session] = {}
-        self._failures: dict[str, deque[float]] = {}
-        self._all_failures: deque[float] = deque()
+        self.throttle = LoginThrottle()
+        self.admin_enabled = bool(admin_password)
+        self.viewer_required = bool(viewer_password)
 
     @property
     def enabled(self) -> bool:
-        """Whether an admin password is configured (without one, nothing may change)."""
-        return bool(self._password)
+        """Whether anybody can log in (a password is configured)."""
+        return bool(self._passwords)
 
-    def login(self, client: str, password: str) -> Optional[Session]:
-        """A new session when ``password`` is right, None when wrong.
+    def role_of(self, address: str, password: str) -> Optional[str]:
+        """The role ``password`` grants (admin before viewer), or None when it grants none.
 
-        Raises TooManyAttempts while ``client`` (or everyone together) failed too often
-        recently; the password is then not even compared.
-        """
-        if not self.enabled:
-            return None
+        Raises TooManyAttempts while ``address`` must wait after failed attempts; the
+        password is then not even compared."""
         now = self._clock()
-        self._forget_old_failures(now)
-        attempts = self._failures.get(client, deque())
-        if len(attempts) >= MAX_FAILURES_PER_CLIENT:
-            raise TooManyAttempts(attempts[0] + FAILURE_WINDOW_SECONDS - now)
-        if len(self._all_failures) >= MAX_FAILURES_OVERALL:
-            raise TooManyAttempts(self._all_failures[0] + FAILURE_WINDOW_SECONDS - now)
-        if not tokens_match(self._password, password):
-            self._failures.setdefault(client, deque()).append(now)
-            self._all_failures.append(now)
+        wait = self.throttle.wait(address, now)
+        if wait > 0:
+            raise TooManyAttempts(wait)
+        # Every password is compared, so the time taken tells nothing about which matched.
+        matches = [role for role, expected in self._passwords if tokens_match(expected, password)]
+        if not matches:
+            self.throttle.failed(address, now)
             return None
-        self._failures.pop(client, None)
-        return self._open_session(now)
+        self.throttle.succeeded(address)
+        return matches[0]
 
-    def _forget_old_failures(self, now: float) -> None:
-        horizon = now - FAILURE_WINDOW_SECONDS
-        while self._all_failures and self._all_failures[0] <= horizon:
-            self._all_failures.popleft()
-        for client in list(self._failures):
-            attempts = self._failures[client]
-            while attempts and attempts[0] <= horizon:
-                attempts.popleft()
-            if not attempts:
-                del self._failures[client]
+    def login(self, address: str, password: str) -> Optional[Session]:
+        """A new session when ``password`` is right, None when wrong (see :meth:`role_of`)."""
+        role = self.role_of(address, password) if self.enabled else None
+        return None if role is None else self._open_session(self._clock(), role)
 
-    def _open_session(self, now: float) -> Session:
+    def _open_session(self, now: float, role: str) -> Session:
         for session_id, session in list(self._sessions.items()):
             if session.expires_at <= now:
                 del self._sessions[session_id]
         while len(self._sessions) >= MAX_SESSIONS:
             oldest = min(self._sessions.values(), key=lambda s: s.expires_at)
             del self._sessions[oldest.session_id]
-        session = Session(new_token(), new_token(), now + SESSION_SECONDS)
+        session = Session(new_token(), new_token(), now + SESSION_SECONDS, role)
         self._sessions[session.session_id] = session
         return session
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from flawless.report import Frame
+from flawless.report import Frame, Report
 from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
 from flawless.server.core.model import ErrorKey, ErrorRecord
 from flawless.server.storage.records import Delivery
@@ -17,12 +17,37 @@ CHART_DAYS = 56
 
 @dataclass(frozen=True)
 class DeveloperGroup:
-    """The errors of one week blamed on one developer (email None: blamed on nobody)."""
+    """The errors on one page of a week blamed on one developer (email None: blamed on
+    nobody), with the developer's totals of the whole week."""
 
     email: Optional[str]
     name: str
-    total: int
+    total: int                     # occurrences in the week
+    errors_in_week: int            # distinct errors in the week
     errors: tuple[tuple[ErrorRecord, int], ...]
+
+
+@dataclass(frozen=True)
+class Page:
+    """Which page of a list: its number, its size, and whether there are more."""
+
+    number: int
+    size: int
+    has_next: bool
+    count: Optional[int] = None    # how many pages in all, when known
+
+    @property
+    def offset(self) -> int:
+        """Entries before this page."""
+        return (self.number - 1) * self.size
+
+
+def page_of(rows: list, number: int, size: int, total: Optional[int] = None
+            ) -> tuple[list, Page]:
+    """The first ``size`` of ``rows`` (fetched with one more, to tell whether a next page
+    exists) and the page they make; ``total`` entries in all, when known."""
+    count = None if total is None else max(1, -(-total // size))
+    return rows[:size], Page(number, size, len(rows) > size, count)
 
 
 @dataclass(frozen=True)
@@ -99,29 +124,28 @@ def error_params(record: ErrorRecord, timestamp: Optional[float] = None) -> dict
             "timestamp": int(timestamp if timestamp is not None else record.last_seen)}
 
 
-def _matches(record: ErrorRecord, query: str) -> bool:
-    needle = query.casefold()
-    return any(needle in (value or "").casefold() for value in (
-        record.key.filename, record.key.function_name, record.key.text, record.exception_type,
-        record.author_name, record.author_email, record.last_report.exception_message))
+def author_key(email: Optional[str]) -> Optional[str]:
+    """Whom an error is grouped under: its developer's address without case, or None."""
+    return email.lower() if email else None
 
 
-def leaderboard(rows: Iterable[tuple[ErrorRecord, int]], query: str = ""
-                ) -> list[DeveloperGroup]:
-    """A week's errors grouped by blamed developer, most occurrences first."""
+def leaderboard(rows: Iterable[tuple[ErrorRecord, int]],
+                totals: Mapping[Optional[str], tuple[int, int]]) -> list[DeveloperGroup]:
+    """A page of a week's errors grouped by blamed developer: developers by their week's
+    occurrences (``totals``: author_key -> (occurrences, distinct errors)), each one's
+    errors most frequent first."""
     groups: dict[Optional[str], list[tuple[ErrorRecord, int]]] = {}
     for record, count in rows:
-        if query and not _matches(record, query):
-            continue
-        email = record.author_email.lower() if record.author_email else None
-        groups.setdefault(email, []).append((record, count))
+        groups.setdefault(author_key(record.author_email), []).append((record, count))
     result = []
     for email, errors in groups.items():
         errors.sort(key=lambda pair: (-pair[1], -pair[0].last_seen))
         name = next((record.author_name for record, _ in errors if record.author_name),
                     email or "Blamed on nobody")
-        result.append(DeveloperGroup(email, name, sum(count for _, count in errors),
-                                     tuple(errors)))
+        on_page = sum(count for _, count in errors)
+        total, distinct = totals.get(email, (on_page, len(errors)))
+        result.append(DeveloperGroup(email, name, max(total, on_page),
+                                     max(distinct, len(errors)), tuple(errors)))
     result.sort(key=lambda group: (-group.total, group.email is None, group.email or ""))
     return result
 
@@ -181,10 +205,10 @@ def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
             and frame.filename.replace("\\", "/").endswith(key.filename))
 
 
-def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
-    """Which frame of the latest report is the blamed one, if it can be told."""
-    for index in range(len(record.last_report.traceback) - 1, -1, -1):
-        if _is_keyed_by(record.last_report.traceback[index], record.key, record.line_number):
+def blamed_frame_index(record: ErrorRecord, report: Report) -> Optional[int]:
+    """Which frame of one of the error's reports is the blamed one, if it can be told."""
+    for index in range(len(report.traceback) - 1, -1, -1):
+        if _is_keyed_by(report.traceback[index], record.key, record.line_number):
             return index
     return None
 
@@ -192,7 +216,7 @@ def blamed_frame_index(record: ErrorRecord) -> Optional[int]:
 def record_place(record: ErrorRecord) -> tuple[str, str]:
     """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
     line in a notebook's cell) and its function."""
-    index = blamed_frame_index(record)
+    index = blamed_frame_index(record, record.last_report)
     frame = record.last_report.traceback[index] if index is not None else None
     if frame is not None and frame.cell is not None:
         return cell_where(frame.cell, record.key.filename), frame.function_name
