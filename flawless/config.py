@@ -271,6 +271,13 @@ OPTIONS: tuple[Option, ...] = (
     _option("repo_fetch_interval_seconds", "300", "seconds",
             "How often repo_url is fetched."),
     _option("blame_cache_size", "10000", "positive int", "Blame results kept in memory."),
+    _option("blame_detect_moves", "true", "bool",
+            "When the commit git blame names moved the line (it also took that text out of "
+            "another file, or moved it within its file), blame the function around it again "
+            "with git's move and copy detection (-M, -C) to find who wrote it."),
+    _option("fixes_scan_interval_seconds", "60", "seconds",
+            "How often the branch tip is checked for new commits whose Fixes: trailers "
+            "name errors (a link to the error's page) to mark them fixed by that commit."),
     _option("log_level", "info", "text",
             "debug, info, warn, error or critical.",
             parse=_choice("debug", "info", "warn", "error", "critical")),

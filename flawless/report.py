@@ -160,11 +160,11 @@ class _Checker:
         if not isinstance(value, str):
             self.fail(name, "must be a string")
             return None
-        value = clean_text(value)
-        if non_empty and not value.strip():  # after cleaning: "\x00" is empty once stored
+        value = trim(clean_text(value), limit)
+        if non_empty and not value.strip():  # checked once cleaned: "\x00" is empty too
             self.fail(name, "must not be empty")
             return None
-        return trim(value, limit)
+        return value
 
     def integer(self, obj: Mapping[str, Any], key: str, name: str, minimum: int,
                 required: bool = False, maximum: int = MAX_ERROR_COUNT) -> Optional[int]:

@@ -198,6 +198,17 @@ def test_bad_line_numbers_and_lines_past_the_end_fail(shop):
         repository.blame_line(CART_PATH, 1, "--output=/tmp/x")
 
 
+@pytest.mark.parametrize("path", ["checks/corrupt_rows.py", "zlib/inflate.py",
+                                  "git/packfile.py", "unable to read.py"])
+def test_a_line_past_the_end_fails_alone_whatever_the_file_is_called(tmp_path, path):
+    repo = init_repo(tmp_path / "repo")
+    head = repo.commit(ALICE, {path: "one = 1\ntwo = 2\n"}, "Two lines")
+    repository = Repository(str(repo.path))
+    with pytest.raises(BlameFailed, match="has only 2 lines"):
+        repository.blame_line(path, 3, head)
+    assert repository.blame_line(path, 2, head).author_email == ALICE[1]
+
+
 # -- .mailmap and .git-blame-ignore-revs -------------------------------------------------
 
 def test_mailmap_maps_an_old_address_to_the_current_one(tmp_path):
@@ -229,6 +240,35 @@ def test_ignore_revs_file_skips_a_reformat_commit(tmp_path):
     assert repository.blame_line("a.py", 2, listed).author_email == ALICE[1]
     # The file of the blamed revision counts: before it existed, the reformat is blamed.
     assert repository.blame_line("a.py", 2, reformat).author_email == CAROL[1]
+
+
+def test_blames_that_miss_the_cache_together_all_skip_the_listed_commits(tmp_path):
+    """Several threads blaming at once, with a fresh cache each round, each find the
+    ignore-revs list whole: none is handed a file another thread is writing."""
+    repo = init_repo(tmp_path / "repo")
+    files = {f"m{number}.py": "def f(x):\n    return x+1\n" for number in range(4)}
+    repo.commit(ALICE, files, "Add f")
+    reformat = repo.commit(CAROL, {path: "def f(x):\n    return x + 1\n" for path in files},
+                           "Reformat")
+    listed = repo.commit(BOB, {".git-blame-ignore-revs": f"{reformat}\n"}, "Ignore reformat")
+    threads = 8
+    authors: list[str] = []
+    for _ in range(20):
+        repository = Repository(str(repo.path))
+        repository.paths_at(listed)
+        barrier = threading.Barrier(threads)
+
+        def blame(number: int) -> None:
+            barrier.wait()
+            authors.append(repository.blame_line(f"m{number % 4}.py", 2, listed).author_email)
+
+        workers = [threading.Thread(target=blame, args=(number,)) for number in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    assert len(authors) == 20 * threads
+    assert [author for author in authors if author != ALICE[1]] == []
 
 
 # -- moved code --------------------------------------------------------------------------

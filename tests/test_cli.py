@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from support.gitrepo import average_report
+from support.gitrepo import ALICE, BOB, CAROL, average_report, init_repo
 from support.server import server_options, start_server, write_config
 
 
@@ -102,6 +102,40 @@ def test_explain_prints_the_route_without_sending(tmp_path, shop):
     assert result.returncode == 0, result.stderr
     assert "shop/cart.py" in result.stdout and "bob@example.org" in result.stdout
     assert not (data / "mailbox").exists()
+
+
+def test_explain_says_how_a_moved_line_was_traced_and_what_a_fix_makes_of_a_report(tmp_path):
+    repo = init_repo(tmp_path / "repo")
+    repo.commit(ALICE, {"lib/helpers.py": "import os\n\n\ndef mean(values):\n"
+                        "    total = sum(values)\n    return total / len(values)\n"}, "Helpers")
+    before = repo.commit(CAROL, {"lib/helpers.py": "import os\n",
+                                 "lib/stats.py": "def mean(values):\n    total = sum(values)\n"
+                                 "    return total / len(values)\n"}, "Move mean to stats")
+    link = ("http://flawless.example.com/view_traceback?filename=lib%2Fstats.py&function_name="
+            "mean&line_number=3&text=return+total+%2F+len%28values%29")
+    fix = repo.commit(BOB, {"lib/caller.py": "x = 1\n"}, f"Guard the caller\n\nFixes: {link}\n")
+    config = write_config(tmp_path, server_options(tmp_path / "data", repo_dir=repo.path))
+
+    def explain(revision: str) -> str:
+        report = tmp_path / f"{revision}.json"
+        report.write_text(json.dumps({
+            "exception_type": "builtins.ZeroDivisionError", "exception_message": "x",
+            "revision": revision, "traceback": [{
+                "filename": "/srv/lib/stats.py", "line_number": 3, "function_name": "mean",
+                "text": "return total / len(values)"}]}))
+        result = flawless("check", "-conf", str(config), "--explain", str(report))
+        assert result.returncode == 0, result.stderr
+        return " ".join(result.stdout.split())
+
+    old = explain(before)
+    assert f"plain git blame names {before[:12]} by Carol Danvers (Move mean to stats)" in old
+    assert "the line was written in lib/helpers.py" in old and "by Alice Liddell" in old
+    assert f"fixed: the fix {fix[:12]} by Bob Builder (a Fixes: trailer in {fix[:12]})" in old
+    assert f"no alert: old deployment: {before[:12]} does not contain the fix" in old
+    regressed = explain(fix)
+    assert f"alert: regression: regressed in {fix[:12]}" in regressed
+    assert "to alice@example.com: last changed lib/stats.py:3" in regressed
+    assert "to bob@example.org: wrote the fix" in regressed
 
 
 def test_configure_checks_the_repository_and_asks_for_the_admin_password(tmp_path, shop):

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 
 import pytest
 
-from support.gitrepo import GitRepo, average_report, shop_repo
+from support.gitrepo import ALICE, BOB, CAROL, GitRepo, average_report, init_repo, shop_repo
 from support.server import FlawlessProcess, start_server
 
 # Runs in a separate process: imports the shop code from the repository, raises there,
@@ -197,3 +198,100 @@ def test_frames_without_source_text_take_the_line_from_the_repository(server):
         "SELECT text FROM errors")) == 2)
     assert sorted(row[0] for row in server.query("SELECT text FROM errors")) == [
         "if price < 0:", "self.items.append((name, price))"]
+
+
+def test_a_fix_commit_makes_old_deployments_quiet_and_a_regression_loud(tmp_path, shop,
+                                                                        smtp_sink):
+    """Bob's Cart.average divides by zero; Carol's commit says it fixes that error (its
+    link in a Fixes: trailer) but guards another caller. A report from before her commit is
+    an old deployment; one from after it is a regression, mailed to Bob and to Carol."""
+    before = shop.head()
+    server = start_server(tmp_path / "server", repo_dir=shop.path,
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          fixes_scan_interval_seconds=0.2)
+    try:
+        assert server.record(dict(average_report(), revision=before))["result"]
+        [(recipients, first)] = smtp_sink.wait_for(1)
+        assert recipients == ["bob@example.org"]
+        link = next(line.split(" ", 1)[1] for line in
+                    first.get_body(("plain",)).get_content().splitlines()
+                    if line.startswith("Fixes: "))
+        fix = shop.commit(CAROL, {"shop/report.py": "def daily(cart):\n"
+                                  "    return cart.average() if cart.items else 0\n"},
+                          f"Skip empty carts in the daily report\n\nFixes: {link}\n")
+        assert server.wait_until(lambda: server.query(
+            "SELECT fix_commit FROM error_resolutions WHERE resolved_at IS NOT NULL") == [
+            (fix,)], timeout=30)
+        for _ in range(2):
+            assert server.record(dict(average_report(), revision=before))["result"]
+        assert server.wait_until(lambda: server.query(
+            "SELECT old_deployments FROM error_resolutions") == [(2,)], timeout=30)
+        assert server.record(dict(average_report(), revision=fix))["result"]
+        mails = smtp_sink.wait_for(3)
+        time.sleep(0.5)  # a fourth mail would be a bug: give it the chance to show
+        assert sorted(recipients for recipients, _ in smtp_sink.messages) == [
+            ["bob@example.org"], ["bob@example.org"], ["carol@example.net"]]
+        regression = mails[-1][1]
+        assert regression["Subject"].startswith("Regression: ZeroDivisionError in average")
+        assert f"regressed in {fix[:12]}" in regression.get_body(("plain",)).get_content()
+        with urllib.request.urlopen(link, timeout=30) as answer:   # the error's page
+            page = answer.read().decode()
+        assert "regressed</span>" in page and f"<code>{fix[:12]}</code>" in page
+    finally:
+        server.stop()
+
+
+CHAINS = textwrap.dedent('''
+    import sys
+    import flawless.client
+    repo, hostport = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, repo)
+    flawless.client.set_hostports([hostport])
+    from app import config, handler, service
+    for call in (lambda: config.load("twelve"), lambda: service.get("k"),
+                 lambda: handler.total("k")):
+        try:
+            call()
+        except Exception:
+            flawless.client.record_error("web-7", sys.exc_info())
+''')
+
+
+def test_chained_exceptions_reach_the_author_of_the_line_where_they_began(tmp_path,
+                                                                          smtp_sink):
+    """Real code raising 'raise ... from', an exception raised while handling another, and
+    a handler failing in its own right, reported by the real client with its chain."""
+    repo = init_repo(tmp_path / "repo")
+    repo.commit(ALICE, {"app/__init__.py": "", "app/parse.py": "def parse(text):\n"
+                        "    return int(text)\n",
+                        "app/cache.py": "STORE = {}\n\n\ndef fetch(key):\n    return STORE[key]\n"},
+                "Parsing and the cache")
+    repo.commit(BOB, {
+        "app/config.py": "from app.parse import parse\n\n\nclass ConfigError(Exception):\n"
+                         "    pass\n\n\ndef load(text):\n    try:\n        return parse(text)\n"
+                         "    except ValueError as err:\n"
+                         "        raise ConfigError(text) from err\n",
+        "app/service.py": "from app.cache import fetch\n\n\nclass LookupFailed(Exception):\n"
+                          "    pass\n\n\ndef get(key):\n    try:\n        return fetch(key)\n"
+                          "    except KeyError:\n        raise LookupFailed(key)\n"},
+        "Wrap the errors of parsing and of the cache")
+    repo.commit(CAROL, {"app/handler.py": "from app.cache import fetch\n\n\ndef total(key):\n"
+                        "    try:\n        return fetch(key)\n    except KeyError:\n"
+                        "        return 1 / 0\n"}, "Totals")
+    server = start_server(tmp_path / "server", repo_dir=repo.path,
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+    try:
+        subprocess.run([sys.executable, "-c", CHAINS, str(repo.path), server.hostport],
+                       check=True, timeout=60)
+        mails = smtp_sink.wait_for(3)
+        by_subject = {str(message["Subject"]): recipients for recipients, message in mails}
+        assert by_subject == {
+            "ConfigError in parse (app/parse.py:2) on web-7": ["alice@example.com"],
+            "LookupFailed in fetch (app/cache.py:5) on web-7": ["alice@example.com"],
+            "ZeroDivisionError in total (app/handler.py:8) on web-7": ["carol@example.net"]}
+        config_mail = next(message for _, message in mails if "ConfigError" in
+                           str(message["Subject"])).get_body(("plain",)).get_content()
+        assert config_mail.index("ValueError: invalid literal") < \
+            config_mail.rindex("app.config.ConfigError: twelve")
+    finally:
+        server.stop()

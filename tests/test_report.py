@@ -415,6 +415,12 @@ def test_names_that_need_cleaning_take_the_general_path():
     assert kept["context"] == {"a\ufffd": 1}
 
 
+def test_a_name_that_is_empty_once_cleaned_is_refused():
+    for blank in ("\x00", " \x00 "):
+        with pytest.raises(InvalidReport, match="must not be empty"):
+            parse_report(valid(exception_type=blank))
+
+
 # -- columns and in-app flags (JavaScript frames, Sentry SDKs)
 
 def test_a_frame_keeps_its_column_and_in_app_flag_through_the_wire():
@@ -433,10 +439,3 @@ def test_a_bad_column_or_in_app_flag_names_the_field(field, value, reason):
     with pytest.raises(InvalidReport) as raised:
         parse_report(valid(traceback=[frame]))
     assert raised.value.errors == {f"traceback[0].{field}": reason}
-
-
-def test_a_required_name_that_is_empty_once_cleaned_is_refused():
-    frame = {"filename": "\x00", "line_number": 1, "function_name": "f"}
-    with pytest.raises(InvalidReport) as raised:
-        parse_report(valid(traceback=[frame]))
-    assert raised.value.errors == {"traceback[0].filename": "must not be empty"}

@@ -2,7 +2,8 @@
 
 Children start in the order they are added and stop in reverse:
 
-    thread pools -> rules -> blame -> outbox -> processor -> inbox -> pruning -> listeners
+    thread pools -> rules -> blame -> outbox -> processor -> fix trailers -> inbox -> pruning
+    -> listeners
 
 The listeners come last so that they stop first (no new report is accepted), then the inbox
 commits every accepted report, the batch in progress finishes, the mail in flight is
@@ -37,6 +38,7 @@ from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
 from flawless.server.ingest.root import build_report_root
 from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.fix_trailers import FixTrailerService
 from flawless.server.processing.processor import Processor
 from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.rules.reloading import RulesService
@@ -120,7 +122,8 @@ class FlawlessServer(service.MultiService):
             repository = Repository(config.repo_dir, git_cli_path=config.git_cli_path,
                                     timeout=config.git_timeout_seconds,
                                     repo_url=config.repo_url,
-                                    branch=config.repo_branch_pattern)
+                                    branch=config.repo_branch_pattern,
+                                    detect_moves=config.blame_detect_moves)
             self.blamer = BlameService(
                 repository, self._pool("git", config.max_concurrent_git_blames),
                 # a fetch may take minutes: its own thread keeps every blame slot free
@@ -141,6 +144,12 @@ class FlawlessServer(service.MultiService):
             self.outbox.wake, clock=reactor,
             sourcemaps=SourceMapResolver(self.storage, self.reader, reactor))
         self.processor.setServiceParent(self)
+        if self.blamer is not None:
+            FixTrailerService(
+                self.blamer, self.storage, self.writer, reactor,
+                config.fixes_scan_interval_seconds,
+                config.retention_weeks * 7 * 86400 if config.retention_weeks else None
+            ).setServiceParent(self)
         self.inbox = InboxWriter(self.storage, self.writer, reactor,
                                  on_stored=self.processor.wake_soon)
         self.inbox.setServiceParent(self)
@@ -193,14 +202,15 @@ class FlawlessServer(service.MultiService):
     def _web_site(self) -> GuardedSite:
         config = self.config
         site = GuardedSite(build_web_root(WebParts(
-            storage=self.storage, reader=self.reader, clock=self.reactor,
+            storage=self.storage, reader=self.reader, writer=self.writer, clock=self.reactor,
             health=HealthPage(self.health, self.health_pool,
                               config_secrets(config) + channel_secrets(config)),
             config_dir=config.config_dir_path, config_path=config.path or "",
             admin_password=config.admin_password, reload_rules=self.rules.poll,
             viewer_password=config.viewer_password, secure_cookies=config.behind_tls,
             client_address=lambda request: client_address(request, self.trusted),
-            page_size=config.page_size)),
+            page_size=config.page_size,
+            commits=self.blamer.commit_info if self.blamer is not None else None)),
             self._bounds(self.connection_caps[1]), self.trusted, "dashboard", self.reactor)
         site.requestFactory = make_guarded_request(DASHBOARD_MAX_BODY_BYTES, self.body_budget,
                                                    self.trusted)

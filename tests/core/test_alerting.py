@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flawless.report import Frame, Report
+from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.alerting import author_address, decide, explain, should_alert
 from flawless.server.core.model import (AlertSettings, Decision, Disownership, KnownError, LineRule,
                                         Route, RoutingSettings, Rules, Watch)
@@ -249,6 +249,22 @@ def test_watchers_of_a_directory_and_of_every_error() -> None:
     assert emails(decision) == ["alice@example.com", "blamed-dir@example.com",
                                 "app-all@example.com"]
     assert "watched_files.yaml:1" in decision.recipients[1].reason
+
+
+def test_watching_every_error_covers_the_lines_of_the_chained_exceptions() -> None:
+    rules = Rules(watched_files=(
+        Watch("legacy-all@example.com", "shop/legacy", True, "watched_files.yaml:2"),))
+    cause = ChainedException("builtins.ValueError", "bad amount", (
+        Frame("/srv/app/shop/cart.py", 8, "pay", "amount = convert(text)"),
+        Frame("/srv/app/shop/legacy/old.py", 3, "convert", "return money(text)"),
+        Frame("/srv/app/shop/util/money.py", 3, "money", "return Decimal(text)")))
+    outer = Report("shop.PaymentError", "failed", (MAIN, Frame("/srv/app/shop/cart.py", 9,
+                                                              "pay", "raise PaymentError()")),
+                   chained=(cause,))
+    chained = route(outer, REPO, rules, RoutingSettings())
+    assert chained.blamed.repo_path == "shop/util/money.py"
+    assert emails(decide_for(chained, rules=rules)) == ["alice@example.com",
+                                                        "legacy-all@example.com"]
 
 
 def test_disownership_plus_remapping() -> None:

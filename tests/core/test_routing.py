@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Optional
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flawless.report import Frame, Report
+from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.model import ErrorKey, KnownError, LineRule, RoutingSettings, Rules
-from flawless.server.core.routing import RepoIndex, is_raise_line, matches, route, rule_path
+from flawless.server.core.routing import (RepoIndex, is_raise_line, matches, route, route_inputs,
+                                          rule_path)
 from flawless.server.core.text import fold_whitespace
 
 RUNTIME = ("site-packages", "dist-packages")
 REPO = RepoIndex.from_paths([
     "shop/cart.py", "shop/validation.py", "shop/payments.py", "shop/util/money.py",
     "lib/x.py", "tools/x.py", "app.py", "src/pkg/core.py", "legacy/shop/cart.py",
+    "helpers/stats.py",
 ])
 SITE = "/home/u/venv/lib/python3.11/site-packages"
 
@@ -63,8 +66,22 @@ def route_of(rep: Report, rules: Rules = Rules(),
     # an installed package's path must match in full: flask/app.py is not app.py
     ("/usr/lib/python3/dist-packages/flask/app.py", None),
     (f"{SITE}/requests/adapters.py", None),
+    # an anchored path is normalised lexically (a notebook's sys.path.insert(0, ".."))
+    ("/home/u/proj/notebooks/../helpers/stats.py", "helpers/stats.py"),
+    ("/srv/app/../shop/cart.py", "shop/cart.py"),
+    ("/srv/app/./tools/../shop/./cart.py", "shop/cart.py"),
+    ("~/proj/notebooks/../helpers/stats.py", "helpers/stats.py"),
+    ("C:\\proj\\notebooks\\..\\helpers\\stats.py", "helpers/stats.py"),
+    (f"{SITE}/shop/../shop/cart.py", "shop/cart.py"),
+    # ...but never above its anchor, and a relative path's .. is relative to nothing known
+    ("/../shop/cart.py", None),
+    ("/srv/../../shop/cart.py", None),
+    ("~/../shop/cart.py", None),
+    ("C:\\..\\shop\\cart.py", None),
+    ("../shop/cart.py", None),
+    ("notebooks/../shop/cart.py", None),
+    ("shop/cart.py/..", None),
     # names that cannot be a repository file
-    ("/srv/app/../shop/cart.py", None),
     ("shop/cart.py\x00", None),
     ("shop/cart.py\nshop/cart.py", None),
     ("-rf/shop/cart.py", None),
@@ -155,6 +172,9 @@ def test_repo_index_keeps_few_entries_and_resolves_in_a_big_repository() -> None
     ("/usr/lib/python3/dist-packages/six.py", None, "six.py"),
     ("C:\\Py\\Lib\\site-packages\\requests\\api.py", None, "requests/api.py"),
     ("/usr/lib/python3.11/json/decoder.py", None, "/usr/lib/python3.11/json/decoder.py"),
+    ("/usr/lib/python3.11/encodings/../json/decoder.py", None,
+     "/usr/lib/python3.11/json/decoder.py"),
+    (f"{SITE}/urllib3/../requests/adapters.py", None, "requests/adapters.py"),
     ("<string>", None, "<string>"),
 ])
 def test_rule_path(filename: str, repo_path: Optional[str], expected: str) -> None:
@@ -378,6 +398,127 @@ def test_the_key_folds_whitespace_so_reindented_lines_stay_one_error() -> None:
     one = route_of(report(frame("/srv/app/shop/cart.py", "f", "a  =  b(c)")))
     two = route_of(report(frame("C:\\app\\shop\\cart.py", "f", "\ta = b(c)  ", line=99)))
     assert one.key == two.key
+
+
+# -- chained exceptions -----------------------------------------------------------------------
+
+def chained(exception_type: str, *frames: Frame) -> ChainedException:
+    return ChainedException(exception_type, "boom", frames)
+
+
+def chain_route(rep: Report, *chain: ChainedException, rules: Rules = Rules()):
+    return route(replace(rep, chained=chain), REPO, rules, RoutingSettings())
+
+
+MAIN = frame("/srv/app/app.py", "main", "load_config(path)", line=3)
+
+
+def test_raise_from_is_blamed_on_the_line_where_the_cause_began() -> None:
+    # def load_config(path): try: return parse(text) except ValueError as err:
+    #     raise ConfigError(path) from err
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load_config",
+                               "raise ConfigError(path) from err", line=20),
+                   exception_type="shop.ConfigError")
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "load_config", "return parse(text)", line=18),
+                    frame("/srv/app/shop/validation.py", "parse", "return int(text)", line=5))
+    result = chain_route(outer, cause)
+    assert (result.blamed_exception, result.blamed_index) == (1, 1)
+    assert result.blamed.repo_path == "shop/validation.py"
+    assert result.key == ErrorKey("shop/validation.py", "parse", "return int(text)")
+    assert [exception.exception_type for exception in result.chain] == ["builtins.ValueError"]
+    assert result.explanation == (
+        "shop/cart.py:20 in load_config raises shop.ConfigError while handling the chained "
+        "ValueError: the blame follows the chain",
+        "blamed shop/validation.py:5 in parse: innermost line of the repository in the "
+        "chained ValueError, where the error began")
+    # Without the chain, the re-raise passes the blame to its caller: the wrong line.
+    assert route_of(outer).blamed.frame == MAIN
+
+
+def test_a_handler_that_fails_in_its_own_right_is_blamed_not_its_context() -> None:
+    # except KeyError: return compute(key)  -> compute divides by zero
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "lookup", "return compute(key)"),
+                   frame("/srv/app/shop/payments.py", "compute", "return total / count"),
+                   exception_type="builtins.ZeroDivisionError")
+    context = chained("builtins.KeyError",
+                      frame("/srv/app/shop/cart.py", "lookup", "return cache[key]"))
+    result = chain_route(outer, context)
+    assert (result.blamed_exception, result.blamed_index) == (0, 2)
+    assert result.key == ErrorKey("shop/payments.py", "compute", "return total / count")
+    assert "it is not a raise, so it failed in its own right while handling the chained " \
+           "KeyError" in result.explanation[-1]
+
+
+def test_the_chain_is_followed_through_every_re_raise() -> None:
+    outer = report(MAIN, frame("/srv/app/app.py", "run", "raise AppError() from err"),
+                   exception_type="app.AppError")
+    middle = chained("shop.ConfigError",
+                     frame("/srv/app/app.py", "run", "load()"),
+                     frame("/srv/app/shop/cart.py", "load", "raise ConfigError()"))
+    inner = chained("builtins.KeyError",
+                    frame("/srv/app/shop/cart.py", "load", "value = settings['price']"))
+    result = chain_route(outer, middle, inner)
+    assert (result.blamed_exception, result.blamed_index) == (2, 0)
+    assert result.blamed.frame.text == "value = settings['price']"
+
+
+def test_a_deliberate_raise_in_the_cause_passes_the_blame_to_its_caller_there() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "add", "raise CartError() from err"))
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "add", "check(price)", line=30),
+                    frame("/srv/app/shop/validation.py", "check", "raise ValueError(price)"))
+    result = chain_route(outer, cause)
+    assert (result.blamed_exception, result.blamed_index) == (1, 0)
+    assert result.blamed.frame.line_number == 30
+    assert "skipped shop/validation.py:10 in check: a raise statement, the caller is to blame" \
+        in result.explanation
+
+
+def test_a_chain_without_a_line_of_the_repository_leaves_the_reported_exception_to_blame():
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "pay", "raise PaymentError() from e"))
+    cause = chained("requests.ConnectionError",
+                    frame(f"{SITE}/requests/adapters.py", "send", "raise ConnectionError(e)"))
+    empty = chained("builtins.OSError")
+    result = chain_route(outer, cause, empty)
+    assert (result.blamed_exception, result.blamed) == (0, result.frames[0])
+    assert "the chained requests.ConnectionError has no line of the repository" in \
+        result.explanation
+
+
+def test_building_blocks_and_the_whitelist_apply_to_the_chain_too() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "pay", "raise PaymentError() from e"))
+    cause = chained("builtins.ValueError",
+                    frame("/srv/app/shop/cart.py", "pay", "amount = money(text)"),
+                    frame("/srv/app/shop/util/money.py", "money", "return Decimal(text)"))
+    block = Rules(building_blocks=(LineRule("shop/util/money.py", source="b.yaml:1"),))
+    result = chain_route(outer, cause, rules=block)
+    assert result.blamed.frame.text == "amount = money(text)"
+    assert "skipped shop/util/money.py:10 in money: building block (b.yaml:1)" in \
+        result.explanation
+    whitelist = Rules(third_party_whitelist=(LineRule("shop/util/money.py", source="w.yaml:2"),))
+    dropped = chain_route(outer, cause, rules=whitelist)
+    assert dropped.dropped_reason == "third-party whitelist: shop/util/money.py:10 in money " \
+                                     "(w.yaml:2)"
+
+
+def test_a_known_error_is_matched_by_the_line_the_chain_leads_to() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load", "raise Wrapped() from e"))
+    cause = chained("builtins.KeyError", frame("/srv/app/shop/payments.py", "fee", "x = t[k]"))
+    known = KnownError("shop/payments.py", "fee", source="known_errors.yaml:7")
+    result = chain_route(outer, cause, rules=Rules(known_errors=(known,)))
+    assert result.known_error == known and result.blamed.repo_path == "shop/payments.py"
+
+
+def test_the_chain_is_part_of_the_routing_inputs_so_a_cached_route_never_ignores_it() -> None:
+    outer = report(MAIN, frame("/srv/app/shop/cart.py", "load", "raise Wrapped() from e"))
+    cause = chained("builtins.KeyError", frame("/srv/app/shop/payments.py", "fee", "x = t[k]"))
+    other = chained("builtins.KeyError", frame("/srv/app/shop/validation.py", "ok", "y = u[k]"))
+    with_cause, with_other = replace(outer, chained=(cause,)), replace(outer, chained=(other,))
+    assert len({route_inputs(outer), route_inputs(with_cause), route_inputs(with_other)}) == 3
+    assert route_inputs(with_cause) == route_inputs(replace(
+        with_cause, chained=(replace(cause, exception_message="another message"),)))
+    assert chain_route(outer, cause).key != chain_route(outer, other).key
 
 
 # -- JavaScript frames and senders' in-app flags ---------------------------------------------

@@ -8,9 +8,10 @@ from dataclasses import replace
 from typing import Optional
 from urllib.parse import parse_qs, urlsplit
 
-from flawless.report import Frame, NotebookCell, Report, RequestInfo
+from flawless.report import ChainedException, Frame, NotebookCell, Report, RequestInfo
+from flawless.server.core.fixes import error_link
 from flawless.server.core.model import (Blame, CellBlame, Decision, ErrorKey, KnownError,
-                                        Recipient, Route, RoutedFrame)
+                                        Recipient, Route, RoutedException, RoutedFrame)
 from flawless.server.delivery import render
 from support.alerts import (CART_LINE, HOSTILE, NOW, SENDER, html_links, make_alert, parts,
                             reparse)
@@ -41,6 +42,20 @@ def test_different_errors_of_one_file_have_different_subjects() -> None:
                         "KeyError in total (shop/cart.py:9) on web-3"}
 
 
+def test_a_regression_says_so_first_in_the_subject_and_the_body() -> None:
+    alert = make_alert()
+    regressed = replace(alert, decision=replace(
+        alert.decision, reason="regression: regressed in 89e6c98d9288, which contains the fix",
+        regression="regressed in 89e6c98d9288, which contains the fix"))
+    message = render.render_alert(regressed, SENDER, now=NOW)
+    assert message["Subject"] == "Regression: ValueError in add_item (shop/cart.py:7) on web-3"
+    text, html = parts(message)
+    assert text.startswith("Regression: regressed in 89e6c98d9288, which contains the fix\n")
+    assert "<b>Regression:</b> regressed in 89e6c98d9288" in html
+    assert "* alert: regression: regressed in 89e6c98d9288" in text   # the footer
+    assert not parts(render.render_alert(alert, SENDER, now=NOW))[0].startswith("Regression")
+
+
 def test_headers_carry_sender_recipients_date_and_a_message_id_of_the_sender_domain() -> None:
     message = reparse(render.render_alert(make_alert(), SENDER, now=NOW))
     assert message["From"] == SENDER
@@ -69,6 +84,27 @@ def test_traceback_runs_outermost_first_and_marks_the_blamed_line() -> None:
     blamed_rows = [row for row in html.split("<tr") if "blamed:" in row]
     assert len(blamed_rows) == 1
     assert "background: #fff3b0" in blamed_rows[0] and "/srv/app/shop/cart.py" in blamed_rows[0]
+
+
+def test_every_exception_of_the_chain_is_shown_the_first_raised_first() -> None:
+    cause = Frame("/srv/app/shop/prices.py", 3, "parse", "return int(text)")
+    alert = make_alert(exception_type="shop.CartError", exception_message="cannot add",
+                       chained=(ChainedException("builtins.ValueError", "invalid literal: 'x'",
+                                                 (cause,)),))
+    chain = (RoutedException("builtins.ValueError",
+                             (RoutedFrame(cause, "shop/prices.py", "shop/prices.py", True),)),)
+    route = replace(alert.route, chain=chain, blamed_exception=1, blamed_index=0)
+    text, html = parts(render.render_alert(replace(alert, route=route), SENDER, now=NOW))
+    first, second = text.index("builtins.ValueError: invalid literal: 'x'"), \
+        text.rindex("shop.CartError: cannot add")
+    assert first < text.index("The above exception was the cause") < second
+    assert [line.split('"')[1] for line in text.splitlines() if line.startswith(">>")] == [
+        "/srv/app/shop/prices.py"]
+    assert text.count("Traceback (most recent call last") == 2
+    blamed_rows = [row for row in html.split("<tr") if "blamed:" in row]
+    assert len(blamed_rows) == 1 and "/srv/app/shop/prices.py" in blamed_rows[0]
+    assert html.index("invalid literal") < html.index("The above exception") < \
+        html.rindex("cannot add")
 
 
 def test_javascript_frames_show_their_column_like_python_frames_their_line() -> None:
@@ -161,7 +197,11 @@ def test_links_carry_the_error_identity_and_parse_back() -> None:
         else:
             assert query == expected
     text_links = [word for word in text.split() if word.startswith("http://")]
-    assert sorted(text_links) == sorted(hrefs)
+    assert set(text_links) == set(hrefs)
+    # The line offered for a fixing commit's message names this very error.
+    [fixes_line] = [line for line in text.splitlines() if line.startswith("Fixes: ")]
+    assert error_link(fixes_line.split(" ", 1)[1]) == alert.route.key
+    assert "Fixes: http://flawless.example.com:8080/view_traceback?" in html
 
 
 def test_links_of_an_unblamable_error_use_the_innermost_line() -> None:

@@ -10,67 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.task import Clock
+from twisted.internet import defer
 
 from flawless.server.core.bounds import HourlyBounds
-from flawless.server.core.model import AlertSettings, KnownError, Rules, RoutingSettings
-from flawless.server.delivery.composing import Composer, Destinations
-from flawless.server.delivery.queueing import AlertQueue
-from flawless.server.git.repository import Repository
-from flawless.server.processing.blame_service import BlameService
-from flawless.server.processing.processor import Processor
+from flawless.report import parse_report
+from flawless.server.core.model import KnownError, Rules
 from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.storage.records import SourceMapFile, StorageUnavailable
-from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
 from support.alerts import parts
 from support.gitrepo import ALICE, BOB, CAROL, GitRepo, average_report, init_repo
 from support.runners import ManualRunner
 from support.notebooks import (CALLS_MEAN, CALLS_RATIO, CANARY, EDITED_SCALED, NOTEBOOK, RATIO,
                                SCALED, CellLine, cell_frame, cell_report, team_notebook_repo)
-
-NOW = 1_763_700_000.0
-
-
-class World:
-    """A processor over a real repository and database, and what it queued for mail."""
-
-    def __init__(self, tmp_path: Any, repo_dir: Any, rules: Rules = Rules(), threshold: int = 2,
-                 bounds: HourlyBounds = HourlyBounds(), destinations: Destinations = Destinations(),
-                 channels: tuple[str, ...] = ("email",), comment_interval: float = 3600.0,
-                 git: Any = None):
-        self.clock = Clock()
-        self.clock.advance(NOW)
-        self.storage = SqliteStorage(str(tmp_path / "flawless.sqlite3"))
-        runner = InlineRunner()
-        self.repository = Repository(str(repo_dir))
-        self.blamer = BlameService(self.repository, git or runner, runner, self.clock)
-        self.rules = rules
-        self.woken = 0
-        self.processor = Processor(
-            self.storage, runner, runner, self.blamer, lambda: self.rules, RoutingSettings(),
-            AlertSettings(report_error_threshold=threshold, default_contact="oncall@example.com"),
-            AlertQueue(Composer("flawless@example.com", destinations,
-                                lambda: "http://flawless.test"),
-                       bounds, channels, comment_interval),
-            self.wake_outbox, clock=self.clock)
-
-    def wake_outbox(self) -> None:
-        self.woken += 1
-
-    def send(self, *reports: dict) -> None:
-        calls = [{"jsonrpc": "2.0", "id": n, "method": "record_error",
-                  "params": {"report": report}} for n, report in enumerate(reports)]
-        self.storage.add_to_inbox([(json.dumps(calls).encode(), len(calls))], self.clock.seconds())
-
-    def counts(self) -> dict[str, int]:
-        return {row["function_name"]: row["count"] for row in self.storage._query(
-            "SELECT function_name, count FROM errors")}
-
-    def mails(self) -> list[list[str]]:
-        return [json.loads(row["recipients"]) for row in self.storage._query(
-            "SELECT recipients FROM outbox ORDER BY id")]
-
+from support.processing import NOW, World
 
 @pytest.fixture
 def world(tmp_path, shop) -> World:
@@ -354,6 +307,24 @@ def test_reports_kept_for_a_missing_repository_go_as_soon_as_it_is_back(world, s
     assert world.counts() == {"average": 1} and world.storage.inbox_depth() == 0
 
 
+def test_a_line_that_cannot_be_blamed_goes_to_the_default_contact_not_back_to_the_inbox(
+        tmp_path) -> None:
+    repo = init_repo(tmp_path / "repo")
+    repo.commit(ALICE, {"checks/corrupt_rows.py": "one = 1\ntwo = 2\n"}, "Two lines")
+    world = World(tmp_path, repo.path, threshold=1)
+    world.processor.startService()
+    world.send({"exception_type": "builtins.ValueError", "exception_message": "bad row",
+                "traceback": [{"filename": "/srv/app/checks/corrupt_rows.py",
+                               "line_number": 3, "function_name": "check", "text": ""}]})
+    world.processor.wake()
+    assert world.storage.inbox_depth() == 0 and world.counts() == {"check": 1}
+    assert world.mails() == [["oncall@example.com"]]
+    assert world.blamer.last_error is None and world.processor.last_error is None
+    [record] = [record for record, _ in world.storage.week_errors("2025-11-17")]
+    assert any("has only 2 lines" in line for line in record.explanation)
+    world.processor.stopService()
+
+
 # -- JavaScript through source maps ----------------------------------------------------------
 
 ESBUILD = Path(__file__).resolve().parents[1] / "data" / "esbuild"
@@ -431,4 +402,22 @@ def test_without_a_map_for_the_release_the_minified_frame_is_left_as_it_came(tmp
     world.processor.wake()
     [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
     assert record.key.filename == "/static/app.js" and not record.blamed
+    world.processor.stopService()
+
+
+def test_chained_exceptions_frames_are_resolved_too(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, repo.head())
+    cause = minified_report(repo.head())
+    report = parse_report({**cause, "exception_type": "CheckoutError",
+                           "traceback": cause["traceback"][:1],
+                           "chained": [{"exception_type": "TypeError",
+                                        "exception_message": "x is undefined",
+                                        "traceback": cause["traceback"]}]})
+    resolving = defer.ensureDeferred(
+        SourceMapResolver(world.storage, InlineRunner(), world.clock).resolve(report))
+    resolved = resolving.result  # every blocking call ran inline: already fired
+    assert resolved.report.chained[0].traceback[1].filename == "src/checkout.ts"
+    assert resolved.from_maps == {(0, 0), (1, 0), (1, 1)}
     world.processor.stopService()

@@ -94,3 +94,14 @@ def test_the_same_line_by_its_real_path_is_in_app(world):
     assert server.wait_until(lambda: server.query(
         "SELECT author_email FROM errors WHERE function_name = 'control'") == [
         ("alice@example.com",)], timeout=30)
+
+
+def test_an_absolute_path_through_a_parent_directory_is_normalised_and_blamed(world):
+    root, shop, server, sink = world
+    # a notebook in shop/notebooks/ that did sys.path.insert(0, "..")
+    through_parent = str(shop.path / "notebooks" / ".." / "shop" / "cart.py")
+    frame = dict(ALICE_LINE, filename=through_parent, function_name="through_parent")
+    assert server.record(report(frame))["result"] == {"accepted": True}
+    assert server.wait_until(lambda: server.query(
+        "SELECT author_email FROM errors WHERE function_name = 'through_parent'") == [
+        ("alice@example.com",)], timeout=30)

@@ -24,6 +24,7 @@ from flawless.server.rules.reloading import RulesService
 from flawless.server.storage.sqlite import SqliteStorage
 from flawless.server.threads import InlineRunner
 from flawless.server.web.health import HealthPage, config_secrets
+from flawless.server.web.fixes import Commits
 from flawless.server.web.root import WebParts, build_web_root
 from support.http import Exchange, Response
 
@@ -45,6 +46,7 @@ class DashboardApp:
         self.reactor = Clock()
         self.reactor.advance(NOW)
         self.health_extra: dict[str, Any] = {}
+        self.commits: Optional[Commits] = None   # a repository's commit lookup, when set
         self.rules_service = RulesService(self.config.config_dir_path,
                                           self.config.data_dir_path, lambda problems: None,
                                           clock=self.reactor)
@@ -60,12 +62,13 @@ class DashboardApp:
         reader pool)."""
         reader = InlineRunner()
         return WebParts(
-            storage=self.store, reader=reader, clock=self.reactor,
+            storage=self.store, reader=reader, writer=reader, clock=self.reactor,
             health=HealthPage(self.health, reader, config_secrets(self.config)),
             config_dir=self.config.config_dir_path, config_path=self.config.path or "",
             admin_password=self.config.admin_password, reload_rules=self.rules_service.poll,
             viewer_password=self.config.viewer_password,
-            secure_cookies=self.config.behind_tls, page_size=self.config.page_size)
+            secure_cookies=self.config.behind_tls, page_size=self.config.page_size,
+            commits=self.commits)
 
     def health(self) -> dict[str, Any]:
         """A status in the server's shape."""

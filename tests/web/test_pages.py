@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flawless.report import Frame, NotebookCell, RequestInfo
+from flawless.report import ChainedException, Frame, NotebookCell, RequestInfo
 from flawless.server.core.channels import error_fingerprint
 from flawless.server.core.model import ErrorRecord
 from flawless.server.core.redaction import redact_data
@@ -132,6 +132,23 @@ def test_view_traceback_shows_the_latest_occurrence_and_why_it_was_routed(app, c
     assert "http://" not in text.split("<svg", 1)[1].split("</svg>", 1)[0].replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
     assert error.error_id
+
+
+def test_view_traceback_shows_the_chain_and_marks_the_line_it_began_on(app, client):
+    cause = ChainedException("builtins.ValueError", "invalid literal: 'x'", (
+        Frame("/srv/app/shop/cart.py", 30, "load", "return parse(text)"),
+        Frame("/srv/app/shop/parse.py", 2, "parse", "return int(text)")))
+    chained_report = replace(report("load", 32, "raise CartError(text) from err",
+                                    exception_type="shop.CartError"), chained=(cause,))
+    store_error(app.store, record("shop/parse.py", "parse", 2, "return int(text)",
+                                  last_report=chained_report), [NOW - 60])
+    text = client.get("/view_traceback", filename="shop/parse.py", function_name="parse",
+                      line_number=2, text="return int(text)").text
+    first = text.index("invalid literal: &#39;x&#39;")
+    assert first < text.index("The above exception was the cause") < text.index(
+        "shop.CartError") < text.rindex("raise CartError(text) from err")
+    [blamed] = re.findall(r'<li class="frame blamed">.*?</li>', text, re.S)
+    assert "/srv/app/shop/parse.py" in blamed and "return int(text)" in blamed
 
 
 def test_view_traceback_shows_where_the_alerts_went_and_the_issue(app, client):

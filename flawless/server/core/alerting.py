@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime
-from typing import Optional
+from typing import Optional, Sequence
 
-from flawless.server.core.model import (AlertSettings, Decision, KnownError, Recipient, Route,
-                                        Rules)
+from flawless.server.core.fixes import Recurrence, fixed_by
+from flawless.server.core.model import (AlertSettings, Decision, KnownError, Recipient,
+                                        Resolution, Route, Rules)
 from flawless.server.core.text import is_valid_address
 
 
@@ -86,7 +87,8 @@ def _author(route: Route, author_email: str, rules: Rules, settings: AlertSettin
 
 def _watchers(route: Route, rules: Rules) -> list[Recipient]:
     blamed = route.blamed
-    everywhere = [routed.repo_path for routed in route.frames if routed.repo_path is not None]
+    everywhere = [routed.repo_path for number in range(len(route.chain) + 1)
+                  for routed in route.frames_of(number) if routed.repo_path is not None]
     here = [blamed.repo_path] if blamed is not None and blamed.repo_path is not None else []
     found = []
     for watch in rules.watched_files:
@@ -97,10 +99,12 @@ def _watchers(route: Route, rules: Rules) -> list[Recipient]:
 
 
 def _candidates(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings, author_reason: Optional[str]) -> list[Recipient]:
+                settings: AlertSettings, author_reason: Optional[str],
+                extra: Sequence[Recipient]) -> list[Recipient]:
     found: list[Recipient] = []
     if route.blamed is not None and author_email:
         found.append(_author(route, author_email, rules, settings, author_reason))
+    found.extend(extra)
     found.extend(_watchers(route, rules))
     known = route.known_error
     if known is not None:
@@ -116,13 +120,14 @@ def _candidates(route: Route, author_email: Optional[str], rules: Rules,
 
 
 def _recipients(route: Route, author_email: Optional[str], rules: Rules,
-                settings: AlertSettings, author_reason: Optional[str]
+                settings: AlertSettings, author_reason: Optional[str],
+                extra: Sequence[Recipient] = ()
                 ) -> tuple[list[Recipient], list[tuple[str, str]]]:
     """Valid, de-duplicated recipients (the first reason kept) and rejected addresses."""
     kept: list[Recipient] = []
     rejected: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for recipient in _candidates(route, author_email, rules, settings, author_reason):
+    for recipient in _candidates(route, author_email, rules, settings, author_reason, extra):
         if recipient.email.lower() in seen:
             continue
         seen.add(recipient.email.lower())
@@ -210,6 +215,23 @@ def decide(route: Route, author_email: Optional[str], commit_timestamp: Optional
         else memo.recipients(route, author_email, rules, settings, author_reason)
     header = route.known_error.email_header if route.known_error is not None else None
     return Decision(alert, reason, tuple(recipients), tuple(rejected) if alert else (), header)
+
+
+def decide_recurrence(route: Route, author_email: Optional[str], rules: Rules,
+                      settings: AlertSettings, resolution: Resolution, outcome: Recurrence,
+                      author_reason: Optional[str] = None) -> Decision:
+    """The decision for an occurrence of a resolved error: a regression alerts at once, the
+    blamed author and the fix's author; an old deployment is counted without an alert."""
+    extra = []
+    if outcome.regression and resolution.fix_author_email:
+        extra.append(Recipient(author_address(resolution.fix_author_email, settings),
+                               f"wrote {fixed_by(resolution)}, and it regressed"))
+    recipients, rejected = _recipients(route, author_email, rules, settings, author_reason,
+                                       extra)
+    header = route.known_error.email_header if route.known_error is not None else None
+    return Decision(outcome.regression, outcome.reason, tuple(recipients),
+                    tuple(rejected) if outcome.regression else (), header,
+                    outcome.detail if outcome.regression else None)
 
 
 def explain(route: Route, decision: Decision) -> str:

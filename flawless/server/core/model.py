@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Protocol, Sequence
 
 from flawless.report import Frame, Report
 
@@ -107,6 +107,24 @@ class RoutedFrame:
     in_app: bool
 
 
+class ExceptionLike(Protocol):
+    """An exception as a report carries it: the report itself, or one of its ``chained``."""
+
+    @property
+    def exception_type(self) -> str: ...
+
+    @property
+    def traceback(self) -> Sequence[Frame]: ...
+
+
+@dataclass(frozen=True)
+class RoutedException:
+    """One exception of a report's chain (``__cause__``/``__context__``) with its frames."""
+
+    exception_type: str
+    frames: tuple[RoutedFrame, ...]
+
+
 @dataclass(frozen=True)
 class Route:
     """Where one report goes: dropped, or a blamed frame (or none) and its identity.
@@ -115,17 +133,26 @@ class Route:
     error): the frames in it are those of the first, so take a report's own frames (its
     locals) from the report, never from its route."""
 
-    frames: tuple[RoutedFrame, ...]
+    frames: tuple[RoutedFrame, ...]     # the reported exception's traceback
     dropped_reason: Optional[str]       # set when whitelisted or ignored: the report is dropped
-    blamed_index: Optional[int]         # index into frames of the blamed frame; None = unblamable
+    blamed_index: Optional[int]         # index of the blamed frame in its exception's frames;
+                                        # None = unblamable
     key: ErrorKey
     known_error: Optional[KnownError]
     explanation: tuple[str, ...]        # human-readable, one line per decision taken
+    chain: tuple[RoutedException, ...] = ()   # the chained exceptions, nearest first
+    blamed_exception: int = 0           # 0: the reported exception; n: chain[n - 1]
+
+    def frames_of(self, exception: int) -> tuple[RoutedFrame, ...]:
+        """The frames of the reported exception (0) or of the chain's ``exception``-th."""
+        return self.frames if exception == 0 else self.chain[exception - 1].frames
 
     @property
     def blamed(self) -> Optional[RoutedFrame]:
         """The blamed frame, or None when nothing in the repository is to blame."""
-        return None if self.blamed_index is None else self.frames[self.blamed_index]
+        if self.blamed_index is None:
+            return None
+        return self.frames_of(self.blamed_exception)[self.blamed_index]
 
 
 @dataclass(frozen=True)
@@ -166,6 +193,50 @@ class Blame:
     at_requested_revision: bool  # False when the report's revision was unknown and HEAD was used
     line_text: str = ""       # the blamed line as the repository has it ("" for a notebook)
     cell: Optional[CellBlame] = None  # set when the line blamed is in a notebook's cell
+    original_path: str = ""   # the line's path in the blamed commit (another after a move)
+    explanation: tuple[str, ...] = ()   # how the blame was found, when more than plain blame
+
+
+# -- fixes ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Resolution:
+    """An error marked resolved (from the dashboard, the API or a ``Fixes:`` trailer),
+    perhaps by a commit that fixes it, and what happened to it since."""
+
+    resolved_at: Optional[float]            # None once it regressed or was reopened
+    source: str                             # "the dashboard", "Fixes: trailer of 1a2b3c4d5e6f"
+    fix_commit: Optional[str] = None        # full sha; None: resolved without naming a fix
+    fix_author_name: Optional[str] = None
+    fix_author_email: Optional[str] = None
+    regressed_at: Optional[float] = None
+    regressed_in: Optional[str] = None      # the revision of the report that regressed it
+    old_deployments: int = 0                # occurrences since, from revisions without the fix
+    old_deployment_revision: Optional[str] = None   # the latest such revision
+    old_deployment_seen: Optional[float] = None
+
+    @property
+    def resolved(self) -> bool:
+        """Whether the error counts as fixed now."""
+        return self.resolved_at is not None
+
+
+@dataclass(frozen=True)
+class FixCheck:
+    """Whether the revision a report came from contains an error's fix commit (git says)."""
+
+    fix_commit: str
+    revision: Optional[str]          # the report's revision, None when the repository lacks it
+    contains: Optional[bool]         # None when it cannot be told
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    """A commit of the repository and its author (after .mailmap)."""
+
+    sha: str
+    author_name: str
+    author_email: str
 
 
 # -- alerting ------------------------------------------------------------------------------
@@ -191,6 +262,7 @@ class Decision:
     recipients: tuple[Recipient, ...] = ()
     rejected: tuple[tuple[str, str], ...] = ()   # (address, why it was dropped)
     email_header: Optional[str] = None
+    regression: Optional[str] = None             # the sentence saying how a fix regressed
 
 
 @dataclass(frozen=True)
@@ -213,6 +285,7 @@ class Occurrence:
     report: Report
     route: Route
     blame: Optional[Blame]
+    fix_check: Optional[FixCheck] = None   # set when its error was resolved by a fix commit
 
 
 @dataclass(frozen=True)

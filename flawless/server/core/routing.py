@@ -12,15 +12,17 @@ from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 from flawless.report import Frame, Report
 from flawless.server.core.cell_frames import (cell_function, cell_text, cell_where,
                                               notebook_cell)
-from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, LineRule, RoutedFrame,
-                                        Route, RoutingSettings, Rules)
 from flawless.server.core.jsstack import url_path
+from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, ExceptionLike, LineRule,
+                                        RoutedException, RoutedFrame, Route, RoutingSettings,
+                                        Rules)
 from flawless.server.core.notebooks import is_notebook_path
 from flawless.server.core.text import fold_whitespace
 
 # Python 2 and 3 spell the module of the built-in exceptions differently; clients send either.
 BUILTIN_PREFIXES = ("builtins.", "exceptions.")
 _RAISE_LINE = re.compile(r"raise\b")
+_DRIVE = re.compile(r"[A-Za-z]:")
 _URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 RuleT = TypeVar("RuleT", bound=LineRule)
 
@@ -29,15 +31,29 @@ def path_components(filename: str) -> Optional[list[str]]:
     """The directory components of a frame's filename, or None when it cannot name a file.
 
     Backslashes count as separators (Windows clients); empty and ``.`` components vanish.
-    Names with NUL or line breaks, ``..`` components, or a component starting with ``-``
-    (git would read it as an option) are refused rather than guessed at.
+    An anchored path (``/...``, ``~/...`` as clients shorten home directories, ``C:\\...``)
+    is normalised lexically, as ``sys.path.insert(0, "..")`` in a notebook makes
+    ``/home/u/proj/notebooks/../helpers/stats.py``; a ``..`` that climbs above its anchor,
+    or any ``..`` of a relative path (relative to what?), is refused. So are names with NUL
+    or line breaks and components starting with ``-`` (git would read them as options).
     """
     if not filename or any(char in filename for char in "\x00\r\n"):
         return None
-    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".")]
-    if not parts or any(part == ".." or part.startswith("-") for part in parts):
-        return None
-    return parts
+    raw = filename.replace("\\", "/").split("/")
+    anchor = 0 if raw[0] == "" else 1 if raw[0] == "~" or _DRIVE.fullmatch(raw[0]) else None
+    parts: list[str] = []
+    for part in raw:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if anchor is None or len(parts) <= anchor:
+                return None
+            parts.pop()
+        elif part.startswith("-"):
+            return None
+        else:
+            parts.append(part)
+    return parts or None
 
 
 def frame_path(filename: str) -> str:
@@ -225,48 +241,102 @@ def _blamable(routed: RoutedFrame, patterns: Sequence[re.Pattern[str]]) -> bool:
     return not patterns or any(pattern.search(routed.repo_path) for pattern in patterns)
 
 
-def _find_blamed(frames: Sequence[RoutedFrame], rules: Rules,
-                 settings: RoutingSettings) -> tuple[Optional[int], list[str]]:
-    """The index of the blamed frame (innermost first) and the lines explaining the choice."""
-    patterns = [re.compile(pattern) for pattern in settings.only_blame_patterns]
-    notes: list[str] = []
-    fallback: Optional[int] = None
-    for index in range(len(frames) - 1, -1, -1):
-        routed = frames[index]
+def _innermost_candidate(frames: Sequence[RoutedFrame], rules: Rules,
+                         patterns: Sequence[re.Pattern[str]], notes: list[str],
+                         below: Optional[int] = None) -> Optional[int]:
+    """The index of the innermost frame of the repository (outside ``below``) that is not a
+    building block; each building block passed over is noted."""
+    for index in range(len(frames) if below is None else below, 0, -1):
+        routed = frames[index - 1]
         if not _blamable(routed, patterns):
             continue
         block = _first_match(rules.building_blocks, routed)
-        if block is not None:
-            notes.append(f"skipped {_where(routed)}: building block ({block.source})")
+        if block is None:
+            return index - 1
+        notes.append(f"skipped {_where(routed)}: building block ({block.source})")
+    return None
+
+
+def _past_raises(frames: Sequence[RoutedFrame], raising: int, rules: Rules,
+                 patterns: Sequence[re.Pattern[str]], notes: list[str]) -> int:
+    """From the raise statement at ``raising`` outwards, the first candidate that does not
+    raise (the caller is to blame); the innermost raise when every candidate raises."""
+    index = raising
+    while True:
+        notes.append(f"skipped {_where(frames[index])}: a raise statement, the caller is to blame")
+        caller = _innermost_candidate(frames, rules, patterns, notes, below=index)
+        if caller is None:
+            notes.append(f"blamed {_where(frames[raising])}: every other candidate raises or "
+                         "is a building block, so the innermost raise is blamed")
+            return raising
+        if not is_raise_line(frames[caller].frame.text):
+            notes.append(f"blamed {_where(frames[caller])}: innermost line of the repository")
+            return caller
+        index = caller
+
+
+def _find_blamed(exceptions: Sequence[RoutedException], rules: Rules,
+                 settings: RoutingSettings) -> tuple[Optional[tuple[int, int]], list[str]]:
+    """Which exception of the chain (0: the reported one) and which of its frames is blamed,
+    and the lines explaining the choice.
+
+    An exception's own line is its innermost candidate (a line of the repository, not a
+    building block). When that line is not a ``raise``, it failed in its own right and is
+    blamed. When it raises while handling a chained exception, the blame follows the chain
+    to the line where the error began; an exception whose own line raises and that has no
+    chained line to follow passes the blame to its caller, as a raise always does.
+    """
+    patterns = [re.compile(pattern) for pattern in settings.only_blame_patterns]
+    notes: list[str] = []
+    raising: Optional[tuple[int, int]] = None
+    for position, exception in enumerate(exceptions):
+        name = _exception_name(exception.exception_type)
+        own = _innermost_candidate(exception.frames, rules, patterns, notes)
+        if own is None:
+            if position:
+                notes.append(f"the chained {name} has no line of the repository")
             continue
-        if is_raise_line(routed.frame.text):
-            notes.append(f"skipped {_where(routed)}: a raise statement, the caller is to blame")
-            fallback = index if fallback is None else fallback
-            continue
-        notes.append(f"blamed {_where(routed)}: innermost line of the repository")
-        return index, notes
-    if fallback is not None:
-        notes.append(f"blamed {_where(frames[fallback])}: every other candidate raises or is "
-                     "a building block, so the innermost raise is blamed")
-        return fallback, notes
+        where = _where(exception.frames[own])
+        if not is_raise_line(exception.frames[own].frame.text):
+            if position:
+                notes.append(f"blamed {where}: innermost line of the repository in the "
+                             f"chained {name}, where the error began")
+            elif len(exceptions) > 1:
+                notes.append(f"blamed {where}: innermost line of the repository; it is not a "
+                             f"raise, so it failed in its own right while handling the "
+                             f"chained {_exception_name(exceptions[1].exception_type)}")
+            else:
+                notes.append(f"blamed {where}: innermost line of the repository")
+            return (position, own), notes
+        if position + 1 < len(exceptions):
+            cause = _exception_name(exceptions[position + 1].exception_type)
+            notes.append(f"{where} raises {name} while handling the chained {cause}: "
+                         "the blame follows the chain")
+        raising = (position, own)
+    if raising is not None:
+        position, own = raising
+        return (position, _past_raises(exceptions[position].frames, own, rules, patterns,
+                                       notes)), notes
     scope = " matching only_blame_filepaths_matching" if patterns else ""
-    if notes:
+    if notes and any(note.startswith("skipped") for note in notes):
         notes.append(f"unblamable: every line of the repository{scope} is a building block")
     else:
         notes.append(f"unblamable: no frame is a line of the repository{scope}")
     return None, notes
 
 
-def _drop_reason(report: Report, frames: Sequence[RoutedFrame], rules: Rules) -> Optional[str]:
-    name = _exception_name(report.exception_type)
+def _drop_reason(exceptions: Sequence[RoutedException], rules: Rules) -> Optional[str]:
+    reported = exceptions[0].exception_type
+    name = _exception_name(reported)
     for ignored in rules.ignored_exceptions:
         if _exception_name(ignored) == name:
             source = rules.ignored_exception_sources.get(ignored, "ignored_exceptions.yaml")
-            return f"ignored exception: {report.exception_type} ({source})"
-    for routed in frames:
-        entry = _first_match(rules.third_party_whitelist, routed)
-        if entry is not None:
-            return f"third-party whitelist: {_where(routed)} ({entry.source})"
+            return f"ignored exception: {reported} ({source})"
+    for exception in exceptions:
+        for routed in exception.frames:
+            entry = _first_match(rules.third_party_whitelist, routed)
+            if entry is not None:
+                return f"third-party whitelist: {_where(routed)} ({entry.source})"
     return None
 
 
@@ -289,29 +359,46 @@ def _route_frame(frame: Frame, index: RepoIndex, runtime_dirs: Sequence[str]) ->
                        in_app=repo_path is not None and frame.in_app is not False)
 
 
+def _routed_exception(exception: ExceptionLike, index: RepoIndex,
+                      settings: RoutingSettings) -> RoutedException:
+    return RoutedException(exception.exception_type, tuple(
+        _route_frame(frame, index, settings.runtime_dirs) for frame in exception.traceback))
+
+
 def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSettings) -> Route:
     """Decide where a report goes: dropped (ignored exception or whitelisted line), or the
-    frame to blame, the error's identity and the known error it is, with the reasons."""
-    routed = tuple(_route_frame(frame, index, settings.runtime_dirs)
-                   for frame in report.traceback)
-    innermost_key = _key(routed[-1])
-    dropped = _drop_reason(report, routed, rules)
+    frame to blame, the error's identity and the known error it is, with the reasons.
+
+    The report's ``chained`` exceptions (its cause or the one it was raised while handling,
+    and so on: the nearest first) are routed too: the blame may follow the chain.
+    """
+    exceptions = [_routed_exception(exception, index, settings)
+                  for exception in (report, *report.chained)]
+    routed, chain = exceptions[0].frames, tuple(exceptions[1:])
+    dropped = _drop_reason(exceptions, rules)
     if dropped is not None:
-        return Route(routed, dropped, None, innermost_key, None, (f"dropped: {dropped}",))
-    blamed_index, explanation = _find_blamed(routed, rules, settings)
+        return Route(routed, dropped, None, _key(routed[-1]), None, (f"dropped: {dropped}",),
+                     chain)
+    blamed, explanation = _find_blamed(exceptions, rules, settings)
     # An unblamable error is known by its innermost frame, and so is matched against
     # known_errors by it: a known error in a library's code is how users silence those.
-    key_frame = routed[-1] if blamed_index is None else routed[blamed_index]
+    key_frame = routed[-1] if blamed is None else exceptions[blamed[0]].frames[blamed[1]]
     known = _first_match(rules.known_errors, key_frame)
     if known is not None:
         explanation.append(f"known error ({known.source})")
-    return Route(routed, None, blamed_index, _key(key_frame), known, tuple(explanation))
+    return Route(routed, None, None if blamed is None else blamed[1], _key(key_frame), known,
+                 tuple(explanation), chain, 0 if blamed is None else blamed[0])
+
+
+def _frame_inputs(frames: Sequence[Frame]) -> tuple:
+    return tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
+                  frame.cell, frame.in_app) for frame in frames)
 
 
 def route_inputs(report: Report) -> tuple:
     """Everything :func:`route` reads of a report, its frames' locals aside: two reports with
     equal inputs are routed alike (for one index, rules and settings), so a route can be
     reused for every repeat of an error. Keep it in step with :func:`route`."""
-    return (report.exception_type,
-            tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
-                   frame.cell, frame.in_app) for frame in report.traceback))
+    return (report.exception_type, _frame_inputs(report.traceback),
+            tuple((chained.exception_type, _frame_inputs(chained.traceback))
+                  for chained in report.chained))

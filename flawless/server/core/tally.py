@@ -10,17 +10,18 @@ from __future__ import annotations
 
 from typing import Optional
 
-from flawless.server.core import alerting
+from flawless.server.core import alerting, fixes
 from flawless.server.core.calendar import day_of
 from flawless.server.core.cell_frames import blame_reason, frame_line
 from flawless.server.core.model import (AlertSettings, Decision, ErrorRecord, ErrorState,
-                                        Occurrence, Rules)
+                                        Occurrence, Resolution, Rules)
 
 
 class ErrorTally:
     """One error's stored state plus the occurrences of the batch being applied."""
 
-    def __init__(self, state: Optional[ErrorState], when: float):
+    def __init__(self, state: Optional[ErrorState], when: float,
+                 resolution: Optional[Resolution] = None):
         self.error_id = state.error_id if state else 0
         self.count = state.count if state else 0
         self.count_before = self.count                # before this batch
@@ -39,6 +40,8 @@ class ErrorTally:
         self._pending: Optional[tuple[int, int, bool, Rules, AlertSettings,
                                       Optional[alerting.RecipientsMemo]]] = None
         self._day: tuple[float, str] = (-1.0, "")
+        self.resolution = resolution
+        self.resolution_changed = False
 
     def add(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
             settings: AlertSettings, memo: Optional[alerting.RecipientsMemo] = None) -> None:
@@ -47,10 +50,16 @@ class ErrorTally:
         count_before, already_alerted = self.count, self.alerted_at is not None
         self.count += report.error_count
         self.latest = occurrence
-        self._decision = None
-        self._pending = (count_before, self.count, already_alerted, rules, settings, memo)
-        if alerting.counts_alert(route, count_before, self.count, already_alerted,
-                                 report.error_threshold, settings)[0]:
+        if self.resolution is not None and self.resolution.resolved:
+            self._pending = None
+            self._decision = self._recurrence(occurrence, when, now, rules, settings)
+            alerts = self._decision.alert
+        else:
+            self._decision = None
+            self._pending = (count_before, self.count, already_alerted, rules, settings, memo)
+            alerts = alerting.counts_alert(route, count_before, self.count, already_alerted,
+                                           report.error_threshold, settings)[0]
+        if alerts:
             decision = self.decision
             if decision.alert and decision.recipients:
                 self.alerted_at = now
@@ -77,6 +86,25 @@ class ErrorTally:
                 already_alerted, report.error_threshold, rules, settings, blame_reason(blame),
                 memo)
         return self._decision
+
+    def _recurrence(self, occurrence: Occurrence, when: float, now: float, rules: Rules,
+                    settings: AlertSettings) -> Decision:
+        """Decide an occurrence of the resolved error; it reopens it (a regression) or is
+        counted as coming from an old deployment."""
+        resolution = self.resolution
+        assert resolution is not None
+        report, check = occurrence.report, occurrence.fix_check
+        outcome = fixes.recurrence(resolution, check, report.revision)
+        if outcome.regression:
+            self.resolution = fixes.regressed(resolution, now, check)
+        else:
+            assert check is not None
+            self.resolution = fixes.counted_as_old(resolution, report.error_count, check, when)
+        self.resolution_changed = True
+        blame = occurrence.blame
+        return alerting.decide_recurrence(occurrence.route,
+                                          blame.author_email if blame else None, rules,
+                                          settings, resolution, outcome, blame_reason(blame))
 
     def record(self) -> ErrorRecord:
         """The error as it is to be stored, from its latest occurrence."""

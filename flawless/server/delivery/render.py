@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 
 import jinja2
 
-from flawless.report import MESSAGE_TYPE, Report, RequestInfo, trim
+from flawless.report import MESSAGE_TYPE, Frame, Report, RequestInfo, trim
 from flawless.server.core.cell_frames import blame_note, cell_where, frame_line, frame_where
 from flawless.server.core.model import Blame, Decision, Route, RoutedFrame
 
@@ -134,9 +134,17 @@ def utc_time(timestamp: float) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _frame_views(report: Report, route: Route) -> tuple[FrameView, ...]:
-    """The report's own frames (a route may be shared by the repeats of an error, whose
-    locals differ), marked as the route decided."""
+@dataclass(frozen=True)
+class ExceptionView:
+    """One exception of the chain with its traceback, as the templates show it."""
+
+    exception_type: str
+    exception_message: str
+    frames: tuple[FrameView, ...]
+
+
+def _frame_views(frames: Sequence[Frame], blamed: Optional[int]) -> tuple[FrameView, ...]:
+    """Frames as shown, the ``blamed``-th marked."""
     return tuple(
         FrameView(
             filename=body_text(frame.filename),
@@ -145,11 +153,25 @@ def _frame_views(report: Report, route: Route) -> tuple[FrameView, ...]:
             text=body_text(frame.text.strip()),
             frame_locals=tuple((body_text(name), body_text(value))
                                for name, value in (frame.frame_locals or {}).items()),
-            blamed=index == route.blamed_index,
+            blamed=index == blamed,
             cell_where=body_text(frame_where(frame)) if frame.cell is not None else None,
             column_number=frame.column_number,
         )
-        for index, frame in enumerate(report.traceback))
+        for index, frame in enumerate(frames))
+
+
+def _exception_views(report: Report, route: Route) -> tuple[ExceptionView, ...]:
+    """Every exception of the report's chain, the one raised first first (as Python prints
+    them), the reported one last. The frames are the report's own (a route may be shared by
+    the repeats of an error, whose locals differ), marked as the route decided."""
+    def blamed(exception: int) -> Optional[int]:
+        return route.blamed_index if exception == route.blamed_exception else None
+
+    exceptions = (report, *report.chained)
+    return tuple(ExceptionView(body_text(exception.exception_type),
+                               body_text(exception.exception_message),
+                               _frame_views(exception.traceback, blamed(number)))
+                 for number, exception in reversed(list(enumerate(exceptions))))
 
 
 def _blame_view(blame: Optional[Blame], report: Report,
@@ -209,8 +231,8 @@ def error_query(alert: Alert) -> str:
 
 def alert_subject(alert: Alert) -> str:
     """``TYPE in FUNCTION (PATH:LINE) on HOSTNAME``, or for a message (``record_message``)
-    ``Warning: TEXT (PATH:LINE) on HOSTNAME``: two errors of one file never share a subject.
-    Safe for a header and bounded."""
+    ``Warning: TEXT (PATH:LINE) on HOSTNAME``, after ``Regression:`` when a fix regressed:
+    two errors of one file never share a subject. Safe for a header and bounded."""
     report = alert.report
     host = f"on {report.hostname}" if report.hostname else "on an unknown host"
     if report.exception_type == MESSAGE_TYPE:
@@ -221,7 +243,9 @@ def alert_subject(alert: Alert) -> str:
         what = f"{kind} in {_culprit(alert).frame.function_name}"
         if report.level != "error":
             what = f"{report.level.capitalize()}: {what}"
-    return header_text(f"{what} ({alert_location(alert)}) {host}", MAX_SUBJECT_CHARS)
+    regression = "Regression: " if alert.decision.regression else ""
+    return header_text(f"{regression}{what} ({alert_location(alert)}) {host}",
+                       MAX_SUBJECT_CHARS)
 
 
 def _pairs(mapping: Optional[Mapping[str, Any]]) -> tuple[tuple[str, str], ...]:
@@ -258,7 +282,7 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
         "exception_type": body_text(report.exception_type),
         "exception_message": body_text(report.exception_message),
         "hostname": body_text(report.hostname or "unknown host"),
-        "frames": _frame_views(alert.report, alert.route),
+        "exceptions": _exception_views(report, alert.route),
         "blame": _blame_view(alert.blame, report, _culprit(alert)),
         "count": alert.count,
         "first_seen": utc_time(alert.first_seen),
@@ -275,7 +299,11 @@ def _alert_values(alert: Alert) -> dict[str, Any]:
                           if alert.blame else None),
         "recipients": tuple((body_text(recipient.email), body_text(recipient.reason))
                             for recipient in alert.decision.recipients),
-        "explanation": tuple(body_text(line) for line in alert.route.explanation),
+        "regression": body_text(alert.decision.regression) if alert.decision.regression
+        else None,
+        "explanation": tuple(body_text(line) for line in (
+            *alert.route.explanation, ("alert: " if alert.decision.alert else "no alert: ")
+            + alert.decision.reason)),
     }
 
 

@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import threading
 import weakref
+from dataclasses import replace
 from typing import Mapping, Optional, Union
 
 # GitPython looks for git on PATH when imported; ours may live elsewhere (git_cli_path),
@@ -26,12 +27,13 @@ import git  # noqa: E402
 
 from flawless.server.atomic import write_atomically  # noqa: E402
 from flawless.server.core.lru import Lru  # noqa: E402
-from flawless.server.core.model import Blame  # noqa: E402
+from flawless.server.core.model import Blame, CommitInfo  # noqa: E402
 from flawless.server.core.notebooks import CommittedCell, NotNotebook, parse_notebook  # noqa: E402
 from flawless.server.core.redaction import redact, url_secrets  # noqa: E402
 from flawless.server.core.text import fold_whitespace  # noqa: E402
-from flawless.server.git.porcelain import (FULL_SHA, Tree, listed_revisions,  # noqa: E402
-                                           locate_line, parse_porcelain, parse_tree,
+from flawless.server.git.porcelain import (FIX_LOG_FORMAT, FULL_SHA, Tree,  # noqa: E402
+                                           enclosing_block, listed_revisions, locate_line,
+                                           parse_fix_log, parse_porcelain, parse_tree,
                                            split_lines)
 
 IGNORE_REVS_FILE = ".git-blame-ignore-revs"
@@ -39,6 +41,13 @@ FETCHED_HEAD = "refs/flawless/head"
 FETCHED_BRANCHES = "refs/flawless/heads/"
 _REMOTE = "flawless-upstream"   # defined through the environment only; see Repository.fetch
 _REQUESTED_REVISION = re.compile(r"[0-9a-fA-F]{4,40}")
+# git blame's own thresholds (letters and digits a chunk needs to be followed; see -M, -C)
+DEFAULT_MOVE_SCORE = 20
+DEFAULT_COPY_SCORE = 40
+# git's words for one bad argument (a line past the end, a path the revision lacks): these
+# are the command's failure even when a path in the message holds a word listed below.
+_ARGUMENT_PROBLEM = re.compile(
+    r"has only \d+ lines?|no such path", re.IGNORECASE)
 MAX_NOTEBOOK_BYTES = 32 * 2**20  # a larger notebook (outputs kept) is not read: its cells go
                                  # unblamed rather than cost the server's memory
 # git's words for a repository that is broken as a whole (rather than for one bad line).
@@ -80,11 +89,13 @@ class Repository:
     """
 
     def __init__(self, repo_dir: str, git_cli_path: str = "git", timeout: float = 30.0,
-                 repo_url: str = "", branch: str = "", network_timeout: float = 600.0):
+                 repo_url: str = "", branch: str = "", network_timeout: float = 600.0,
+                 detect_moves: bool = True):
         self.repo_dir = os.path.realpath(repo_dir)
         self.repo_url = repo_url
         self.branch = branch
         self.timeout = timeout
+        self.detect_moves = detect_moves
         # A first clone of a big repository legitimately takes minutes.
         self.network_timeout = max(timeout, network_timeout)
         self._executable = git_cli_path
@@ -101,6 +112,7 @@ class Repository:
         self._blamed_files: Lru[tuple[str, str], bool] = Lru(4096)
         self._whole_files: Lru[tuple[str, str], dict[int, Blame]] = Lru(32)
         self._ignore_files: Lru[str, str] = Lru(8)
+        self._pickaxe: Lru[tuple[str, str], tuple[str, ...]] = Lru(4096)
         self._notebooks: Lru[str, Union[tuple[CommittedCell, ...], BlameFailed]] = Lru(16)
         self._processes: set[subprocess.Popen] = set()
         self._processes_lock = threading.Lock()
@@ -148,9 +160,24 @@ class Repository:
         message = self.redact(err.decode("utf-8", "replace").strip())
         if self._closed:
             raise RepositoryUnavailable(f"git {command} was interrupted: flawless is stopping")
-        if _REPOSITORY_PROBLEM.search(message):
+        if self._repository_problem(message, args):
             raise RepositoryUnavailable(f"git {command} in {self.repo_dir}: {message}")
         raise _CommandFailed(f"git {command} failed: {message or f'exit status {status}'}")
+
+    def _repository_problem(self, message: str, args: tuple[str, ...]) -> bool:
+        """Whether git's error message says the repository itself is broken.
+
+        Only git's own words count: the paths and revisions the command was given (and the
+        repository's directory) are taken out first, so that a file named ``corrupt.py``
+        past whose end a line was asked is the failure of that one blame, not an outage.
+        """
+        words = message
+        for argument in sorted({*args, self.repo_dir}, key=len, reverse=True):
+            if len(argument) > 2:
+                words = words.replace(argument, "<argument>")
+        if _ARGUMENT_PROBLEM.search(words):
+            return False
+        return _REPOSITORY_PROBLEM.search(words) is not None
 
     def _run(self, argv: list[str], env: Mapping[str, str],
              limit: float) -> tuple[Optional[int], bytes, bytes]:
@@ -272,6 +299,59 @@ class Repository:
         raise RepositoryUnavailable(
             f"{' nor '.join(self._tip_refs)} names a commit in {self.repo_dir}")
 
+    def commit_info(self, revision: str) -> Optional[CommitInfo]:
+        """The commit a hex ``revision`` (4 to 40 digits) names and its author, or None
+        when the repository has no such commit."""
+        if not (isinstance(revision, str) and _REQUESTED_REVISION.fullmatch(revision)):
+            return None
+        sha = self._commit_sha(revision.lower())
+        if sha is None:
+            return None
+        try:
+            out = self._git("log", "-1", "-z", f"--format={FIX_LOG_FORMAT}", sha, "--",
+                            config=self._mailmap())
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(str(failure)) from None
+        found = parse_fix_log(out)
+        return found[0][0] if found else None
+
+    def contains(self, revision: str, commit: str) -> Optional[bool]:
+        """Whether commit ``revision`` has ``commit`` in its history (or is it); None when
+        the repository lacks ``commit``."""
+        _require_sha(revision)
+        _require_sha(commit)
+        if self._commit_sha(commit) is None:
+            return None
+        try:
+            base = self._git("merge-base", commit, revision)
+        except _CommandFailed:
+            return False      # no common history at all
+        return base.decode("ascii", "replace").strip() == commit
+
+    def fix_log(self, tip: str, after: Optional[str] = None,
+                since: Optional[float] = None) -> list[tuple[CommitInfo, tuple[str, ...]]]:
+        """The commits reachable from ``tip`` (and not from ``after``, or committed since
+        ``since`` seconds after the epoch) whose message has a ``Fixes:`` line, with the
+        values of their ``Fixes:`` trailers; newest first."""
+        _require_sha(tip)
+        limits = [tip]
+        if after is not None:
+            _require_sha(after)
+            limits.append("^" + after)
+        if since is not None:
+            limits.insert(0, f"--since={int(since)}")
+        try:
+            out = self._git("log", "-z", "-i", "--grep=^fixes:", f"--format={FIX_LOG_FORMAT}",
+                            *limits, "--", config=self._mailmap())
+        except _CommandFailed as failure:
+            raise RepositoryUnavailable(str(failure)) from None
+        return parse_fix_log(out)
+
+    def _mailmap(self) -> tuple[str, ...]:
+        # The mailmap of the branch tip: it knows people's current addresses, also for
+        # commits older than the mailmap.
+        return (f"mailmap.blob={self._tip_refs[0]}:.mailmap",)
+
     def _tree(self, sha: str) -> Tree:
         _require_sha(sha)
         tree = self._trees.get(sha)
@@ -368,12 +448,15 @@ class Repository:
 
     # -- blame -----------------------------------------------------------------------
 
-    def blame_line(self, path: str, line_number: int, sha: str,
-                   expected_text: str = "") -> Blame:
+    def blame_line(self, path: str, line_number: int, sha: str, expected_text: str = "",
+                   function_name: str = "") -> Blame:
         """Who last touched line ``line_number`` of ``path`` at commit ``sha``.
 
         With ``expected_text``, a stale line number is corrected to the nearest line within
         MOVED_CODE_WINDOW that has that text; without a match the given line is blamed.
+        When the commit plain blame names moved the line (see :meth:`_follow_move`), the
+        block around it (the function ``function_name``) is blamed again with git's move
+        and copy detection, and the explanation says so.
         """
         _require_sha(sha)
         if isinstance(line_number, bool) or not isinstance(line_number, int) or line_number < 1:
@@ -393,27 +476,86 @@ class Repository:
             whole = self._blame(tree, sha, path, None)
             self._whole_files.put(file_key, whole)
         self._blamed_files.put(file_key, True)
-        blames = whole if whole is not None else self._blame(tree, sha, path, target)
+        blames = whole if whole is not None else self._blame(tree, sha, path, (target, target))
         if target not in blames:
             raise BlameFailed(f"{path} has no line {target} at {sha[:12]}")
-        return blames[target]
+        if not self.detect_moves:
+            return blames[target]
+        return self._follow_move(tree, sha, path, blob, blames[target], function_name)
 
-    def _blame(self, tree: Tree, sha: str, path: str, line: Optional[int]) -> dict[int, Blame]:
-        """Blames of one line of ``path``, or of all its lines when ``line`` is None."""
+    def _follow_move(self, tree: Tree, sha: str, path: str, blob: str, plain: Blame,
+                     function_name: str) -> Blame:
+        """``plain``, or when its commit moved the line, the blame of its origin.
+
+        A commit moved the line when it also changed how often the line's text occurs in
+        another file (a function moved there, a file renamed with a shim left behind) or
+        left the count in this file unchanged (moved within it): ``git diff-tree -S`` says,
+        at the price of one small git call per commit and text. Only then is the block
+        around the line blamed again, with ``-C`` (``-M`` within a file): those cost more,
+        and git follows no single short line anyway.
+        """
+        detection = self._moved_from(plain)
+        if detection is None:
+            return plain
+        options, origin = detection
+        start, end = enclosing_block(self._blob_lines(blob), plain.line_number, function_name)
+        traced = self._blame(tree, sha, path, (start, end), options).get(plain.line_number)
+        what = f"lines {start}-{end}" + (f" ({function_name})" if function_name else "")
+        plainly = (f"plain git blame names {plain.commit_sha[:12]} by {plain.author_name} "
+                   f"({plain.commit_summary}), which {origin}; blamed {what} again with "
+                   f"git blame {' '.join(options)}")
+        if traced is None or traced.commit_sha == plain.commit_sha:
+            return replace(plain, explanation=(plainly + ": no older origin, the commit stays "
+                                               "blamed",))
+        moved_from = "" if traced.original_path == path else f" in {traced.original_path}"
+        return replace(traced, explanation=(
+            f"{plainly}: the line was written{moved_from} in {traced.commit_sha[:12]} by "
+            f"{traced.author_name} ({traced.commit_summary})",))
+
+    def _moved_from(self, plain: Blame) -> Optional[tuple[tuple[str, ...], str]]:
+        """(git blame options, what the commit did) when ``plain``'s commit moved the line.
+
+        git follows a moved chunk only when it holds enough letters and digits (20 for a
+        move within a file, 40 from another file): the options lower that to what the line
+        alone holds, as the line's text is known to have moved in this very commit.
+        """
+        needle = plain.line_text.strip()
+        if len(needle) < 2 or "\x00" in needle or "\ufffd" in needle:
+            return None
+        key = (plain.commit_sha, needle)
+        changed = self._pickaxe.get(key)
+        if changed is None:
+            try:
+                out = self._git("diff-tree", "-r", "--root", "--no-commit-id", "--no-renames",
+                                "--name-only", "-z", "-S" + needle, plain.commit_sha)
+            except _CommandFailed as failure:
+                raise RepositoryUnavailable(str(failure)) from None
+            changed = tuple(os.fsdecode(name) for name in out.split(b"\0") if name)
+            self._pickaxe.put(key, changed)
+        others = [name for name in changed if name != plain.original_path]
+        score = sum(char.isalnum() for char in needle)
+        move = f"-M{min(score, DEFAULT_MOVE_SCORE)}"
+        if others:
+            return (move, f"-C{min(score, DEFAULT_COPY_SCORE)}"), \
+                f"also changed that line's text in {others[0]}"
+        if plain.original_path not in changed:
+            return (move,), f"moved it within {plain.original_path}"
+        return None
+
+    def _blame(self, tree: Tree, sha: str, path: str, lines: Optional[tuple[int, int]],
+               detection: tuple[str, ...] = ()) -> dict[int, Blame]:
+        """Blames of lines ``(first, last)`` of ``path``, or of all its lines when None."""
         # The empty --ignore-revs-file drops what a blame.ignoreRevsFile setting listed:
         # the ignore-revs file of the blamed revision alone decides.
-        options = ["--porcelain", "--ignore-revs-file", ""]
+        options = ["--porcelain", "--ignore-revs-file", "", *detection]
         ignore_file = self._ignore_revs_file(tree)
         if ignore_file:
             options += ["--ignore-revs-file", ignore_file]
-        if line is not None:
-            options += ["-L", f"{line},{line}"]
-        # The mailmap of the branch tip: it knows people's current addresses, also for
-        # commits older than the mailmap.
-        config = (f"mailmap.blob={self._tip_refs[0]}:.mailmap",)
+        if lines is not None:
+            options += ["-L", f"{lines[0]},{lines[1]}"]
         try:
-            output = self._git("blame", *options, sha, "--", path, config=config)
+            output = self._git("blame", *options, sha, "--", path, config=self._mailmap())
         except _CommandFailed as failure:
-            where = path if line is None else f"{path}:{line}"
+            where = path if lines is None else f"{path}:{lines[0]}"
             raise BlameFailed(f"{where} at {sha[:12]}: {failure}") from None
         return parse_porcelain(output, path, sha)

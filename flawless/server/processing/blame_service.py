@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from flawless.report import NotebookCell
 from flawless.server.coalesce import Coalescer
 from flawless.server.core.lru import Lru
-from flawless.server.core.model import Blame
+from flawless.server.core.model import Blame, FixCheck
 from flawless.server.core.routing import RepoIndex
 from flawless.server.git.notebooks import blame_cell
 from flawless.server.git.repository import BlameFailed, Repository, RepositoryUnavailable
@@ -51,6 +51,7 @@ class BlameService(service.Service):
         # Revisions that fell back to the tip: (when looked up, tip sha), briefly trusted.
         self._fallbacks: Lru[Optional[str], tuple[float, str]] = Lru(1024)
         self._indexes: Lru[str, RepoIndex] = Lru(MAX_CACHED_INDEXES)
+        self._containment: Lru[tuple[str, str], bool] = Lru(cache_size)
         self._blaming = Coalescer()
         self._indexing = Coalescer()
         self._fetch_loop: Optional[task.LoopingCall] = None
@@ -149,16 +150,18 @@ class BlameService(service.Service):
     # -- blame --
 
     def blame(self, path: str, line_number: int, revision: Optional[str],
-              expected_text: str = "") -> defer.Deferred:
-        """Deferred `Blame` of one line at the report's ``revision`` (HEAD when unknown).
+              expected_text: str = "", function_name: str = "") -> defer.Deferred:
+        """Deferred `Blame` of one line (of the function ``function_name``) at the report's
+        ``revision`` (HEAD when unknown).
 
         Fails with BlameFailed for a line that cannot be blamed and RepositoryUnavailable
         when the repository cannot be used right now.
         """
         blaming = self.resolve(revision)
-        return blaming.addCallback(self._blame_at, (path, line_number, expected_text),
+        return blaming.addCallback(self._blame_at,
+                                   (path, line_number, expected_text, function_name),
                                    lambda sha: self.repository.blame_line(
-                                       path, line_number, sha, expected_text))
+                                       path, line_number, sha, expected_text, function_name))
 
     def blame_cell(self, path: str, cell: NotebookCell,
                    revision: Optional[str]) -> defer.Deferred:
@@ -168,11 +171,11 @@ class BlameService(service.Service):
         return blaming.addCallback(self._blame_at, (path, cell.id, cell.line, cell.line_hash),
                                    lambda sha: blame_cell(self.repository, path, cell, sha))
 
-    def blame_now(self, path: str, line_number: int, expected_text: str,
+    def blame_now(self, path: str, line_number: int, expected_text: str, function_name: str,
                   resolved: tuple[str, bool]) -> Union[Blame, BlameFailed, None]:
         """The cached outcome of :meth:`blame` at a resolved revision: a Blame, the
         BlameFailed it ended with, or None when git must be asked."""
-        return self._cached(resolved, (path, line_number, expected_text))
+        return self._cached(resolved, (path, line_number, expected_text, function_name))
 
     def cell_blame_now(self, path: str, cell: NotebookCell,
                        resolved: tuple[str, bool]) -> Union[Blame, BlameFailed, None]:
@@ -199,6 +202,45 @@ class BlameService(service.Service):
         blaming = self._blaming.run(key, lambda: self._in_git(blame_at, sha).addBoth(
             self._cache, key))
         return blaming.addCallback(lambda blame: replace(blame, at_requested_revision=exact))
+
+    # -- fixes --
+
+    def commit_info(self, revision: str) -> defer.Deferred:
+        """Deferred `CommitInfo` of the commit a hex ``revision`` names, or None."""
+        return self._in_git(self.repository.commit_info, revision)
+
+    def check_fix(self, revision: Optional[str], fix_commit: str) -> defer.Deferred:
+        """Deferred `FixCheck`: whether the report's ``revision`` contains ``fix_commit``."""
+        checking = self.resolve(revision)
+        return checking.addCallback(self._check_fix, fix_commit)
+
+    def _check_fix(self, resolved: tuple[str, bool], fix_commit: str) -> Any:
+        sha, exact = resolved
+        if not exact:
+            return FixCheck(fix_commit, None, None)
+        known = self._containment.get((sha, fix_commit))
+        if known is not None:
+            return FixCheck(fix_commit, sha, known)
+        checking = self._in_git(self.repository.contains, sha, fix_commit)
+        return checking.addCallback(self._checked, sha, fix_commit)
+
+    def _checked(self, contains: Optional[bool], sha: str, fix_commit: str) -> FixCheck:
+        if contains is not None:   # a fix commit not fetched yet may come: ask again then
+            self._containment.put((sha, fix_commit), contains)
+        return FixCheck(fix_commit, sha, contains)
+
+    def fix_log(self, after: Optional[str], since: Optional[float]) -> defer.Deferred:
+        """Deferred (tip sha, commits with their Fixes: trailer values) of the commits of
+        the branch tip that ``after`` lacks (all since ``since`` when it is None)."""
+        return self._in_git(self._fix_log, after, since)
+
+    def _fix_log(self, after: Optional[str], since: Optional[float]) -> tuple[str, list]:
+        tip, _ = self.repository.resolve_revision(None)
+        if tip == after:
+            return tip, []
+        if after is not None and self.repository.commit_info(after) is None:
+            after = None    # history rewritten and the old tip gone: read it all again
+        return tip, self.repository.fix_log(tip, after, None if after else since)
 
     def _cache(self, outcome: Any, key: _Key) -> Any:
         if not isinstance(outcome, Failure):

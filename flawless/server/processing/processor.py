@@ -23,15 +23,15 @@ from flawless.report import Frame, Report
 from flawless.server.core import alerting, routing
 from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
 from flawless.server.core.lru import Lru
-from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, Occurrence, Route,
-                                        RoutedFrame, Rules, RoutingSettings)
+from flawless.server.core.model import (AlertSettings, Blame, ErrorKey, FixCheck, Occurrence,
+                                        Route, RoutedFrame, Rules, RoutingSettings)
 from flawless.server.core.tally import ErrorTally
 from flawless.server.core.text import fold_whitespace
 from flawless.server.delivery import render
 from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
-from flawless.server.processing.sourcemaps import Resolution, SourceMapResolver
+from flawless.server.processing.sourcemaps import Mapped, SourceMapResolver
 from flawless.server.storage.interface import Claim, Storage, Transaction
 from flawless.server.storage.plan import PlanConflict, PlanningTransaction
 from flawless.server.storage.records import InboxItem
@@ -190,6 +190,11 @@ class Processor(service.Service):
             raise
         batch = [(item, [WAITING if entry is None else entry for entry in entry_list])
                  for item, entry_list in zip(claim.items, entries)]
+        try:
+            batch = await self._check_fixes(batch)
+        except BaseException:
+            await self._reader.run(self._storage.release, claim)
+            raise
         queued = await self._write(claim, batch, rules)
         done = sum(isinstance(entry, (Occurrence, Dropped))
                    for _, prepared in batch for entry in prepared)
@@ -246,7 +251,7 @@ class Processor(service.Service):
         thread stays free for acknowledging reports; if an error changed meanwhile, it is
         done again within one transaction."""
         planning = PlanningTransaction(self._storage.error_states, self._storage.hour_count,
-                                       self._storage.issue_update)
+                                       self._storage.issue_update, self._storage.resolutions)
         planning.plan.result = await self._reader.run(self._apply, planning, batch, rules)
         try:
             return await self._writer.run(self._storage.apply_plan, claim, planning.plan)
@@ -258,14 +263,14 @@ class Processor(service.Service):
 
     def _prepare_now(self, report: Report, rules: Rules) -> Optional[Prepared]:
         """What becomes of ``report`` when everything it needs is cached, else None."""
-        resolution = self._sourcemaps.resolve_now(report) if self._sourcemaps is not None \
-            else Resolution(report)
-        if resolution is None:
+        mapped = self._sourcemaps.resolve_now(report) if self._sourcemaps is not None \
+            else Mapped(report)
+        if mapped is None:
             return None
-        report = resolution.report
+        report = mapped.report
         if self._blamer is None:
             return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
-                                 resolution)
+                                 mapped)
         resolved = self._blamer.resolved_now(report.revision)
         index = self._blamer.index_now(resolved[0]) if resolved is not None else None
         if resolved is None or index is None:
@@ -273,23 +278,24 @@ class Processor(service.Service):
         route = self._route(report, index, resolved[0], rules)
         blamed = _to_blame(route)
         if blamed is None:
-            return self._outcome(report, route, None, resolution)
+            return self._outcome(report, route, None, mapped)
         cell = notebook_cell(blamed.frame)
         assert blamed.repo_path is not None
         blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
-                                       blamed.frame.text, resolved) if cell is None \
+                                       blamed.frame.text, blamed.frame.function_name,
+                                       resolved) if cell is None \
             else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
-        return None if blame is None else self._outcome(report, route, blame, resolution)
+        return None if blame is None else self._outcome(report, route, blame, mapped)
 
     async def _prepare(self, report: Report, rules: Rules) -> Prepared:
         """What becomes of ``report``, asking git (and the stored source maps) for what is
         not cached."""
-        resolution = await self._sourcemaps.resolve(report) if self._sourcemaps is not None \
-            else Resolution(report)
-        report = resolution.report
+        mapped = await self._sourcemaps.resolve(report) if self._sourcemaps is not None \
+            else Mapped(report)
+        report = mapped.report
         if self._blamer is None:
             return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
-                                 resolution)
+                                 mapped)
         try:
             sha, _ = await self._blamer.resolve(report.revision)
             route = self._route(report, await self._blamer.index_at(sha), sha, rules)
@@ -300,13 +306,14 @@ class Processor(service.Service):
                 cell = notebook_cell(blamed.frame)
                 try:
                     blame = await (self._blamer.blame(blamed.repo_path, blamed.frame.line_number,
-                                                      report.revision, blamed.frame.text)
+                                                      report.revision, blamed.frame.text,
+                                                      blamed.frame.function_name)
                                    if cell is None else
                                    self._blamer.blame_cell(blamed.repo_path, cell,
                                                            report.revision))
                 except BlameFailed as failure:
                     blame = failure
-            return self._outcome(report, route, blame, resolution)
+            return self._outcome(report, route, blame, mapped)
         except RepositoryUnavailable as unavailable:
             self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
@@ -316,14 +323,14 @@ class Processor(service.Service):
 
     @staticmethod
     def _outcome(report: Report, route: Route, blame: Union[Blame, BlameFailed, None],
-                 resolution: Resolution) -> Prepared:
+                 mapped: Mapped) -> Prepared:
         if route.dropped_reason is not None:
             return Dropped(route.dropped_reason)
-        if resolution.notes:
-            route = replace(route, explanation=resolution.notes + route.explanation)
+        if mapped.notes:
+            route = replace(route, explanation=mapped.notes + route.explanation)
         blamed = route.blamed
         if isinstance(blame, Blame) and blamed is not None and \
-                route.blamed_index in resolution.from_maps and \
+                (route.blamed_exception, route.blamed_index) in mapped.from_maps and \
                 not map_agrees_with_repository(blamed.frame, blame):
             return Occurrence(report, replace(route, explanation=route.explanation + (
                 f"not blamed: line {blamed.frame.line_number} of {blamed.repo_path} in the "
@@ -336,6 +343,8 @@ class Processor(service.Service):
                      line=frame_line(blamed.frame), reason=str(blame))
             return Occurrence(report, replace(route, explanation=route.explanation + (
                 f"git blame failed ({blame}); sent to the default contact",)), None)
+        if blame is not None and blame.explanation:
+            route = replace(route, explanation=route.explanation + blame.explanation)
         cell = notebook_cell(blamed.frame) if blamed is not None else None
         if blame is not None and cell is not None:
             route = replace(route, explanation=route.explanation + (blame_note(blame, cell),))
@@ -356,6 +365,34 @@ class Processor(service.Service):
         route = routing.route(report, index, rules, self._routing_settings)
         self._routes.put(key, (rules, route))
         return route
+
+    async def _check_fixes(self, batch: list[tuple[InboxItem, list[Prepared]]]
+                           ) -> list[tuple[InboxItem, list[Prepared]]]:
+        """Each occurrence of an error resolved by a fix commit, told whether its report's
+        revision contains that commit (a regression) or not (an old deployment)."""
+        keys = list({entry.route.key for _, prepared in batch for entry in prepared
+                     if isinstance(entry, Occurrence)})
+        fixed = await self._reader.run(self._storage.fixes_to_check, keys) if keys else {}
+        if not fixed:
+            return batch
+        checked = []
+        for item, prepared in batch:
+            entries: list[Prepared] = []
+            for entry in prepared:
+                resolution = fixed.get(entry.route.key) \
+                    if isinstance(entry, Occurrence) else None
+                if resolution is not None and resolution.fix_commit is not None:
+                    assert isinstance(entry, Occurrence)
+                    entry = replace(entry, fix_check=await self._check_fix(
+                        entry.report.revision, resolution.fix_commit))
+                entries.append(entry)
+            checked.append((item, entries))
+        return checked
+
+    async def _check_fix(self, revision: Optional[str], fix_commit: str) -> FixCheck:
+        if self._blamer is None:
+            return FixCheck(fix_commit, None, None)
+        return await self._blamer.check_fix(revision, fix_commit)
 
     # -- the database transaction (runs in the database writer's thread) --
 
@@ -390,14 +427,19 @@ class Processor(service.Service):
             transaction.bump_stat(name, count)
         states = transaction.error_states(list({occurrence.route.key: None
                                                 for occurrence, _ in counted}))
+        resolutions = transaction.resolutions([state.error_id for state in states.values()])
         tallies: dict[ErrorKey, ErrorTally] = {}
         for occurrence, when in counted:
             tally = tallies.get(occurrence.route.key)
             if tally is None:
+                state = states.get(occurrence.route.key)
                 tally = tallies[occurrence.route.key] = ErrorTally(
-                    states.get(occurrence.route.key), when)
+                    state, when, resolutions.get(state.error_id) if state else None)
             tally.add(occurrence, when, now, rules, self._alert_settings, self._recipients)
         ids = transaction.save_errors([tally.record() for tally in tallies.values()])
+        for error_id, tally in zip(ids, tallies.values()):
+            if tally.resolution_changed and tally.resolution is not None:
+                transaction.save_resolution(error_id, tally.resolution)
         transaction.count_many_occurrences([
             (error_id, when, int(occurrences))
             for error_id, tally in zip(ids, tallies.values())

@@ -20,7 +20,7 @@ from symbolic.sourcemapcache import SourceMapCache
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from flawless.report import Report
+from flawless.report import Frame, Report
 from flawless.server.coalesce import Coalescer
 from flawless.server.core.lru import Lru
 from flawless.server.core.sourcemap import Token, resolution_note, resolved_frame, script_keys
@@ -35,13 +35,14 @@ _MapKey = tuple[str, tuple[str, ...]]   # (release, the names the script may be 
 
 
 @dataclass(frozen=True)
-class Resolution:
+class Mapped:
     """A report with its frames resolved, and what was done."""
 
     report: Report
     notes: tuple[str, ...] = ()
-    # Indexes of the frames whose line a map gave: blamed only when the repository agrees.
-    from_maps: frozenset[int] = frozenset()
+    # (exception, frame index) of each frame whose line a map gave (exception 0 is the
+    # reported one, n the chain's n-th, as in Route): blamed only when the repository agrees.
+    from_maps: frozenset[tuple[int, int]] = frozenset()
 
 
 class _Missing:
@@ -122,9 +123,10 @@ class SourceMapResolver:
         if not release:
             return []
         return [(release, tuple(script_keys(frame.filename)))
-                for frame in report.traceback if frame.column_number]
+                for traceback in _tracebacks(report) for frame in traceback
+                if frame.column_number]
 
-    def resolve_now(self, report: Report) -> Optional[Resolution]:
+    def resolve_now(self, report: Report) -> Optional[Mapped]:
         """:meth:`resolve` when every map it needs is read already, else None."""
         maps = {}
         for key in self._needed(report):
@@ -134,35 +136,45 @@ class SourceMapResolver:
             maps[key] = known
         return _resolved(report, maps)
 
-    async def resolve(self, report: Report) -> Resolution:
+    async def resolve(self, report: Report) -> Mapped:
         """``report`` with each frame that a stored map covers resolved."""
         maps = {key: await self._map(key) for key in dict.fromkeys(self._needed(report))}
         return _resolved(report, maps)
 
 
-def _resolved(report: Report, maps: dict[_MapKey, Union[ReadMap, _Missing]]) -> Resolution:
+def _tracebacks(report: Report) -> list[tuple[Frame, ...]]:
+    """The reported exception's frames, then each chained exception's."""
+    return [report.traceback, *(chained.traceback for chained in report.chained)]
+
+
+def _resolved(report: Report, maps: dict[_MapKey, Union[ReadMap, _Missing]]) -> Mapped:
     """``report`` resolved through ``maps`` (read, or known to be missing)."""
     if not maps:
-        return Resolution(report)
+        return Mapped(report)
     release = (report.revision or "").strip().lower()
-    frames, notes, from_maps = list(report.traceback), [], set()
-    for index, frame in enumerate(report.traceback):
-        if not frame.column_number:
-            continue
-        read = maps[(release, tuple(script_keys(frame.filename)))]
-        if isinstance(read, _Missing):
-            if read.reason:
-                notes.append(read.reason)
-            continue
-        token = read.lookup(frame.line_number, frame.column_number)
-        if token is None:
-            notes.append(f"the source map of {read.url} maps nothing at line "
-                         f"{frame.line_number}, column {frame.column_number}")
-            continue
-        frames[index] = resolved_frame(frame, token)
-        notes.append(resolution_note(frame, frames[index]))
-        from_maps.add(index)
+    tracebacks = [list(traceback) for traceback in _tracebacks(report)]
+    notes: list[str] = []
+    from_maps: set[tuple[int, int]] = set()
+    for exception, frames in enumerate(tracebacks):
+        for index, frame in enumerate(frames):
+            if not frame.column_number:
+                continue
+            read = maps[(release, tuple(script_keys(frame.filename)))]
+            if isinstance(read, _Missing):
+                if read.reason:
+                    notes.append(read.reason)
+                continue
+            token = read.lookup(frame.line_number, frame.column_number)
+            if token is None:
+                notes.append(f"the source map of {read.url} maps nothing at line "
+                             f"{frame.line_number}, column {frame.column_number}")
+                continue
+            frames[index] = resolved_frame(frame, token)
+            notes.append(resolution_note(frame, frames[index]))
+            from_maps.add((exception, index))
     if not from_maps:
-        return Resolution(report, tuple(notes))
-    return Resolution(replace(report, traceback=tuple(frames)), tuple(notes),
-                      frozenset(from_maps))
+        return Mapped(report, tuple(notes))
+    chained = tuple(replace(item, traceback=tuple(frames))
+                    for item, frames in zip(report.chained, tracebacks[1:]))
+    return Mapped(replace(report, traceback=tuple(tracebacks[0]), chained=chained),
+                      tuple(dict.fromkeys(notes)), frozenset(from_maps))

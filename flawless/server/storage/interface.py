@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, ContextManager, Optional, Protocol, Sequence
 
 from flawless.report import Report
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
                                              IssueLink, NewEntry, OutboxMail, SourceMapFile,
                                              WeekTotals)
@@ -34,6 +34,16 @@ class Transaction(Protocol):
 
     def save_errors(self, records: Sequence[ErrorRecord]) -> list[int]:
         """:meth:`save_error` of many errors at once; their ids in the same order."""
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved, replacing what was stored."""
+
+    def note_fix_trailer(self, error_id: int, fix_commit: str) -> bool:
+        """Remember that a Fixes: trailer of ``fix_commit`` names the error; True the first
+        time, so that each trailer resolves its error once (a reopened error stays open)."""
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters, and to the week's totals
@@ -228,6 +238,13 @@ class Storage(Protocol):
 
     def error_week_count(self, error_id: int, week: str) -> int:
         """Occurrences of an error in one week."""
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+
+    def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
+        """The errors among ``keys`` that are resolved by a fix commit, with their
+        resolution (whether a report's revision contains the fix is for git to say)."""
 
     def daily_counts(self, error_id: int, since_day: str) -> list[tuple[str, int]]:
         """(day, count) of one error since a day, oldest first."""

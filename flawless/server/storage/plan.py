@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional, Sequence
 
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.records import NewEntry
 
 HourKey = tuple[str, str, float]   # (channel, destination, hour start)
@@ -33,6 +33,7 @@ class Plan:
     that the writes refer to, and that the backend maps to the ids it inserts them with."""
 
     read: dict[ErrorKey, ErrorState] = field(default_factory=dict)
+    resolutions: dict[int, Resolution] = field(default_factory=dict)  # as read, by error id
     hours: dict[HourKey, int] = field(default_factory=dict)   # hourly counts as read
     writes: list[tuple[str, tuple]] = field(default_factory=list)
     result: Any = None
@@ -45,10 +46,13 @@ class PlanningTransaction:
     def __init__(self, read_states: Callable[[Sequence[ErrorKey]], dict[ErrorKey, ErrorState]],
                  read_hour: Callable[[str, str, float], int] = lambda *key: 0,
                  read_issue_update: Callable[[int, str], Optional[tuple[float, int]]]
-                 = lambda *key: None):
+                 = lambda *key: None,
+                 read_resolutions: Callable[[Sequence[int]], dict[int, Resolution]]
+                 = lambda error_ids: {}):
         self._read_states = read_states
         self._read_hour = read_hour
         self._read_issue_update = read_issue_update
+        self._read_resolutions = read_resolutions
         self.plan = Plan()
         self._placeholders = 0
         self._admitted: Counter[HourKey] = Counter()
@@ -79,6 +83,16 @@ class PlanningTransaction:
                 ids.append(record.error_id)
         self.plan.writes.append(("save_errors", (list(records), ids)))
         return ids
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved (those ever resolved), as read now."""
+        found = self._read_resolutions(error_ids)
+        self.plan.resolutions.update(found)
+        return found
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved (it must still be as read when written)."""
+        self.plan.writes.append(("save_resolution", (error_id, resolution)))
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters."""
@@ -159,6 +173,12 @@ def replay(plan: Plan, transaction: Any,
             transaction.queue_entry(replace(entry, error_id=mapped(entry.error_id)), *args[1:])
         elif name == "set_issue_update":
             transaction.set_issue_update(mapped(args[0]), *args[1:])
+        elif name == "save_resolution":
+            error_id, resolution = args
+            # marked resolved or reopened from the dashboard meanwhile: work it out again
+            if transaction.resolutions([error_id]).get(error_id) != plan.resolutions.get(error_id):
+                raise PlanConflict(f"error {error_id} was resolved or reopened meanwhile")
+            transaction.save_resolution(error_id, resolution)
         else:
             getattr(transaction, name)(*args)
     return plan.result

@@ -26,7 +26,7 @@ import msgspec
 
 from flawless.report import Report
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
-from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState
+from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.plan import Plan, PlanConflict, replay
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
                                              IssueLink, NewEntry, OutboxMail, SourceMapFile,
@@ -197,7 +197,29 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (error_id, week_start)
     );
     """,
-    # 6: the source maps of browser builds (flawless sourcemaps), by release and script URL
+    # 6: fixes by revision. An error marked resolved (and by which commit), what became of
+    # it; and the Fixes: trailers already applied, so that each applies once.
+    """
+    CREATE TABLE IF NOT EXISTS error_resolutions (
+        error_id INTEGER PRIMARY KEY REFERENCES errors (id),
+        resolved_at REAL,
+        source TEXT NOT NULL,
+        fix_commit TEXT,
+        fix_author_name TEXT,
+        fix_author_email TEXT,
+        regressed_at REAL,
+        regressed_in TEXT,
+        old_deployments INTEGER NOT NULL DEFAULT 0,
+        old_deployment_revision TEXT,
+        old_deployment_seen REAL
+    );
+    CREATE TABLE IF NOT EXISTS fix_trailers (
+        error_id INTEGER NOT NULL REFERENCES errors (id),
+        fix_commit TEXT NOT NULL,
+        PRIMARY KEY (error_id, fix_commit)
+    ) WITHOUT ROWID;
+    """,
+    # 7: the source maps of browser builds (flawless sourcemaps), by release and script URL
     """
     CREATE TABLE IF NOT EXISTS sourcemaps (
         release TEXT NOT NULL,
@@ -245,6 +267,16 @@ def _error_from_row(row: sqlite3.Row) -> ErrorRecord:
         alerted_at=row["alerted_at"], recipients=tuple(json.loads(row["recipients"] or "[]")),
         explanation=tuple(json.loads(row["explanation"] or "[]")),
     )
+
+
+_RESOLUTION_COLUMNS = (
+    "resolved_at, source, fix_commit, fix_author_name, fix_author_email, regressed_at, "
+    "regressed_in, old_deployments, old_deployment_revision, old_deployment_seen"
+)
+
+
+def _resolution_from_row(row: sqlite3.Row) -> Resolution:
+    return Resolution(**{column: row[column] for column in _RESOLUTION_COLUMNS.split(", ")})
 
 
 def _saved_values(record: ErrorRecord) -> tuple[Any, ...]:
@@ -392,6 +424,35 @@ class SqliteTransaction:
         return [record.error_id or int(
             self._connection.execute(insert, _saved_values(record)).lastrowid or 0)
             for record in records]
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        found = {}
+        for start in range(0, len(error_ids), IDS_PER_QUERY):
+            chunk = error_ids[start:start + IDS_PER_QUERY]
+            for row in self._connection.execute(
+                    f"SELECT error_id, {_RESOLUTION_COLUMNS} FROM error_resolutions WHERE "
+                    f"error_id IN ({', '.join('?' * len(chunk))})", list(chunk)):
+                found[row["error_id"]] = _resolution_from_row(row)
+        return found
+
+    def save_resolution(self, error_id: int, resolution: Resolution) -> None:
+        """Store how the error is resolved, replacing what was stored."""
+        columns = _RESOLUTION_COLUMNS.split(", ")
+        values = [getattr(resolution, column) for column in columns]
+        self._connection.execute(
+            f"INSERT INTO error_resolutions (error_id, {_RESOLUTION_COLUMNS}) VALUES "
+            f"({', '.join('?' * (len(columns) + 1))}) ON CONFLICT (error_id) DO UPDATE SET "
+            + ", ".join(f"{column} = excluded.{column}" for column in columns),
+            (error_id, *values))
+
+    def note_fix_trailer(self, error_id: int, fix_commit: str) -> bool:
+        """Remember that a Fixes: trailer of ``fix_commit`` names the error; True the first
+        time, so that each trailer resolves its error once (a reopened error stays open)."""
+        cursor = self._connection.execute(
+            "INSERT INTO fix_trailers (error_id, fix_commit) VALUES (?, ?) "
+            "ON CONFLICT (error_id, fix_commit) DO NOTHING", (error_id, fix_commit))
+        return cursor.rowcount == 1
 
     def count_occurrences(self, error_id: int, when: float, occurrences: int) -> None:
         """Add occurrences to the error's week and day counters, and to its developer's
@@ -848,8 +909,9 @@ class SqliteStorage:
             transaction.execute("DELETE FROM sourcemaps WHERE uploaded_at < ?", before)
             transaction.execute("UPDATE outbox SET error_id = NULL WHERE error_id IN "
                                 "(SELECT id FROM errors WHERE last_seen < ?)", gone)
-            transaction.execute("DELETE FROM issue_updates WHERE error_id IN "
-                                "(SELECT id FROM errors WHERE last_seen < ?)", gone)
+            for table in ("error_resolutions", "fix_trailers", "issue_updates"):
+                transaction.execute(f"DELETE FROM {table} WHERE error_id IN "
+                                    "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
             transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
             return transaction.execute("DELETE FROM errors WHERE last_seen < ?",
@@ -947,6 +1009,28 @@ class SqliteStorage:
             "ON e.id = w.error_id " + ("WHERE " + " AND ".join(conditions) if conditions else "")
             + " ORDER BY w.count DESC, w.error_id LIMIT ? OFFSET ?", *arguments, limit, offset)
         return [(_error_from_row(row), int(row["week_count"])) for row in rows]
+
+    def resolutions(self, error_ids: Sequence[int]) -> dict[int, Resolution]:
+        """How these errors were resolved and what became of it (those ever resolved)."""
+        return SqliteTransaction(self._connection).resolutions(error_ids)
+
+    def fixes_to_check(self, keys: Sequence[ErrorKey]) -> dict[ErrorKey, Resolution]:
+        """The errors among ``keys`` that are resolved by a fix commit, with their
+        resolution (whether a report's revision contains the fix is for git to say)."""
+        if not self._query("SELECT 1 FROM error_resolutions WHERE resolved_at IS NOT NULL "
+                           "AND fix_commit IS NOT NULL LIMIT 1"):
+            return {}
+        columns = ", ".join("r." + column for column in _RESOLUTION_COLUMNS.split(", "))
+        found = {}
+        for key in keys:
+            rows = self._query(
+                f"SELECT {columns} FROM errors e JOIN error_resolutions r ON r.error_id = e.id "
+                "WHERE e.filename = ? AND e.function_name = ? AND e.text = ? "
+                "AND r.resolved_at IS NOT NULL AND r.fix_commit IS NOT NULL",
+                key.filename, key.function_name, key.text)
+            if rows:
+                found[key] = _resolution_from_row(rows[0])
+        return found
 
     def week_totals(self, week: str, include_known: bool = True) -> WeekTotals:
         """The week's occurrences, distinct errors and blamed developers."""

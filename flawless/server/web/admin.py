@@ -95,6 +95,21 @@ class AdminPages:
                                  "password.")
         return session
 
+    def authorise(self, request: server.Request, params: Params) -> None:
+        """Let a state-changing request through: an admin session with its CSRF token, or
+        (for scripts calling ``/api/``) HTTP Basic authentication with the admin password."""
+        if not (request.getHeader(b"authorization") or b"").lower().startswith(b"basic "):
+            self._admin(request, params)
+            return
+        if not self._gate.admin_enabled:
+            raise HttpError(403, "Changes are off: set admin_password in flawless.cfg.")
+        try:
+            role = self._basic_role(request)
+        except TooManyAttempts as refused:
+            raise TooManyLogins(refused.retry_after) from None
+        if role != ADMIN:
+            raise HttpError(401, "HTTP Basic authentication must carry the admin password.")
+
     def _disabled(self, visitor: Visitor) -> Answer:
         return self._renderer.render("page_disabled.html", visitor, 403,
                                      config_path=self._config_path or "flawless.cfg")

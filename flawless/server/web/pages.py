@@ -16,14 +16,14 @@ from twisted.web import server
 from flawless.report import Report, report_to_dict
 from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.channels import error_fingerprint
-from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.http import Answer, HttpError, Params, json_answer
 from flawless.server.web.render import Renderer, Visitor
-from flawless.server.web.views import (CHART_DAYS, Page, author_key, blamed_frame_index,
-                                       daily_chart, delivery_view, error_json, leaderboard,
-                                       page_of)
+from flawless.server.web.views import (CHART_DAYS, Page, author_key, daily_chart,
+                                       delivery_view, error_json, exception_sections,
+                                       leaderboard, page_of, resolution_json)
 
 API_DAYS = 366   # /api/error gives the daily counts of the last year
 
@@ -144,9 +144,10 @@ class ReadPages:
         chart = daily_chart(self._storage.daily_counts(record.error_id, since), last_day)
         return self._renderer.render(
             "page_traceback.html", visitor, record=record, report=report, chart=chart,
-            blamed_index=blamed_frame_index(record, report), week=week,
+            sections=exception_sections(record, report), week=week,
             week_timestamp=week_timestamp(week), of_week=of_week, week_count=week_count,
             latest_week=week_start(record.last_seen),
+            resolution=self._resolution(record),
             deliveries=[delivery_view(delivery)
                         for delivery in self._storage.deliveries(record.error_id)],
             issues=self._storage.issue_links(error_fingerprint(record.key)))
@@ -156,6 +157,7 @@ class ReadPages:
         record = find_error(self._storage, key, line_number)
         week, report, of_week, week_count = self._occurrence(record, timestamp)
         data = error_json(record)
+        data["resolution"] = resolution_json(self._resolution(record))
         data.update(week=week, week_count=week_count, report_of_week=of_week,
                     report=report_to_dict(report), explanation=list(record.explanation))
         since = (datetime.date.fromisoformat(day_of(record.last_seen))
@@ -167,6 +169,9 @@ class ReadPages:
                            "number": link.number, "url": link.url}
                           for link in self._storage.issue_links(error_fingerprint(record.key))]
         return data
+
+    def _resolution(self, record: ErrorRecord) -> Optional[Resolution]:
+        return self._storage.resolutions([record.error_id]).get(record.error_id)
 
     async def traceback(self, request: server.Request) -> Answer:
         """``/view_traceback``."""
@@ -224,7 +229,11 @@ class ReadPages:
             "/api/weekly_report": "timestamp, include_known_errors, q, page",
             "/api/error": "filename, function_name, text, line_number, timestamp",
             "/api/developer": "email, page",
-            "/api/health": ""}})
+            "/api/health": "",
+            "POST /api/resolve": "filename, function_name, text, line_number, fix_commit "
+                                 "(HTTP Basic authentication with the admin password)",
+            "POST /api/reopen": "filename, function_name, text, line_number "
+                                "(HTTP Basic authentication with the admin password)"}})
 
 
 def page_json(page: Page) -> dict[str, Any]:

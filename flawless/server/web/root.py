@@ -11,6 +11,7 @@ from twisted.web import resource, server
 from flawless.server.storage.interface import Storage
 from flawless.server.threads import Runner
 from flawless.server.web.admin import AdminPages
+from flawless.server.web.fixes import Commits, FixPages
 from flawless.server.web.health import HealthPage
 from flawless.server.web.http import Answer, Endpoint, HttpError, StaticFile
 from flawless.server.web.pages import ReadPages
@@ -27,12 +28,14 @@ class WebParts:
 
     storage: Storage
     reader: Runner                        # blocking reads, off the reactor thread
+    writer: Runner                        # the database's one writer
     clock: Any                            # IReactorTime
     health: HealthPage
     config_dir: str                       # the rule files
     config_path: str                      # flawless.cfg, named in messages
     admin_password: str
     reload_rules: Callable[[], None]      # apply an edited rule file now
+    commits: Optional[Commits] = None     # looks a fix commit up; None: no repository
     templates: Optional[str] = None       # another template directory (tests)
     viewer_password: str = ""             # when set, reading needs a login too
     secure_cookies: bool = False          # behind a TLS proxy: cookies get Secure
@@ -65,6 +68,7 @@ def build_web_root(parts: WebParts) -> resource.Resource:
                        parts.config_path, parts.reload_rules, parts.client_address,
                        parts.secure_cookies)
     pages = ReadPages(parts.storage, parts.reader, renderer, admin.visitor, parts.page_size)
+    fixes = FixPages(admin, parts.storage, parts.writer, parts.clock.seconds, parts.commits)
 
     def page(**handlers: Any) -> Endpoint:
         return Endpoint(renderer.error_page, **handlers)
@@ -87,6 +91,8 @@ def build_web_root(parts: WebParts) -> resource.Resource:
         b"error": api(get=pages.error_api),
         b"developer": api(get=pages.developer_api),
         b"health": api(get=parts.health.health),
+        b"resolve": api(post=fixes.resolve_api),
+        b"reopen": api(post=fixes.reopen_api),
     }.items():
         api_root.putChild(path, child)
     root = Root(page(get=_not_found, post=_not_found))
@@ -101,6 +107,8 @@ def build_web_root(parts: WebParts) -> resource.Resource:
         b"logout": page(post=admin.logout),
         b"add_known_error": page(get=admin.known_error_form, post=admin.add_known_error),
         b"rules": page(get=admin.rules, post=admin.add_rule),
+        b"resolve_error": page(post=fixes.resolve),
+        b"reopen_error": page(post=fixes.reopen),
         b"static": static,
         b"api": api_root,
     }.items():

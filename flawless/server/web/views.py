@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import urllib.parse
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-from flawless.report import Frame, Report
+from flawless.report import ChainedException, Frame, Report
 from flawless.server.core.cell_frames import cell_function, cell_text, cell_where
-from flawless.server.core.model import ErrorKey, ErrorRecord
+from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
 from flawless.server.storage.records import Delivery
 
 CHART_DAYS = 56
@@ -195,6 +196,13 @@ def error_json(record: ErrorRecord, week_count: Optional[int] = None) -> dict[st
     return data
 
 
+def resolution_json(resolution: Optional[Resolution]) -> Optional[dict[str, Any]]:
+    """An error's resolution as plain JSON data (None: never marked resolved)."""
+    if resolution is None:
+        return None
+    return {"resolved": resolution.resolved, **dataclasses.asdict(resolution)}
+
+
 def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
     """Whether ``frame`` is the line an error with this key and line number is known by."""
     cell = frame.cell
@@ -205,19 +213,36 @@ def _is_keyed_by(frame: Frame, key: ErrorKey, line_number: int) -> bool:
             and frame.filename.replace("\\", "/").endswith(key.filename))
 
 
-def blamed_frame_index(record: ErrorRecord, report: Report) -> Optional[int]:
-    """Which frame of one of the error's reports is the blamed one, if it can be told."""
-    for index in range(len(report.traceback) - 1, -1, -1):
-        if _is_keyed_by(report.traceback[index], record.key, record.line_number):
-            return index
+def _exceptions(report: Report) -> tuple[Union[Report, ChainedException], ...]:
+    """A report's exception and its chain, the nearest first."""
+    return (report, *report.chained)
+
+
+def blamed_frame(record: ErrorRecord, report: Report) -> Optional[tuple[int, int]]:
+    """Which frame of one of the error's reports is the blamed one, if it can be told: (0
+    for the reported exception, n for its n-th chained one; the frame's index in it)."""
+    for number, exception in enumerate(_exceptions(report)):
+        for index in range(len(exception.traceback) - 1, -1, -1):
+            if _is_keyed_by(exception.traceback[index], record.key, record.line_number):
+                return number, index
     return None
+
+
+def exception_sections(record: ErrorRecord, report: Report
+                       ) -> list[tuple[Union[Report, ChainedException], Optional[int]]]:
+    """Each exception of one of the error's reports with the index of its blamed frame (if
+    it holds it), the one raised first first, as Python prints them."""
+    blamed = blamed_frame(record, report)
+    return [(exception, blamed[1] if blamed is not None and blamed[0] == number else None)
+            for number, exception in reversed(list(enumerate(_exceptions(report))))]
 
 
 def record_place(record: ErrorRecord) -> tuple[str, str]:
     """Where an error's line is (``PATH:LINE``, or ``PATH, cell 7 (id ...), line 3`` for a
     line in a notebook's cell) and its function."""
-    index = blamed_frame_index(record, record.last_report)
-    frame = record.last_report.traceback[index] if index is not None else None
+    blamed = blamed_frame(record, record.last_report)
+    frame = _exceptions(record.last_report)[blamed[0]].traceback[blamed[1]] \
+        if blamed is not None else None
     if frame is not None and frame.cell is not None:
         return cell_where(frame.cell, record.key.filename), frame.function_name
     return f"{record.key.filename}:{record.line_number}", record.key.function_name
