@@ -9,7 +9,7 @@ from typing import Iterator
 
 import pytest
 
-from support.chromium import NOT_INSTALLED, chromium, have_chromium
+from support.chromium import NOT_INSTALLED, have_chromium
 from support.gitrepo import GitRepo, shop_repo
 from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
@@ -68,24 +68,6 @@ def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, GitRepo
     yield server, sink, repo
     server.stop()
     sink.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium(playwright) as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    opened.dialogs = []
-    opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message),
-                                        dialog.dismiss()))
-    yield opened
-    context.close()
 
 
 def mail_about(sink: SmtpSink, text: str) -> EmailMessage:

@@ -19,7 +19,7 @@ from typing import Iterator
 
 import pytest
 
-from support.chromium import NOT_INSTALLED, chromium, have_chromium
+from support.chromium import NOT_INSTALLED, have_chromium
 from support.gitrepo import ALICE, BOB, CAROL, GitRepo, init_repo
 from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
@@ -138,21 +138,6 @@ def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, Site, S
     sink.stop()
     allowed.stop()
     other.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium(playwright) as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    yield opened
-    context.close()
 
 
 def mail_to(sink: SmtpSink, address: str) -> tuple[str, EmailMessage]:
