@@ -62,6 +62,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-conf", "--conf", dest="conf", default=None, metavar="PATH",
                      help="the server's flawless.cfg (default: FLAWLESS_* variables)")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="-- CMD ARGS...")
+    sourcemaps = commands.add_parser(
+        "sourcemaps", help="store the source maps of a browser build for one release")
+    _add_conf(sourcemaps, required=True)
+    sourcemaps.add_argument("--release", required=True, metavar="SHA",
+                            help="the commit the build was made from (the page's "
+                                 "data-release, or the Sentry SDK's release)")
+    sourcemaps.add_argument("--url-prefix", required=True, metavar="URL",
+                            help="where the directory is served: /static/ or "
+                                 "https://cdn.example.com/static/")
+    sourcemaps.add_argument("directory", metavar="DIR",
+                            help="the build's output: scripts and their *.map files")
     return parser
 
 
@@ -160,6 +171,32 @@ def command_migrate(args: argparse.Namespace) -> int:
     for table, rows in copied.items():
         print(f"{table}: {rows} rows")
     print(f"copied {args.source} into PostgreSQL; start the servers with {config.path}")
+
+
+# -- sourcemaps ---------------------------------------------------------------------------
+
+def command_sourcemaps(args: argparse.Namespace) -> int:
+    """Store a build's source maps in the server's database, for its release."""
+    from flawless.server.storage.opening import open_storage
+    from flawless.server.ingest.sourcemap_upload import BadBuild, build_maps, describe
+    from flawless.server.storage.records import StorageUnavailable
+
+    config = _load(args.conf, sys.stderr)
+    if config is None:
+        return EXIT_FAILURE
+    release = args.release.strip().lower()
+    if not release:
+        print("--release must name the build's commit", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        maps = build_maps(args.directory, args.url_prefix)
+        open_storage(config).save_sourcemaps(release, maps, time.time())
+    except (BadBuild, StorageUnavailable, OSError) as error:
+        print(f"flawless sourcemaps: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    for line in describe(maps):
+        print(line)
+    print(f"stored {len(maps)} source map{'s' if len(maps) != 1 else ''} for release {release}")
     return EXIT_OK
 
 
@@ -329,6 +366,7 @@ COMMANDS = {
     "options": command_options,
     "check": command_check,
     "migrate": command_migrate,
+    "sourcemaps": command_sourcemaps,
 }
 
 

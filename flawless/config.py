@@ -295,6 +295,9 @@ OPTIONS: tuple[Option, ...] = (
     _option("ingest_keys", "", "list",
             "Comma-separated keys; when set, every RPC needs Authorization: Bearer KEY.",
             secret=True),
+    _option("allowed_origins", "", "list",
+            "Comma-separated origins (https://shop.example.com) whose pages may report "
+            "errors (flawless.js, Sentry browser SDKs); * allows any. Empty: none."),
     _option("admin_password", "", "text",
             "Password of the pages that change state; when empty they are refused.", secret=True),
     _option("viewer_password", "", "text",

@@ -72,6 +72,8 @@ class Frame:
     text: str = ""
     frame_locals: Optional[Mapping[str, str]] = field(default=None, hash=False, compare=True)
     cell: Optional[NotebookCell] = None   # set when the frame runs code of a notebook cell
+    column_number: Optional[int] = None   # 1-based; JavaScript frames, resolved by source maps
+    in_app: Optional[bool] = None         # False: the sender says it is not the app's code
 
 
 @dataclass(frozen=True)
@@ -218,10 +220,16 @@ def _parse_frame(checker: _Checker, value: Any, name: str) -> Optional[Frame]:
     frame_locals = _parse_strings(checker, value.get("frame_locals"), f"{name}.frame_locals",
                                   MAX_LOCAL_REPR_CHARS, MAX_LOCALS_PER_FRAME)
     cell = _parse_cell(checker, value.get("cell"), f"{name}.cell")
+    column_number = checker.integer(value, "column_number", f"{name}.column_number", 1,
+                                    maximum=10**9)
+    in_app = value.get("in_app")
+    if in_app is not None and not isinstance(in_app, bool):
+        checker.fail(f"{name}.in_app", "must be true or false")
     if len(checker.errors) != before:
         return None
     assert filename is not None and line_number is not None and function_name is not None
-    return Frame(filename, line_number, function_name, text, frame_locals, cell)
+    return Frame(filename, line_number, function_name, text, frame_locals, cell, column_number,
+                 in_app)
 
 
 def _parse_traceback(checker: _Checker, value: Any, name: str = "traceback",
@@ -538,6 +546,10 @@ def frame_to_dict(frame: Frame) -> dict[str, Any]:
         data["frame_locals"] = dict(frame.frame_locals)
     if frame.cell is not None:
         data["cell"] = cell_to_dict(frame.cell)
+    if frame.column_number is not None:
+        data["column_number"] = frame.column_number
+    if frame.in_app is not None:
+        data["in_app"] = frame.in_app
     return data
 
 

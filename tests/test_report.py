@@ -419,3 +419,23 @@ def test_a_name_that_is_empty_once_cleaned_is_refused():
     for blank in ("\x00", " \x00 "):
         with pytest.raises(InvalidReport, match="must not be empty"):
             parse_report(valid(exception_type=blank))
+
+
+# -- columns and in-app flags (JavaScript frames, Sentry SDKs)
+
+def test_a_frame_keeps_its_column_and_in_app_flag_through_the_wire():
+    frame = {"filename": "https://shop.example/static/app.js", "line_number": 3,
+             "function_name": "checkout", "column_number": 17, "in_app": False}
+    report = parse_report(valid(traceback=[frame]))
+    assert (report.traceback[0].column_number, report.traceback[0].in_app) == (17, False)
+    assert report_to_dict(report)["traceback"][0] == {**frame, "text": ""}
+
+
+@pytest.mark.parametrize("field, value, reason", [
+    ("column_number", 0, "must be >= 1"), ("column_number", "7", "must be an integer"),
+    ("in_app", "yes", "must be true or false")])
+def test_a_bad_column_or_in_app_flag_names_the_field(field, value, reason):
+    frame = {"filename": "a.js", "line_number": 1, "function_name": "f", field: value}
+    with pytest.raises(InvalidReport) as raised:
+        parse_report(valid(traceback=[frame]))
+    assert raised.value.errors == {f"traceback[0].{field}": reason}

@@ -235,12 +235,13 @@ class Scrubber:
                     for name, value in values.items()}
 
         def frames(traceback: Iterable[Frame]) -> tuple[Frame, ...]:
+            # replace(): a frame keeps every field scrubbing leaves alone (its column, ...)
             return tuple(
-                Frame(self.shorten_path(frame.filename), frame.line_number,
-                      frame.function_name,
-                      self.scrub_text(frame.text, known, assignments=False, mask=mask,
-                                      code=True),
-                      strings(frame.frame_locals), self._scrub_cell(frame.cell))
+                replace(frame, filename=self.shorten_path(frame.filename),
+                        text=self.scrub_text(frame.text, known, assignments=False, mask=mask,
+                                             code=True),
+                        frame_locals=strings(frame.frame_locals),
+                        cell=self._scrub_cell(frame.cell))
                 for frame in traceback)
 
         context = None

@@ -21,7 +21,6 @@ from typing import Any, Optional
 from twisted.application import internet, service, strports
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web import resource
 
 from flawless import __version__
 from flawless.config import Config
@@ -33,13 +32,15 @@ from flawless.server.delivery import render
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.delivery.wiring import build_delivery, channel_secrets
 from flawless.server.git.repository import Repository
+from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
-from flawless.server.ingest.rpc import RpcResource
+from flawless.server.ingest.root import build_report_root
 from flawless.server.processing.blame_service import BlameService
 from flawless.server.processing.fix_trailers import FixTrailerService
 from flawless.server.processing.processor import Processor
+from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.rules.reloading import RulesService
 from flawless.server.settings import alert_settings, routing_settings
 from flawless.server.storage.listening import WakeupListener
@@ -138,7 +139,8 @@ class FlawlessServer(service.MultiService):
         self.processor = Processor(
             self.storage, self.reader, self.writer, self.blamer, lambda: self.rules.current,
             routing_settings(config), alert_settings(config), self.delivery.alerts,
-            self.outbox.wake, clock=reactor)
+            self.outbox.wake, clock=reactor,
+            sourcemaps=SourceMapResolver(self.storage, self.reader, reactor))
         self.processor.setServiceParent(self)
         if self.blamer is not None:
             FixTrailerService(
@@ -188,17 +190,16 @@ class FlawlessServer(service.MultiService):
         config = self.config
         burst = config.rate_limit_burst_seconds
         keys = IngestKeys(config.ingest_keys)
-        rpc = RpcResource(
-            self.inbox, keys, config.max_body_bytes, clock=self.reactor,
+        # One gate for every way in: JSON-RPC, Sentry SDKs and pages share keys and rates.
+        gate = IngestGate(
+            self.inbox, keys, self.reactor,
             per_key=TokenBuckets(config.rate_limit_per_key, config.rate_limit_per_key * burst),
             per_address=TokenBuckets(config.rate_limit_per_address,
                                      config.rate_limit_per_address * burst),
             trusted=self.trusted)
-        root = resource.Resource()
-        # ``/rpc``, and ``/`` for clients configured with the bare host:port.
-        root.putChild(b"rpc", rpc)
-        root.putChild(b"", rpc)
-        site = GuardedSite(root, self._bounds(self.connection_caps[0]), self.trusted, "rpc",
+        site = GuardedSite(build_report_root(gate, config.max_body_bytes,
+                                             config.allowed_origins),
+                           self._bounds(self.connection_caps[0]), self.trusted, "rpc",
                            self.reactor)
         site.requestFactory = make_guarded_request(config.max_body_bytes, self.body_budget,
                                                    self.trusted, keys.authorized)

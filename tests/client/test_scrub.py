@@ -212,3 +212,11 @@ def test_skipping_patterns_that_cannot_match_changes_nothing(text):
         scrubber = scrub_module.Scrubber(home="", virtualenv="")
         scrubber.add_key_patterns(*extra)
         assert scrubber.scrub_text(text) == unfiltered_scrub(scrubber, text)
+
+
+def test_scrub_report_keeps_every_frame_field_it_does_not_scrub(scrubber):
+    frame = Frame("/home/ann/app/static/app.js", 3, "checkout", "pay(card)",
+                  {"password": "hunter22"}, column_number=17, in_app=False)
+    scrubbed = scrubber.scrub_report(Report("TypeError", "x", (frame,))).traceback[0]
+    assert (scrubbed.column_number, scrubbed.in_app) == (17, False)
+    assert scrubbed.frame_locals == {"password": MASK} and "ann" not in scrubbed.filename

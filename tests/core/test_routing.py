@@ -519,3 +519,23 @@ def test_the_chain_is_part_of_the_routing_inputs_so_a_cached_route_never_ignores
     assert route_inputs(with_cause) == route_inputs(replace(
         with_cause, chained=(replace(cause, exception_message="another message"),)))
     assert chain_route(outer, cause).key != chain_route(outer, other).key
+
+
+# -- JavaScript frames and senders' in-app flags ---------------------------------------------
+
+def test_a_script_url_maps_to_the_repository_by_its_path() -> None:
+    result = route_of(report(frame("https://shop.example:8443/static/shop/cart.py", "f", ""),
+                             frame("https://cdn.example/lib/vendor.js", "g", "")))
+    assert result.frames[0].repo_path == "shop/cart.py" and result.blamed_index == 0
+    assert result.frames[1].repo_path is None
+    assert result.frames[1].rule_path == "/lib/vendor.js"
+
+
+def test_a_frame_its_sender_says_is_not_in_app_is_never_blamed() -> None:
+    outer = frame("/srv/app/app.py", "main", "run()")
+    vendored = Frame("/srv/app/shop/cart.py", 10, "add_item", "total += price", in_app=False)
+    result = route_of(report(outer, vendored))
+    assert result.blamed_index == 0 and result.frames[1].repo_path == "shop/cart.py"
+    assert not result.frames[1].in_app
+    unset = route_of(report(outer, Frame("/srv/app/shop/cart.py", 10, "add_item", "x()")))
+    assert unset.blamed_index == 1

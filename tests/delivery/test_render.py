@@ -107,6 +107,17 @@ def test_every_exception_of_the_chain_is_shown_the_first_raised_first() -> None:
         html.rindex("cannot add")
 
 
+def test_javascript_frames_show_their_column_like_python_frames_their_line() -> None:
+    alert = make_alert()
+    frames = list(alert.report.traceback)
+    frames[1] = replace(frames[1], filename="src/checkout.ts", column_number=10)
+    alert = replace(alert, report=replace(alert.report, traceback=tuple(frames)))
+    text, html = parts(render.render_alert(alert, SENDER, now=NOW))
+    assert '>> File "src/checkout.ts", line 7, column 10, in add_item' in text
+    assert "line <b>7</b>, column 10, in" in html
+    assert text.count("column") == 1
+
+
 def test_frame_locals_are_shown_where_they_were_sent() -> None:
     text, html = parts(render.render_alert(make_alert(), SENDER, now=NOW))
     assert "price = -3" in text and "name = 'apple'" in text

@@ -11,6 +11,7 @@ from twisted.internet.task import Clock
 
 from flawless.server.connections import ConnectionBounds, GuardedSite, make_guarded_request
 from flawless.server.core.admission import ByteBudget, TrustedProxies
+from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.ratelimit import TokenBuckets
@@ -38,9 +39,10 @@ class Port:
         self.inbox = InboxWriter(self.storage, self.writer, self.clock, on_stored=self.count)
         self.inbox.startService()
         ingest_keys, proxies = IngestKeys(keys), TrustedProxies(trusted)
-        rpc = RpcResource(self.inbox, ingest_keys, MAX_BODY, clock=self.clock,
-                          per_key=TokenBuckets(per_key, per_key),
-                          per_address=TokenBuckets(per_address, per_address), trusted=proxies)
+        rpc = RpcResource(IngestGate(self.inbox, ingest_keys, self.clock,
+                                     per_key=TokenBuckets(per_key, per_key),
+                                     per_address=TokenBuckets(per_address, per_address),
+                                     trusted=proxies), MAX_BODY)
         root = resource.Resource()
         root.putChild(b"rpc", rpc)
         self.site = GuardedSite(root, ConnectionBounds(), proxies, "rpc", self.clock)

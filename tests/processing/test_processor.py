@@ -6,15 +6,21 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.internet import defer
 
 from flawless.server.core.bounds import HourlyBounds
+from flawless.report import parse_report
 from flawless.server.core.model import KnownError, Rules
-from flawless.server.storage.records import StorageUnavailable
+from flawless.server.processing.sourcemaps import SourceMapResolver
+from flawless.server.storage.records import SourceMapFile, StorageUnavailable
+from flawless.server.storage.sqlite import SqliteStorage
+from flawless.server.threads import InlineRunner
 from support.alerts import parts
-from support.gitrepo import ALICE, average_report, init_repo
+from support.gitrepo import ALICE, BOB, CAROL, GitRepo, average_report, init_repo
 from support.runners import ManualRunner
 from support.notebooks import (CALLS_MEAN, CALLS_RATIO, CANARY, EDITED_SCALED, NOTEBOOK, RATIO,
                                SCALED, CellLine, cell_frame, cell_report, team_notebook_repo)
@@ -321,4 +327,102 @@ def test_a_line_that_cannot_be_blamed_goes_to_the_default_contact_not_back_to_th
     assert world.blamer.last_error is None and world.processor.last_error is None
     [record] = [record for record, _ in world.storage.week_errors("2025-11-17")]
     assert any("has only 2 lines" in line for line in record.explanation)
+    world.processor.stopService()
+
+
+# -- JavaScript through source maps ----------------------------------------------------------
+
+ESBUILD = Path(__file__).resolve().parents[1] / "data" / "esbuild"
+
+
+def typescript_repo(path: Path) -> GitRepo:
+    """Carol wrote src/checkout.ts, Alice src/main.ts (the build in tests/data/esbuild)."""
+    repo = init_repo(path)
+    repo.commit(CAROL, {"src/checkout.ts": (ESBUILD / "src" / "checkout.ts").read_text()},
+                "Add checkout")
+    repo.commit(ALICE, {"src/main.ts": (ESBUILD / "src" / "main.ts").read_text()}, "Add main")
+    return repo
+
+
+def minified_report(release: str) -> dict:
+    """``.price`` of an undefined item, as a page reports it from dist/app.js."""
+    return {"exception_type": "TypeError", "revision": release,
+            "exception_message": "Cannot read properties of undefined (reading 'price')",
+            "traceback": [{"filename": "http://127.0.0.1:8000/static/app.js", "line_number": 1,
+                           "column_number": 172, "function_name": "HTMLButtonElement.<anonymous>"},
+                          {"filename": "http://127.0.0.1:8000/static/app.js", "line_number": 1,
+                           "column_number": 31, "function_name": "c"}]}
+
+
+def store_build(world: World, release: str) -> None:
+    world.storage.save_sourcemaps(release, [SourceMapFile(
+        "/static/app.js", (ESBUILD / "dist" / "app.js.map").read_bytes(),
+        (ESBUILD / "dist" / "app.js").read_bytes())], NOW)
+
+
+def map_world(tmp_path: Path, repo: GitRepo) -> World:
+    world = World(SqliteStorage(str(tmp_path / "flawless.sqlite3")), repo.path, threshold=1)
+    world.processor._sourcemaps = SourceMapResolver(world.storage, InlineRunner(), world.clock)
+    world.processor.startService()
+    return world
+
+
+def test_a_minified_frame_is_resolved_through_its_map_and_blamed_on_the_original_line(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, repo.head())
+    world.send(minified_report(repo.head()))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert (record.key.filename, record.key.function_name, record.line_number) == (
+        "src/checkout.ts", "lineTotal", 4)
+    assert record.key.text == "return item.price * quantity;"
+    assert record.author_email == "carol@example.net" and world.mails() == [["carol@example.net"]]
+    assert any("through its source map to src/checkout.ts:4" in line
+               for line in record.explanation)
+    assert record.last_report.traceback[-1].filename == "src/checkout.ts"
+    world.processor.stopService()
+
+
+def test_a_map_whose_line_is_not_the_repositorys_blames_nobody(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    changed = (ESBUILD / "src" / "checkout.ts").read_text().replace(
+        "return item.price * quantity;", "return (item?.price ?? 0) * quantity;")
+    release = repo.commit(BOB, {"src/checkout.ts": changed}, "Guard missing items")
+    world = map_world(tmp_path, repo)
+    store_build(world, release)  # the map of the build before Bob's change, under his release
+    world.send(minified_report(release))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert not record.blamed and world.mails() == [["oncall@example.com"]]
+    assert any("is not the repository's" in line for line in record.explanation)
+    world.processor.stopService()
+
+
+def test_without_a_map_for_the_release_the_minified_frame_is_left_as_it_came(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, "another-release")
+    world.send(minified_report(repo.head()))
+    world.processor.wake()
+    [record] = [row for row, _ in world.storage.week_errors("2025-11-17")]
+    assert record.key.filename == "/static/app.js" and not record.blamed
+    world.processor.stopService()
+
+
+def test_chained_exceptions_frames_are_resolved_too(tmp_path):
+    repo = typescript_repo(tmp_path / "repo")
+    world = map_world(tmp_path, repo)
+    store_build(world, repo.head())
+    cause = minified_report(repo.head())
+    report = parse_report({**cause, "exception_type": "CheckoutError",
+                           "traceback": cause["traceback"][:1],
+                           "chained": [{"exception_type": "TypeError",
+                                        "exception_message": "x is undefined",
+                                        "traceback": cause["traceback"]}]})
+    resolving = defer.ensureDeferred(
+        SourceMapResolver(world.storage, InlineRunner(), world.clock).resolve(report))
+    resolved = resolving.result  # every blocking call ran inline: already fired
+    assert resolved.report.chained[0].traceback[1].filename == "src/checkout.ts"
+    assert resolved.from_maps == {(0, 0), (1, 0), (1, 1)}
     world.processor.stopService()

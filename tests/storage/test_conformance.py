@@ -17,7 +17,7 @@ import pytest
 from flawless.report import Frame, Report, report_to_dict
 from flawless.server.core.calendar import day_of, week_start
 from flawless.server.core.model import ErrorKey, ErrorRecord, Resolution
-from flawless.server.storage.records import IssueLink
+from flawless.server.storage.records import IssueLink, SourceMapFile
 from flawless.server.storage.sql import ALIVE_SECONDS, LEASE_SECONDS
 from support.outbox import entry
 
@@ -516,3 +516,15 @@ def test_resolutions_and_fix_trailers(store):
         transaction.save_resolution(error_id, reopened)
     assert store.resolutions([error_id]) == {error_id: reopened}
     assert store.fixes_to_check([KEY]) == {}
+
+
+def test_source_maps_by_release_and_url(store):
+    store.save_sourcemaps("abc", [SourceMapFile("https://cdn.test/app.js", b'{"version": 3}',
+                                                b"var a;"),
+                                  SourceMapFile("https://cdn.test/b.js", b"{}", None)], 1.0)
+    store.save_sourcemaps("abc", [SourceMapFile("https://cdn.test/app.js", b"{}", None)], 2.0)
+    assert store.sourcemap("abc", ["https://cdn.test/x.js", "https://cdn.test/app.js"]) == \
+        SourceMapFile("https://cdn.test/app.js", b"{}", None)
+    assert store.sourcemap("def", ["https://cdn.test/app.js"]) is None
+    store.prune(before=3.0)
+    assert store.sourcemap("abc", ["https://cdn.test/b.js"]) is None

@@ -19,6 +19,7 @@ from flawless.config import Config, build_config
 from flawless.server.delivery.outbox import OutboxService
 from flawless.server.delivery.wiring import build_delivery
 from flawless.server.git.repository import Repository
+from flawless.server.ingest.gate import IngestGate
 from flawless.server.ingest.inbox import InboxWriter
 from flawless.server.ingest.keys import IngestKeys
 from flawless.server.ingest.rpc import RpcResource
@@ -69,7 +70,8 @@ class Pipeline:
         self.inbox = InboxWriter(self.storage, runner, self.clock,
                                  on_stored=self.processor.wake_soon)
         root = resource.Resource()
-        root.putChild(b"rpc", RpcResource(self.inbox, IngestKeys(()), 1 << 20, clock=self.clock))
+        root.putChild(b"rpc", RpcResource(IngestGate(self.inbox, IngestKeys(()), self.clock),
+                                          1 << 20))
         self.site = server.Site(root)
 
     def start(self) -> "Pipeline":

@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import urllib.parse
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from support.chromium import NOT_INSTALLED, have_chromium
 from support.gitrepo import GitRepo, shop_repo
 from support.server import FlawlessProcess, start_server
 from support.smtp import SmtpSink
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 PASSWORD = "open sesame, but longer"
 PAYLOAD = '<script>alert("xss")</script>"><img src=x onerror=alert("img")>'
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian's chromium is not installed")
+pytestmark = pytest.mark.skipif(not have_chromium(), reason=NOT_INSTALLED)
 
 
 def frame(repo: GitRepo, path: str, line: int, function: str, text: str) -> dict:
@@ -73,26 +68,6 @@ def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, GitRepo
     yield server, sink, repo
     server.stop()
     sink.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    opened = context.new_page()
-    opened.set_default_timeout(10_000)
-    opened.dialogs = []
-    opened.on("dialog", lambda dialog: (opened.dialogs.append(dialog.message),
-                                        dialog.dismiss()))
-    yield opened
-    context.close()
 
 
 def mail_about(sink: SmtpSink, text: str) -> EmailMessage:

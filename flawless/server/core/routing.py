@@ -12,6 +12,7 @@ from typing import Iterable, Mapping, Optional, Sequence, TypeVar
 from flawless.report import Frame, Report
 from flawless.server.core.cell_frames import (cell_function, cell_text, cell_where,
                                               notebook_cell)
+from flawless.server.core.jsstack import url_path
 from flawless.server.core.model import (PACKAGE_DIRS, ErrorKey, ExceptionLike, LineRule,
                                         RoutedException, RoutedFrame, Route, RoutingSettings,
                                         Rules)
@@ -22,6 +23,7 @@ from flawless.server.core.text import fold_whitespace
 BUILTIN_PREFIXES = ("builtins.", "exceptions.")
 _RAISE_LINE = re.compile(r"raise\b")
 _DRIVE = re.compile(r"[A-Za-z]:")
+_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 RuleT = TypeVar("RuleT", bound=LineRule)
 
 
@@ -52,6 +54,12 @@ def path_components(filename: str) -> Optional[list[str]]:
         else:
             parts.append(part)
     return parts or None
+
+
+def frame_path(filename: str) -> str:
+    """The path a frame's filename names: a URL's path (a script of a page, mapped to the
+    repository by suffix like any path), else the filename itself."""
+    return url_path(filename) if _URL.match(filename) else filename
 
 
 def _after_last(parts: list[str], dirs: Iterable[str]) -> Optional[list[str]]:
@@ -228,7 +236,7 @@ def _where(routed: RoutedFrame) -> str:
 
 
 def _blamable(routed: RoutedFrame, patterns: Sequence[re.Pattern[str]]) -> bool:
-    if routed.repo_path is None:
+    if routed.repo_path is None or not routed.in_app:
         return False
     return not patterns or any(pattern.search(routed.repo_path) for pattern in patterns)
 
@@ -340,14 +348,15 @@ def _key(routed: RoutedFrame) -> ErrorKey:
 def _route_frame(frame: Frame, index: RepoIndex, runtime_dirs: Sequence[str]) -> RoutedFrame:
     """Where one frame's line is: a frame in a cell of a notebook (``cell.notebook``) is a
     line of that notebook, in the repository when the notebook is one of its ``.ipynb``
-    files; any other frame is a line of its file."""
+    files; a script's URL is its path; any other frame is a line of its file."""
     cell = notebook_cell(frame)
-    path = cell.notebook if cell is not None and cell.notebook else frame.filename
+    path = cell.notebook if cell is not None and cell.notebook else frame_path(frame.filename)
     repo_path = index.resolve(path, runtime_dirs)
     if cell is not None and repo_path is not None and not is_notebook_path(repo_path):
         repo_path = None  # a cell is never a line of a .py file, whatever the client says
+    # A sender that says a frame is not the app's (a Sentry SDK's in_app) is believed.
     return RoutedFrame(frame, repo_path, rule_path(path, repo_path, runtime_dirs),
-                       in_app=repo_path is not None)
+                       in_app=repo_path is not None and frame.in_app is not False)
 
 
 def _routed_exception(exception: ExceptionLike, index: RepoIndex,
@@ -383,7 +392,7 @@ def route(report: Report, index: RepoIndex, rules: Rules, settings: RoutingSetti
 
 def _frame_inputs(frames: Sequence[Frame]) -> tuple:
     return tuple((frame.filename, frame.line_number, frame.function_name, frame.text,
-                  frame.cell) for frame in frames)
+                  frame.cell, frame.in_app) for frame in frames)
 
 
 def route_inputs(report: Report) -> tuple:

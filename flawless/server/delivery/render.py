@@ -111,6 +111,7 @@ class FrameView:
     frame_locals: tuple[tuple[str, str], ...]
     blamed: bool
     cell_where: Optional[str] = None  # "analysis.ipynb, cell 7 (id ...), line 3" in a cell
+    column_number: Optional[int] = None   # JavaScript frames: shown as "line 4, column 10"
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def _frame_views(frames: Sequence[Frame], blamed: Optional[int]) -> tuple[FrameV
                                for name, value in (frame.frame_locals or {}).items()),
             blamed=index == blamed,
             cell_where=body_text(frame_where(frame)) if frame.cell is not None else None,
+            column_number=frame.column_number,
         )
         for index, frame in enumerate(frames))
 

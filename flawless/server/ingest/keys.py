@@ -3,14 +3,51 @@
 Asked twice per request: once when its headers are complete, so that a body without a
 valid key is refused before it is read (see :mod:`flawless.server.connections`), and by the
 endpoint itself, whose rate limit counts per key.
+
+A key is offered as each way in offers it: ``Authorization: Bearer KEY`` (JSON-RPC), a
+Sentry SDK's ``X-Sentry-Auth: Sentry sentry_key=KEY, ...`` (or the same after
+``Authorization:``) or ``?sentry_key=KEY`` (browser SDKs), a page's ``?key=KEY``.
 """
 
 from __future__ import annotations
 
 import hmac
+import urllib.parse
 from typing import Iterable, Optional
 
 from twisted.web import server
+
+from flawless.server.core.envelope import auth_key
+
+QUERY_KEYS = ("sentry_key", "key")
+
+
+def _query(request: server.Request) -> str:
+    """The request's query string, also while only its headers are read (twisted.web sets
+    ``uri`` later; until then the channel holds the request line's path)."""
+    uri = request.uri
+    if uri == server.Request.uri:   # b"(no uri yet)"
+        uri = getattr(request.channel, "_path", None) or b""
+    return uri.partition(b"?")[2].decode("latin-1")
+
+
+def offered_key(request: server.Request) -> Optional[bytes]:
+    """The key a request offers, in whichever form its way in sends it, or None."""
+    header = request.getHeader(b"authorization") or b""
+    scheme, _, value = header.partition(b" ")
+    if scheme.lower() == b"bearer":
+        return value.strip()
+    sentry = request.getHeader(b"x-sentry-auth") or (header if scheme.lower() == b"sentry"
+                                                      else b"")
+    if sentry:
+        found = auth_key(sentry.decode("latin-1"))
+        if found:
+            return found.encode("latin-1")
+    query = dict(reversed(urllib.parse.parse_qsl(_query(request))))  # the first of each
+    for name in QUERY_KEYS:
+        if query.get(name):
+            return query[name].encode("latin-1", "replace")
+    return None
 
 
 class IngestKeys:
@@ -29,11 +66,9 @@ class IngestKeys:
         it carries no valid one. Compared in constant time."""
         if not self._keys:
             return b""
-        header = request.getHeader(b"authorization") or b""
-        scheme, _, key = header.partition(b" ")
-        if scheme.lower() != b"bearer":
+        key = offered_key(request)
+        if not key:
             return None
-        key = key.strip()
         for known in self._keys:
             if hmac.compare_digest(key, known):
                 return known

@@ -10,18 +10,13 @@ import json
 import math
 from typing import Any, Optional
 
-from twisted.logger import Logger
 from twisted.web import resource, server
 
 from flawless.report import InvalidReport, stored_form
-from flawless.server.connections import client_address
-from flawless.server.core.admission import TrustedProxies
 from flawless.server.ingest.fastpath import StorableCalls, storable_record_calls
+from flawless.server.ingest.gate import IngestGate, refuse_unstored, write
 from flawless.server.ingest.http import BodyTooLarge, read_body
-from flawless.server.ingest.inbox import InboxWriter
-from flawless.server.ingest.keys import IngestKeys
-from flawless.server.ingest.ratelimit import TokenBuckets, retry_after_header
-from flawless.server.storage.records import StorageUnavailable
+from flawless.server.ingest.ratelimit import retry_after_header
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -31,8 +26,6 @@ INTERNAL_ERROR = -32603
 MAX_BATCH_REQUESTS = 10000
 ENVELOPE_FIELDS = frozenset(("jsonrpc", "id", "method", "params"))
 ACCEPTED = {"accepted": True}
-
-log = Logger()
 
 
 def error_response(request_id: Any, code: int, message: str, data: Any = None) -> dict:
@@ -141,18 +134,11 @@ class RpcResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, inbox: InboxWriter, keys: IngestKeys, max_body_bytes: int,
-                 clock: Any, per_key: Optional[TokenBuckets] = None,
-                 per_address: Optional[TokenBuckets] = None,
-                 trusted: TrustedProxies = TrustedProxies()):
+    def __init__(self, gate: IngestGate, max_body_bytes: int):
         super().__init__()
-        self._inbox = inbox
-        self._clock = clock
-        self._keys = keys
+        self._gate = gate
+        self._inbox = gate.inbox
         self._max_body_bytes = max_body_bytes
-        self._per_key = per_key or TokenBuckets(0, 0)
-        self._per_address = per_address or TokenBuckets(0, 0)
-        self._trusted = trusted
 
     def render_GET(self, request: server.Request) -> bytes:  # noqa: N802 - Twisted API
         """A GET is a mistake: explain how to talk to this endpoint."""
@@ -164,18 +150,9 @@ class RpcResource(resource.Resource):
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return text.encode()
 
-    def _rate_limited(self, request: server.Request, key: bytes, cost: int) -> Optional[float]:
-        """Seconds to wait when over the rate, else None: a keyed request counts against
-        its key only (many keys may share one address: a proxy, a NAT), one without a key
-        against its client address."""
-        now = self._clock.seconds()
-        if key:
-            return self._per_key.take(key.decode(), cost, now)
-        return self._per_address.take(client_address(request, self._trusted), cost, now)
-
     def render_POST(self, request: server.Request) -> Any:  # noqa: N802 - Twisted API
         """Authenticate, read, parse and dispatch one JSON-RPC body."""
-        key = self._keys.key_of(request)
+        key = self._gate.keys.key_of(request)
         if key is None:
             request.setResponseCode(401)
             request.setHeader(b"www-authenticate", b'Bearer realm="flawless"')
@@ -218,7 +195,7 @@ class RpcResource(resource.Resource):
             body = json.dumps([call.stored() for call in reports]).encode()
         stored = self._inbox.accept(body, len(reports))
         stored.addCallback(lambda _: self._stored(request, calls, is_batch))
-        stored.addErrback(self._store_failed, request)
+        stored.addErrback(refuse_unstored, request)
         return server.NOT_DONE_YET
 
     def _store_as_received(self, request: server.Request, key: bytes, body: bytes,
@@ -227,16 +204,13 @@ class RpcResource(resource.Resource):
         refusal = self._rate_limit_refusal(request, key, fast.calls)
         if refusal is not None:
             return refusal
-        stored = self._inbox.accept(body, fast.calls)
-        stored.addCallback(lambda _: self._write(request, answers_body(
-            [result_response(request_id, ACCEPTED) for request_id in fast.ids], fast.is_batch)))
-        stored.addErrback(self._store_failed, request)
-        return server.NOT_DONE_YET
+        return self._gate.store(request, body, fast.calls, lambda: answers_body(
+            [result_response(request_id, ACCEPTED) for request_id in fast.ids], fast.is_batch))
 
     def _rate_limit_refusal(self, request: server.Request, key: bytes,
                             cost: int) -> Optional[bytes]:
         """The 429 answer (status and Retry-After set) when over a rate limit, else None."""
-        wait = self._rate_limited(request, key, cost)
+        wait = self._gate.wait(request, key, cost)
         if wait is None:
             return None
         request.setResponseCode(429)
@@ -248,28 +222,7 @@ class RpcResource(resource.Resource):
         for call in calls:
             if call.has_report:
                 call.accepted()
-        self._write(request, self._answer(request, calls, is_batch))
-
-    def _write(self, request: server.Request, body: bytes) -> None:
-        if body == b"":
-            request.setResponseCode(204)
-        if not (request.finished or request._disconnected):
-            request.write(body)
-            request.finish()
-
-    def _store_failed(self, failure, request: server.Request) -> None:  # type: ignore[no-untyped-def]
-        if failure.check(StorageUnavailable):
-            log.error("cannot store reports: {reason}", reason=failure.getErrorMessage())
-        else:
-            log.failure("storing reports failed", failure)
-        if request.finished or request._disconnected:
-            return
-        request.setResponseCode(503)
-        request.setHeader(b"retry-after", b"5")
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.write(b"503 Service Unavailable: reports cannot be stored right now; "
-                      b"nothing was accepted, retry later\n")
-        request.finish()
+        write(request, self._answer(request, calls, is_batch))
 
     def _answer(self, request: server.Request, calls: list[Call], is_batch: bool) -> bytes:
         """The body answering ``calls`` (no body, and 204, when all were notifications)."""

@@ -19,7 +19,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from flawless.backoff import backoff_delay
-from flawless.report import Report
+from flawless.report import Frame, Report
 from flawless.server.core import alerting, routing
 from flawless.server.core.cell_frames import blame_note, frame_line, notebook_cell
 from flawless.server.core.lru import Lru
@@ -31,6 +31,7 @@ from flawless.server.delivery import render
 from flawless.server.delivery.queueing import AlertQueue
 from flawless.server.git.repository import BlameFailed, RepositoryUnavailable
 from flawless.server.processing.blame_service import BlameService
+from flawless.server.processing.sourcemaps import Mapped, SourceMapResolver
 from flawless.server.storage.interface import Claim, Storage, Transaction
 from flawless.server.storage.plan import PlanConflict, PlanningTransaction
 from flawless.server.storage.records import InboxItem
@@ -71,6 +72,15 @@ WAITING = Waiting()
 Prepared = Union[Occurrence, Dropped, Postponed, Waiting]
 
 
+def map_agrees_with_repository(frame: Frame, blame: Blame) -> bool:
+    """Whether a line a source map resolved is the repository's line at the blamed revision
+    (the map's ``sourcesContent`` text, at the same line number): a map of another build
+    must not blame whoever wrote what is there now."""
+    text = fold_whitespace(frame.text)
+    return bool(text) and blame.line_number == frame.line_number and \
+        text == fold_whitespace(blame.line_text)
+
+
 class Processor(service.Service):
     """The loop from inbox to errors and outbox."""
 
@@ -79,7 +89,8 @@ class Processor(service.Service):
     def __init__(self, storage: Storage, reader: Runner, writer: Runner,
                  blamer: Optional[BlameService], rules: Callable[[], Rules],
                  routing_settings: RoutingSettings, alert_settings: AlertSettings,
-                 alerts: AlertQueue, on_mail_queued: Callable[[], None], clock: Any):
+                 alerts: AlertQueue, on_mail_queued: Callable[[], None], clock: Any,
+                 sourcemaps: Optional[SourceMapResolver] = None):
         self._storage = storage
         self._reader = reader
         self._writer = writer
@@ -90,6 +101,7 @@ class Processor(service.Service):
         self._alerts = alerts
         self._on_mail_queued = on_mail_queued
         self._clock = clock
+        self._sourcemaps = sourcemaps
         self._later: Any = None
         self._batch_size = BATCH_SIZE
         self._repository_down = False
@@ -251,8 +263,14 @@ class Processor(service.Service):
 
     def _prepare_now(self, report: Report, rules: Rules) -> Optional[Prepared]:
         """What becomes of ``report`` when everything it needs is cached, else None."""
+        mapped = self._sourcemaps.resolve_now(report) if self._sourcemaps is not None \
+            else Mapped(report)
+        if mapped is None:
+            return None
+        report = mapped.report
         if self._blamer is None:
-            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None)
+            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
+                                 mapped)
         resolved = self._blamer.resolved_now(report.revision)
         index = self._blamer.index_now(resolved[0]) if resolved is not None else None
         if resolved is None or index is None:
@@ -260,18 +278,24 @@ class Processor(service.Service):
         route = self._route(report, index, resolved[0], rules)
         blamed = _to_blame(route)
         if blamed is None:
-            return self._outcome(report, route, None)
+            return self._outcome(report, route, None, mapped)
         cell = notebook_cell(blamed.frame)
         assert blamed.repo_path is not None
         blame = self._blamer.blame_now(blamed.repo_path, blamed.frame.line_number,
                                        blamed.frame.text, blamed.frame.function_name,
                                        resolved) if cell is None \
             else self._blamer.cell_blame_now(blamed.repo_path, cell, resolved)
-        return None if blame is None else self._outcome(report, route, blame)
+        return None if blame is None else self._outcome(report, route, blame, mapped)
 
     async def _prepare(self, report: Report, rules: Rules) -> Prepared:
-        """What becomes of ``report``, asking git for what is not cached."""
-        assert self._blamer is not None
+        """What becomes of ``report``, asking git (and the stored source maps) for what is
+        not cached."""
+        mapped = await self._sourcemaps.resolve(report) if self._sourcemaps is not None \
+            else Mapped(report)
+        report = mapped.report
+        if self._blamer is None:
+            return self._outcome(report, self._route(report, EMPTY_INDEX, "", rules), None,
+                                 mapped)
         try:
             sha, _ = await self._blamer.resolve(report.revision)
             route = self._route(report, await self._blamer.index_at(sha), sha, rules)
@@ -289,7 +313,7 @@ class Processor(service.Service):
                                                            report.revision))
                 except BlameFailed as failure:
                     blame = failure
-            return self._outcome(report, route, blame)
+            return self._outcome(report, route, blame, mapped)
         except RepositoryUnavailable as unavailable:
             self._repository_down = True
             self.last_error = f"repository unavailable: {unavailable}"
@@ -298,11 +322,21 @@ class Processor(service.Service):
             return Postponed(str(unavailable))
 
     @staticmethod
-    def _outcome(report: Report, route: Route,
-                 blame: Union[Blame, BlameFailed, None]) -> Prepared:
+    def _outcome(report: Report, route: Route, blame: Union[Blame, BlameFailed, None],
+                 mapped: Mapped) -> Prepared:
         if route.dropped_reason is not None:
             return Dropped(route.dropped_reason)
+        if mapped.notes:
+            route = replace(route, explanation=mapped.notes + route.explanation)
         blamed = route.blamed
+        if isinstance(blame, Blame) and blamed is not None and \
+                (route.blamed_exception, route.blamed_index) in mapped.from_maps and \
+                not map_agrees_with_repository(blamed.frame, blame):
+            return Occurrence(report, replace(route, explanation=route.explanation + (
+                f"not blamed: line {blamed.frame.line_number} of {blamed.repo_path} in the "
+                f"source map ({blamed.frame.text.strip()!r}) is not the repository's at "
+                f"{blame.revision[:12]} ({blame.line_text.strip()!r}); sent to the "
+                "default contact",)), None)
         if isinstance(blame, BlameFailed):
             assert blamed is not None
             log.warn("cannot blame {path}:{line}: {reason}", path=blamed.repo_path,

@@ -18,6 +18,7 @@ from flawless.report import Report
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, InboxItem,
                                              IssueLink, NewEntry, OutboxMail, ServerInfo,
+                                             SourceMapFile,
                                              WeekTotals)
 
 
@@ -220,11 +221,20 @@ class Storage(Protocol):
     def live_servers(self, now: float) -> list[ServerInfo]:
         """The servers whose heartbeat is recent (this one included)."""
 
+    # -- source maps --
+
+    def save_sourcemaps(self, release: str, maps: Sequence[SourceMapFile], now: float) -> None:
+        """Store the source maps of one release's build, replacing any of the same URLs."""
+
+    def sourcemap(self, release: str, urls: Sequence[str]) -> Optional[SourceMapFile]:
+        """The source map of a script of ``release``, under the first of ``urls`` that has
+        one, or None."""
+
     # -- retention and health --
 
     def prune(self, before: float) -> int:
-        """Forget counts, errors and delivered mail older than ``before``; return errors
-        removed."""
+        """Forget counts, errors, delivered mail and source maps older than ``before``;
+        return errors removed."""
 
     def inbox_depth(self) -> int:
         """How many accepted reports are not processed yet."""

@@ -26,6 +26,7 @@ def open_storage(config: Config, server_id: Optional[str] = None,
                                lease_seconds=config.outbox_lease_seconds)
     from flawless.server.storage.sqlite import SqliteStorage
 
+    os.makedirs(config.data_dir_path, exist_ok=True)
     return SqliteStorage(os.path.join(config.data_dir_path, DATABASE_FILE), server_id,
                          lease_seconds=config.outbox_lease_seconds,
                          min_free_bytes=config.min_free_disk_bytes)

@@ -162,6 +162,16 @@ def _stored_report(raw: msgspec.Raw) -> Report:
     return report if user is None else replace(report, user_id=user.id)
 
 
+@dataclass(frozen=True)
+class SourceMapFile:
+    """The source map of one script of a build, and the script itself when it was given
+    (function names are read from it)."""
+
+    url: str                    # as frames name the script: a URL, or a path from the root
+    map: bytes
+    generated: Optional[bytes] = None
+
+
 def reports_in_payload(payload: bytes) -> tuple[Report, ...]:
     """The valid reports of a stored JSON-RPC body (its ``record_error`` calls)."""
     try:

@@ -26,7 +26,7 @@ from flawless.server.core.calendar import day_of, week_start, week_timestamp
 from flawless.server.core.model import ErrorKey, ErrorRecord, ErrorState, Resolution
 from flawless.server.storage.plan import Plan, PlanConflict
 from flawless.server.storage.records import (ChannelState, Delivery, HeldEntry, IssueLink,
-                                             NewEntry, OutboxMail, ServerInfo,
+                                             NewEntry, OutboxMail, ServerInfo, SourceMapFile,
                                              StorageUnavailable, WeekTotals, decode_report,
                                              encode_report)
 
@@ -652,6 +652,30 @@ class SqlStorage:
                                        "issue_links WHERE fingerprint = ? ORDER BY channel",
                                        fingerprint)]
 
+    # -- source maps --
+
+    def save_sourcemaps(self, release: str, maps: Sequence[SourceMapFile], now: float) -> None:
+        """Store the source maps of one release's build, replacing any of the same URLs."""
+        with self.transaction() as transaction:
+            for item in maps:
+                transaction.execute("DELETE FROM sourcemaps WHERE release = ? AND url = ?",
+                                    release, item.url)
+                transaction.execute(
+                    "INSERT INTO sourcemaps (release, url, map, generated, uploaded_at) "
+                    "VALUES (?, ?, ?, ?, ?)", release, item.url, item.map, item.generated, now)
+
+    def sourcemap(self, release: str, urls: Sequence[str]) -> Optional[SourceMapFile]:
+        """The source map of a script of ``release``, under the first of ``urls`` that has
+        one, or None."""
+        for url in urls:
+            rows = self._query("SELECT url, map, generated FROM sourcemaps WHERE release = ? "
+                               "AND url = ?", release, url)
+            if rows:
+                row = rows[0]
+                return SourceMapFile(row["url"], bytes(row["map"]),
+                                     None if row["generated"] is None else bytes(row["generated"]))
+        return None
+
     # -- the servers sharing the database --
 
     def heartbeat(self, now: float, started_at: float, version: str) -> None:
@@ -676,8 +700,8 @@ class SqlStorage:
     # -- retention and health --
 
     def prune(self, before: float) -> int:
-        """Forget counts, errors and delivered mail older than ``before``; return errors
-        removed."""
+        """Forget counts, errors, delivered mail and source maps older than ``before``;
+        return errors removed."""
         week, day = week_start(before), day_of(before)
         # An error goes once all its weeks have gone: last seen before the first week kept
         # (one seen later in that week still has its week and day counted).
@@ -696,6 +720,7 @@ class SqlStorage:
                                     "(SELECT id FROM errors WHERE last_seen < ?)", gone)
             transaction.execute("DELETE FROM delivery_hours WHERE hour_start < ?", before)
             transaction.execute("DELETE FROM destination_holds WHERE held_until < ?", before)
+            transaction.execute("DELETE FROM sourcemaps WHERE uploaded_at < ?", before)
             return int(transaction.execute("DELETE FROM errors WHERE last_seen < ?",
                                            gone).rowcount)
 

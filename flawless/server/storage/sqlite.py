@@ -213,7 +213,19 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (error_id, fix_commit)
     ) WITHOUT ROWID;
     """,
-    # 7: several servers may share a database (PostgreSQL): an outbox entry is leased to
+    # 7: the source maps of browser builds (flawless sourcemaps), by release and script URL
+    """
+    CREATE TABLE IF NOT EXISTS sourcemaps (
+        release TEXT NOT NULL,
+        url TEXT NOT NULL,
+        map BLOB NOT NULL,
+        generated BLOB,
+        uploaded_at REAL NOT NULL,
+        PRIMARY KEY (release, url)
+    );
+    CREATE INDEX IF NOT EXISTS sourcemaps_uploaded ON sourcemaps (uploaded_at);
+    """,
+    # 8: several servers may share a database (PostgreSQL): an outbox entry is leased to
     # the server delivering it, each server keeps a heartbeat row; authors are compared
     # through lower(), which both SQL dialects index alike.
     """
