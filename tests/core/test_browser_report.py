@@ -54,3 +54,17 @@ def test_anything_a_page_sends_maps_to_a_valid_report(payload):
 
 def test_what_is_no_object_is_no_report():
     assert browser_report([]) is None
+
+
+def test_a_page_or_file_that_is_only_a_fragment_or_query_is_no_filename():
+    for url in ("#", "?a=1", " #x"):
+        report = browser_report({"page": url, "file": url, "line": 3})
+        assert report["traceback"][0]["filename"] == "<unknown>"
+        assert "page" not in report["context"]
+        parse_report(report)
+
+
+def test_stack_frames_whose_url_is_only_a_fragment_or_query_are_left_out():
+    report = browser_report({"stack": "    at f (#:1:2)\n    at g (?a:1:2)\n"
+                                      "    at h (http://h/a.js:5:6)"})
+    assert [frame["filename"] for frame in report["traceback"]] == ["http://h/a.js"]

@@ -24,6 +24,13 @@ def _text(payload: Mapping[str, Any], key: str) -> Optional[str]:
     return value if isinstance(value, str) and value.strip() else None
 
 
+def _url(payload: Mapping[str, Any], key: str) -> Optional[str]:
+    """The URL at ``key`` without its query and fragment, or None when nothing is left."""
+    text = _text(payload, key)
+    url = clean_url(text) if text else ""
+    return url if url.strip() else None
+
+
 def _positive(payload: Mapping[str, Any], key: str) -> Optional[int]:
     value = payload.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
@@ -43,13 +50,12 @@ def js_frame_to_wire(frame: JsFrame) -> dict[str, Any]:
 def _frames(payload: Mapping[str, Any]) -> list[dict[str, Any]]:
     frames = parse_stack(_text(payload, "stack") or "")
     if not frames:
-        file, line = _text(payload, "file"), _positive(payload, "line")
+        file, line = _url(payload, "file"), _positive(payload, "line")
         if file and line:
-            frames = [JsFrame("", clean_url(file), line, _positive(payload, "column"))]
+            frames = [JsFrame("", file, line, _positive(payload, "column"))]
     wire = [js_frame_to_wire(frame) for frame in reversed(frames)]
     if not wire:
-        page = _text(payload, "page")
-        wire = [{"filename": clean_url(page) if page else UNKNOWN_FILE, "line_number": 1,
+        wire = [{"filename": _url(payload, "page") or UNKNOWN_FILE, "line_number": 1,
                  "function_name": ANONYMOUS}]
     return wire
 
@@ -70,7 +76,7 @@ def browser_report(payload: Any) -> Optional[dict[str, Any]]:
     release = _text(payload, "release")
     if release:
         report["revision"] = release.strip()
-    page = _text(payload, "page")
+    page = _url(payload, "page")
     if page:
-        report["context"]["page"] = clean_url(page)
+        report["context"]["page"] = page
     return report

@@ -52,9 +52,10 @@ def _location(text: str, function: str) -> Optional[JsFrame]:
     text = text.strip()
     gecko_eval = _GECKO_EVAL.match(text)
     if gecko_eval:
-        return JsFrame(function, clean_url(gecko_eval["url"]), int(gecko_eval["line"]), None)
+        url = clean_url(gecko_eval["url"])
+        return JsFrame(function, url, int(gecko_eval["line"]), None) if url.strip() else None
     match = _LOCATION.match(text)
-    if match is None or int(match["line"]) < 1:
+    if match is None or int(match["line"]) < 1 or not clean_url(match["url"]).strip():
         return None
     column = int(match["column"]) if match["column"] is not None else None
     return JsFrame(function, clean_url(match["url"]), int(match["line"]),

@@ -78,7 +78,7 @@ def _as_text(value: Any) -> str:
 
 def _filename(frame: Mapping[str, Any]) -> str:
     name = _string(frame.get("abs_path")) or _string(frame.get("filename")) or UNKNOWN
-    return clean_url(name) if "://" in name else name
+    return (clean_url(name) if "://" in name else name).strip() or UNKNOWN
 
 
 def wire_frame(frame: Mapping[str, Any]) -> Optional[dict[str, Any]]:
