@@ -100,7 +100,7 @@ def undelivered(server: FlawlessProcess) -> int:
 
 def test_sigkill_under_load_delivers_every_alert_once_on_every_channel(tmp_path, shop,
                                                                        smtp_sink, soak):
-    rounds = 30 if soak else 5
+    rounds = 30 if soak else 3
     services = Services()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=THRESHOLD,

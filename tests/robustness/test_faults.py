@@ -28,7 +28,7 @@ FUNCTIONS = [f"load_{index:02d}" for index in range(12)]
 
 def test_sigkill_at_random_moments_loses_nothing_and_doubles_no_alert(tmp_path, shop, smtp_sink,
                                                                       soak, backend_options):
-    rounds = 30 if soak else 5
+    rounds = 30 if soak else 3
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=THRESHOLD,
                           rate_limit_per_key=0, rate_limit_per_address=0, **backend_options)

@@ -16,7 +16,7 @@ SLOWEST_PAGE_SECONDS = 3.0
 
 
 def test_ten_clients_at_full_speed(tmp_path, shop, soak, backend_options):
-    seconds = 60 if soak else 15
+    seconds = 60 if soak else 8
     server = start_server(tmp_path / "server", repo_dir=shop.path, report_error_threshold=10**6,
                           rate_limit_per_key=0, rate_limit_per_address=0, **backend_options)
     loaders = start_loaders(server, CLIENTS, seconds, FUNCTIONS, shop.head())

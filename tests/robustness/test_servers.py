@@ -34,7 +34,7 @@ def options(shop, sink, url, **extra):
 
 def test_three_servers_one_killed_at_random_moments_lose_nothing_and_double_no_alert(
         tmp_path, shop, smtp_sink, postgres_url, soak):
-    rounds = 20 if soak else 4
+    rounds = 20 if soak else 3
     rng = random.Random(20261130)
     servers = [start_server(tmp_path / f"server-{number}", report_error_threshold=THRESHOLD,
                             **options(shop, smtp_sink, postgres_url))
