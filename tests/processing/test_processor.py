@@ -15,6 +15,7 @@ from twisted.internet import defer
 from flawless.server.core.bounds import HourlyBounds
 from flawless.report import parse_report
 from flawless.server.core.model import KnownError, Rules
+from flawless.server.processing.processor import MAX_PREPARING
 from flawless.server.processing.sourcemaps import SourceMapResolver
 from flawless.server.storage.records import SourceMapFile, StorageUnavailable
 from flawless.server.storage.sqlite import SqliteStorage
@@ -162,6 +163,39 @@ def test_a_new_error_waiting_for_git_never_holds_up_the_repeats(open_store, shop
     world.clock.advance(0.05)
     assert world.counts() == {"average": 3, "parse_price": 1}
     assert world.storage.inbox_depth() == 0 and ["bob@example.org"] in world.mails()
+    world.processor.stopService()
+
+
+def test_requests_waiting_for_git_hold_one_preparation_per_need_and_a_bounded_number(
+        open_store, shop) -> None:
+    """Claimed again and again while git is slow, waiting requests start no second
+    preparation of what is already asked, and never more than MAX_PREPARING in all (each
+    holds its report: before the bound a backlog waiting for 2,000 blames grew by GBs)."""
+    git = ManualRunner()
+    world = World(open_store(), shop.path, git=git)
+    world.processor.startService()
+    git.run_all()  # HEAD and the tree
+    distinct = MAX_PREPARING + 40
+    new_errors = [{"exception_type": "builtins.ValueError", "exception_message": "bad",
+                   "traceback": [{"filename": "/srv/app/shop/pricing.py", "line_number": 12,
+                                  "function_name": f"parse_{number}",
+                                  "text": "return int(text)"}]} for number in range(distinct)]
+    for _ in range(3):   # each need three times over, in requests of 20
+        for start in range(0, distinct, 20):
+            world.send(*new_errors[start:start + 20])
+    for _ in range(6):   # claimed again while git says nothing
+        world.processor.wake()
+        world.clock.advance(1.0)
+        assert len(git.queued) <= MAX_PREPARING, len(git.queued)
+    assert git.queued
+    assert world.counts() == {}
+    for _ in range(30):
+        if not world.storage.inbox_depth():
+            break
+        git.run_all()
+        world.clock.advance(1.0)
+    assert sum(world.counts().values()) == 3 * distinct
+    assert not world.processor._preparing
     world.processor.stopService()
 
 

@@ -47,6 +47,12 @@ MAX_RETRY_SECONDS = 600.0
 EMPTY_INDEX = routing.RepoIndex.from_paths(())
 ROUTES_CACHED = 10000
 WAIT_FOR_GIT_SECONDS = 0.05
+# Reports prepared at once (each holds its report until git answers): a request waiting for
+# git is claimed again every WAIT_FOR_GIT_SECONDS, and repeats of one error need one answer.
+MAX_PREPARING = 256
+# A request that has waited long for git is looked at again less often (a quarter of its
+# wait, up to this), so that a backlog waiting for many blames leaves the CPU to git.
+MAX_WAIT_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class Processor(service.Service):
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
+        self._preparing: dict[tuple, defer.Deferred] = {}
         self._recipients = alerting.RecipientsMemo(ROUTES_CACHED)
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = clock
@@ -223,15 +230,26 @@ class Processor(service.Service):
                       rules: Rules) -> None:
         """Fill in each pending entry with what becomes of its report, as far as git
         answers within WAIT_FOR_GIT_SECONDS (the rest stay None; git goes on, its answers
-        cached); raise what preparing one of them raised."""
-        if not pending:
-            return
+        cached); raise what preparing one of them raised.
+
+        One report of each need (revision and routing inputs) is prepared at a time, and at
+        most MAX_PREPARING in all: its repeats, and what is over the bound, stay None and are
+        settled from the caches when their request is claimed again."""
         done: list[tuple[list[Optional[Prepared]], int, Prepared]] = []
-        preparing = defer.gatherResults([
-            defer.ensureDeferred(self._prepare(report, rules)).addCallback(
+        started = []
+        for entries, column, report in pending:
+            need = _need(report)
+            if need in self._preparing or len(self._preparing) >= MAX_PREPARING:
+                continue
+            preparation = defer.ensureDeferred(self._prepare(report, rules))
+            self._preparing[need] = preparation
+            preparation.addBoth(self._prepared, need)
+            started.append(preparation.addCallback(
                 lambda outcome, entries=entries, column=column: done.append(
-                    (entries, column, outcome)))
-            for entries, column, report in pending], consumeErrors=True)
+                    (entries, column, outcome))))
+        if not started:
+            return
+        preparing = defer.gatherResults(started, consumeErrors=True)
         deadline: defer.Deferred = defer.Deferred()
         timer = self._clock.callLater(WAIT_FOR_GIT_SECONDS, deadline.callback, None)
         try:
@@ -243,6 +261,10 @@ class Processor(service.Service):
         preparing.addErrback(self._log_failure)  # a late failure: the request waits
         for entries, column, outcome in list(done):
             entries[column] = outcome
+
+    def _prepared(self, outcome: Any, need: tuple) -> Any:
+        del self._preparing[need]
+        return outcome
 
     async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
                      rules: Rules) -> int:
@@ -406,7 +428,8 @@ class Processor(service.Service):
         for item, prepared in batch:
             if WAITING in prepared:  # all of a request's reports are processed together
                 transaction.postpone(item.inbox_id, item.attempts,
-                                     now + WAIT_FOR_GIT_SECONDS, "waiting for git")
+                                     now + recheck_delay(now - item.received_at),
+                                     "waiting for git")
                 continue
             postponed = [entry for entry in prepared if isinstance(entry, Postponed)]
             if postponed:  # all of a request's reports are processed together, or none
@@ -468,6 +491,18 @@ class Processor(service.Service):
         return [render.render_note(f"flawless dropped invalid recipients for {path}",
                                    [f"{address}: {reason}" for address, reason in tally.rejected],
                                    [contact], self._alerts.composer.sender)]
+
+
+def recheck_delay(waited: float) -> float:
+    """How soon a request that has waited ``waited`` seconds for git is claimed again."""
+    return min(MAX_WAIT_RECHECK_SECONDS, max(WAIT_FOR_GIT_SECONDS, waited / 4))
+
+
+def _need(report: Report) -> tuple:
+    """What preparing ``report`` asks of git and the source maps: reports with equal needs
+    are answered by the same cached blames."""
+    return (report.revision, routing.route_inputs(report),
+            tuple(frame.column_number for frame in report.traceback))
 
 
 def _to_blame(route: Route) -> Optional[RoutedFrame]:
