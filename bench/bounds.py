@@ -1,4 +1,4 @@
-"""Benchmark 7: what each bound against hostile clients costs ingest.
+"""Benchmark 8: what each bound against hostile clients costs ingest.
 
 Run: python bench/bounds.py   [--rounds N] [--seconds S] [--processes P] [--in-process-only]
 

@@ -1,4 +1,4 @@
-"""Benchmark 5: what the Flask integration costs per request, ours against sentry-sdk's.
+"""Benchmark 6: what the Flask integration costs per request, ours against sentry-sdk's.
 
 Run: python bench/flask_overhead.py   [--rounds N] [--batches N]
 

@@ -1,4 +1,4 @@
-"""Benchmark 8: does the right person get the mail, and what does finding them cost?
+"""Benchmark 9: does the right person get the mail, and what does finding them cost?
 
 Run: python bench/routing.py   [--rounds N] [--per-round N] [--skip-cost]
 

@@ -1,4 +1,4 @@
-"""Benchmark 6: one, two and three servers on one PostgreSQL database, against one server
+"""Benchmark 12: one, two and three servers on one PostgreSQL database, against one server
 on SQLite, in the same run.
 
 Run: python bench/servers.py   [--reports N] [--distinct N] [--processes N] [--batch N]
