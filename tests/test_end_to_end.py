@@ -142,10 +142,11 @@ def test_unblamable_errors_go_to_the_default_contact(server, smtp_sink):
     assert [recipients for recipients, _ in mails] == [["oncall@example.com"]]
 
 
-def test_without_smtp_mail_goes_to_the_local_mailbox(tmp_path, shop):
+def test_without_smtp_mail_goes_to_the_local_mailbox(tmp_path, shop, backend_options):
     import mailbox
 
-    server = start_server(tmp_path / "server", repo_dir=shop.path, report_error_threshold=2)
+    server = start_server(tmp_path / "server", repo_dir=shop.path, report_error_threshold=2,
+                          **backend_options)
     try:
         raise_in_repo(shop, server, [["empty_average", 2]])
         path = server.data_dir / "mailbox"
@@ -156,10 +157,11 @@ def test_without_smtp_mail_goes_to_the_local_mailbox(tmp_path, shop):
         server.stop()
 
 
-def test_a_missing_repository_keeps_reports_until_it_is_back(tmp_path, smtp_sink):
+def test_a_missing_repository_keeps_reports_until_it_is_back(tmp_path, smtp_sink, backend_options):
     repo_path = tmp_path / "later-repo"
     server = start_server(tmp_path / "server", repo_dir=repo_path,
-                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          **backend_options)
     try:
         assert server.record(average_report())["result"] == {"accepted": True}
         time.sleep(1.5)
@@ -173,12 +175,13 @@ def test_a_missing_repository_keeps_reports_until_it_is_back(tmp_path, smtp_sink
         server.stop()
 
 
-def test_a_corrupt_repository_keeps_reports(tmp_path, shop, smtp_sink):
+def test_a_corrupt_repository_keeps_reports(tmp_path, shop, smtp_sink, backend_options):
     head = shop.path / ".git" / "HEAD"
     good = head.read_text()
     head.write_text("garbage\n")
     server = start_server(tmp_path / "server", repo_dir=shop.path,
-                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          **backend_options)
     try:
         assert server.record(average_report("shop/cart.py"))["result"] == {"accepted": True}
         time.sleep(1.5)
@@ -203,14 +206,15 @@ def test_frames_without_source_text_take_the_line_from_the_repository(server):
 
 
 def test_a_fix_commit_makes_old_deployments_quiet_and_a_regression_loud(tmp_path, shop,
-                                                                        smtp_sink):
+                                                                        smtp_sink,
+                                                                        backend_options):
     """Bob's Cart.average divides by zero; Carol's commit says it fixes that error (its
     link in a Fixes: trailer) but guards another caller. A report from before her commit is
     an old deployment; one from after it is a regression, mailed to Bob and to Carol."""
     before = shop.head()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
-                          fixes_scan_interval_seconds=0.2)
+                          fixes_scan_interval_seconds=0.2, **backend_options)
     try:
         assert server.record(dict(average_report(), revision=before))["result"]
         [(recipients, first)] = smtp_sink.wait_for(1)
@@ -260,7 +264,8 @@ CHAINS = textwrap.dedent('''
 
 
 def test_chained_exceptions_reach_the_author_of_the_line_where_they_began(tmp_path,
-                                                                          smtp_sink):
+                                                                          smtp_sink,
+                                                                          backend_options):
     """Real code raising 'raise ... from', an exception raised while handling another, and
     a handler failing in its own right, reported by the real client with its chain."""
     repo = init_repo(tmp_path / "repo")
@@ -281,7 +286,8 @@ def test_chained_exceptions_reach_the_author_of_the_line_where_they_began(tmp_pa
                         "    try:\n        return fetch(key)\n    except KeyError:\n"
                         "        return 1 / 0\n"}, "Totals")
     server = start_server(tmp_path / "server", repo_dir=repo.path,
-                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          **backend_options)
     try:
         subprocess.run([sys.executable, "-c", CHAINS, str(repo.path), server.hostport],
                        check=True, timeout=60)

@@ -146,7 +146,7 @@ def test_a_lost_link_is_recovered_from_the_label_without_a_second_issue(tmp_path
     again = start(tmp_path / "after", shop, tracker)
     again.send(average_report())
     assert issue_writes(tracker) == ["create", "comment 1"]
-    assert tracker.fake.issues[1].comments[0][1].startswith("Alerted again at 1 occurrences")
+    assert tracker.fake.issues[1].comments[0][1].startswith("Alerted again at 1 occurrence (")
     assert [row["number"] for row in again.query("SELECT number FROM issue_links")] == [1]
     assert not any("search" in request.path for request in tracker.fake.requests)
     again.stop()

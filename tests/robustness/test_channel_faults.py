@@ -99,13 +99,14 @@ def undelivered(server: FlawlessProcess) -> int:
 
 
 def test_sigkill_under_load_delivers_every_alert_once_on_every_channel(tmp_path, shop,
-                                                                       smtp_sink, soak):
+                                                                       smtp_sink, soak,
+                                                                       backend_options):
     rounds = 30 if soak else 3
     services = Services()
     server = start_server(tmp_path / "server", repo_dir=shop.path,
                           smtp_hostport=smtp_sink.hostport, report_error_threshold=THRESHOLD,
                           rate_limit_per_key=0, rate_limit_per_address=0,
-                          **services.options())
+                          **services.options(), **backend_options)
     try:
         server, _ = kill_repeatedly_under_load(server, rounds, 20261130, FUNCTIONS, shop.head())
         assert server.wait_until(lambda: server.inbox_depth() == 0, timeout=90)
@@ -127,13 +128,15 @@ def health(server: FlawlessProcess) -> dict:
 
 def test_services_down_then_back_get_every_alert_once_and_health_names_no_secret(tmp_path,
                                                                                  shop,
-                                                                                 smtp_sink):
+                                                                                 smtp_sink,
+                                                                                 backend_options):
     services = Services()
     services.servers["slack"].stop()                      # refusing connections
     services.github.script(*[Reply(502, b"<html>Bad gateway</html>")] * 3)
     services.receiver.script(*[Reply(503, b"down", {"Retry-After": "2"})] * 2)
     server = start_server(tmp_path / "server", repo_dir=shop.path,
-                          smtp_hostport=smtp_sink.hostport, **services.options())
+                          smtp_hostport=smtp_sink.hostport, **services.options(),
+                          **backend_options)
     try:
         names = FUNCTIONS[:4]
         assert server.post(record_body([report(dict(BOB_LINE, function_name=name))

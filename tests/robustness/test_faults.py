@@ -73,10 +73,12 @@ def test_smtp_down_then_back_delivers_every_alert_once(tmp_path, shop, backend_o
 
 
 @pytest.mark.parametrize("fault", ["missing", "corrupt"])
-def test_repository_lost_then_restored_keeps_reports_and_blames_them(tmp_path, smtp_sink, fault):
+def test_repository_lost_then_restored_keeps_reports_and_blames_them(tmp_path, smtp_sink, fault,
+                                                                     backend_options):
     shop = shop_repo(tmp_path / "repo")
     server = start_server(tmp_path / "server", repo_dir=shop.path,
-                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1)
+                          smtp_hostport=smtp_sink.hostport, report_error_threshold=1,
+                          **backend_options)
     head = shop.path / ".git" / "HEAD"
     good_head = head.read_text()
     try:

@@ -32,8 +32,8 @@ def about(message) -> set[str]:
     return set(FUNCTION.findall(message.get_body(("plain",)).get_content()))
 
 
-def test_a_report_cannot_lower_the_configured_threshold(tmp_path, shop, smtp_sink):
-    pipeline = Pipeline(tmp_path, shop.path, smtp_host=smtp_sink.hostport,
+def test_a_report_cannot_lower_the_configured_threshold(tmp_path, shop, smtp_sink, open_store):
+    pipeline = Pipeline(tmp_path, shop.path, storage=open_store(), smtp_host=smtp_sink.hostport,
                         report_error_threshold=3).start()
     answers = pipeline.send(*flood())
     assert answers == [{"accepted": True}] * ERRORS
@@ -44,8 +44,9 @@ def test_a_report_cannot_lower_the_configured_threshold(tmp_path, shop, smtp_sin
 
 
 def test_400_distinct_errors_make_at_most_the_bound_of_mails_and_one_digest(tmp_path, shop,
-                                                                           smtp_sink):
-    pipeline = Pipeline(tmp_path, shop.path, smtp_host=smtp_sink.hostport,
+                                                                           smtp_sink,
+                                                                           open_store):
+    pipeline = Pipeline(tmp_path, shop.path, storage=open_store(), smtp_host=smtp_sink.hostport,
                         report_error_threshold=1,
                         mail_max_per_recipient_per_hour=PER_RECIPIENT,
                         mail_max_per_hour=200).start()

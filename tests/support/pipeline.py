@@ -41,14 +41,17 @@ class Pipeline:
 
     def __init__(self, directory: Path, repo_dir: Optional[Path],
                  fakes: Optional[Mapping[str, Fake]] = None, now: float = NOW,
-                 **options: Any):
+                 storage: Any = None, **options: Any):
+        """``storage``: an opened backend (tests/conftest.py: open_store); by default a
+        SQLite database in ``directory``."""
         raw = {"data_dir_path": str(directory / "data"), "config_dir_path": str(directory),
                "default_contact": "oncall@example.com", "email_domain_name": "example.com",
                "smtp_from": "flawless@example.com", "report_error_threshold": "1",
                "hostname": BASE_URL, **{name: str(value) for name, value in options.items()}}
         self.config: Config = build_config(raw, str(directory / "flawless.cfg"))
         os.makedirs(self.config.data_dir_path, exist_ok=True)
-        self.storage = SqliteStorage(os.path.join(self.config.data_dir_path, "flawless.sqlite3"))
+        self.storage = storage if storage is not None else \
+            SqliteStorage(os.path.join(self.config.data_dir_path, "flawless.sqlite3"))
         self.clock = Clock()
         self.clock.advance(now)
         runner = InlineRunner()

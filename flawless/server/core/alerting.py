@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 from flawless.server.core.fixes import Recurrence, fixed_by
 from flawless.server.core.model import (AlertSettings, Decision, KnownError, Recipient,
                                         Resolution, Route, Rules)
-from flawless.server.core.text import is_valid_address
+from flawless.server.core.text import counted, is_valid_address
 
 
 def author_address(email: str, settings: AlertSettings) -> str:
@@ -31,7 +31,7 @@ def should_alert(count_before: int, count_after: int, threshold: int,
     if already_alerted:
         return False, "already alerted"
     if count_before < threshold <= count_after:
-        return True, f"reached the threshold of {threshold} occurrences"
+        return True, f"reached the threshold of {counted(threshold, 'occurrence')}"
     if count_after < threshold:
         return False, f"{count_after} of {threshold} occurrences before the alert"
     return False, f"past the threshold of {threshold} occurrences"

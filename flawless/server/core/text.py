@@ -26,3 +26,8 @@ def is_valid_address(text: str) -> bool:
             and len(labels) >= 2
             and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
             and _TOP_LEVEL.fullmatch(labels[-1]) is not None)
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, in the plural unless the count is one: "1 alert", "2 alerts"."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")

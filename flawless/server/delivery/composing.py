@@ -14,6 +14,7 @@ from email.message import EmailMessage
 from typing import Callable, Optional, Sequence
 
 from flawless.server.core.channels import EMAIL, GITHUB, GITLAB, SLACK, WEBHOOK
+from flawless.server.core.text import counted
 from flawless.server.delivery import issue_text, render, slack_message, webhook_event
 from flawless.server.delivery.facts import (AlertFacts, Held, alert_facts, held_lines, occurrences,
                                             read_summary, summary)
@@ -133,7 +134,7 @@ class Composer:
         since = min(entry.created_at for entry in held)
         window = digest_window(since)
         dashboard = self.base_url().rstrip("/") + "/"
-        title = f"flawless: {len(items)} alerts held back {window}"
+        title = f"flawless: {counted(len(items), 'alert')} held back {window}"
         if channel == EMAIL:
             lines = ["The hourly bound on alerts to you was reached; these were held back "
                      "until the hour was over:", ""]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 from flawless.server.core.channels import error_fingerprint
+from flawless.server.core.text import counted
 from flawless.server.delivery import render
 
 
@@ -144,4 +145,4 @@ def held_lines(held: Sequence[Held], limit: int, line: Callable[[Held], str],
 
 def occurrences(item: Held) -> str:
     """How many occurrences a held alert stood for, in words ("" when unknown)."""
-    return f"{item.count} occurrences" if item.count is not None else ""
+    return counted(item.count, "occurrence") if item.count is not None else ""

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+from flawless.server.core.text import counted
 from flawless.server.delivery.facts import AlertFacts, Held, cut, held_lines, occurrences
 from flawless.server.delivery.render import utc_time
 
@@ -110,7 +111,8 @@ def issue_body(facts: AlertFacts, entry: str) -> str:
 def alert_comment(facts: AlertFacts, entry: str) -> str:
     """A comment for an alert about an error whose issue exists already."""
     return "\n\n".join([
-        f"Alerted again at {facts.count} occurrences (last seen {utc_time(facts.last_seen)}, "
+        f"Alerted again at {counted(facts.count, 'occurrence')} "
+        f"(last seen {utc_time(facts.last_seen)}, "
         f"host {code(facts.hostname)}).",
         fence(cut(facts.message, MESSAGE_CHARS) or "(no message)"),
         f"[View this error on flawless]({facts.url})",
@@ -139,14 +141,14 @@ def digest_body(held: Sequence[Held], window: str, dashboard_url: str, entry: st
                        + (f" ([view]({item.url}))" if item.url else ""),
                        lambda left: f"- ...and {left} more: see the dashboard")
     return "\n\n".join([
-        f"flawless held back {len(held)} alerts {window}: the hourly bound for this "
+        f"flawless held back {counted(len(held), 'alert')} {window}: the hourly bound for this "
         f"repository was reached. Each error gets its own issue when it comes back.",
         "\n".join(lines), f"[Open the dashboard]({dashboard_url})", marker(entry)])
 
 
 def digest_title(count: int, window: str) -> str:
     """The title of a digest issue."""
-    return cut(f"flawless: {count} alerts held back {window}", TITLE_CHARS)
+    return cut(f"flawless: {counted(count, 'alert')} held back {window}", TITLE_CHARS)
 
 
 @dataclass(frozen=True)

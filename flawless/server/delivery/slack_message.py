@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
+from flawless.server.core.text import counted
 from flawless.server.delivery.facts import AlertFacts, Held, cut, held_lines, occurrences
 from flawless.server.delivery.render import utc_time
 
@@ -89,7 +90,7 @@ def digest_message(held: Sequence[Held], window: str, dashboard_url: str,
         current = f"{current}\n{line}" if current else line
     if current:
         sections.append(current)
-    title = f"{len(held)} alerts held back {window}"
+    title = f"{counted(len(held), 'alert')} held back {window}"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "emoji": False,
                                     "text": cut(title, HEADER_CHARS)}}]
