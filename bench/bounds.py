@@ -66,6 +66,7 @@ def _report_port(options: dict, key: object) -> Any:
     from flawless.server.connections import (ConnectionBounds, GuardedSite,
                                              make_guarded_request)
     from flawless.server.core.admission import ByteBudget, TrustedProxies
+    from flawless.server.ingest.gate import IngestGate
     from flawless.server.ingest.inbox import InboxWriter
     from flawless.server.ingest.keys import IngestKeys
     from flawless.server.ingest.ratelimit import TokenBuckets
@@ -75,9 +76,10 @@ def _report_port(options: dict, key: object) -> Any:
     clock = reactor   # never run: its timers are only set and cancelled, as in the server
     keys, trusted = IngestKeys([key] if key else []), TrustedProxies()
     budget = options.get("max_buffered_body_bytes", 0)
-    rpc = RpcResource(InboxWriter(_NullStorage(), InlineRunner(), clock), keys, 1048576,
-                      clock, TokenBuckets(options.get("rate_limit_per_key", 0), UNREACHED_RATE),
+    gate = IngestGate(InboxWriter(_NullStorage(), InlineRunner(), clock), keys, clock,
+                      TokenBuckets(options.get("rate_limit_per_key", 0), UNREACHED_RATE),
                       TokenBuckets(options.get("rate_limit_per_address", 0), UNREACHED_RATE))
+    rpc = RpcResource(gate, 1048576)
     root = resource.Resource()
     root.putChild(b"rpc", rpc)
     if options is PLAIN:
