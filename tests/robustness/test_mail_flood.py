@@ -39,7 +39,7 @@ def test_a_report_cannot_lower_the_configured_threshold(tmp_path, shop, smtp_sin
     assert answers == [{"accepted": True}] * ERRORS
     pipeline.advance(hour_end(NOW) - NOW + 60)
     assert smtp_sink.messages == [] and pipeline.pending() == 0
-    assert pipeline.query("SELECT COUNT(*) FROM errors")[0][0] == ERRORS
+    assert pipeline.query("SELECT COUNT(*) AS n FROM errors")[0]["n"] == ERRORS
     pipeline.stop()
 
 
