@@ -2,7 +2,8 @@
 /flawless.js from a committed script and from an esbuild bundle of committed TypeScript
 (resolved through its uploaded source map), and through @sentry/browser bundled by esbuild.
 Each is mailed to the author of the original line; a page of an origin that is not allowed
-is refused. The pages are served from other loopback ports than the server's."""
+is refused; a page throwing in headless Firefox ESR reaches the author too. The pages are
+served from other loopback ports than the server's."""
 
 from __future__ import annotations
 
@@ -138,6 +139,49 @@ def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, Site, S
     sink.stop()
     allowed.stop()
     other.stop()
+
+
+FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
+
+# Firefox is driven by its own command line (headless, one screenshot, then it quits), so
+# the error happens while the page loads: a click on the button, from a script.
+FIREFOX_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>shop in firefox</title>
+<script src="http://127.0.0.1:{port}/flawless.js" data-key="{key}" data-release="{release}">
+</script></head>
+<body><button id="plain">plain</button> <button id="rejection">rejection</button>
+<script src="/static/app.js"></script>
+<script>document.getElementById("plain").click();</script></body></html>
+"""
+
+
+@pytest.mark.skipif(FIREFOX is None, reason="Firefox is not installed (Debian: firefox-esr)")
+def test_firefox_reports_an_error_of_a_committed_script_to_the_author_of_its_line(tmp_path):
+    """Firefox writes stacks its own way (``lineTotal@URL:2:15``); its error reaches the
+    author of the line as Chromium's does."""
+    repo = webapp_repo(tmp_path / "repo")
+    site_dir = tmp_path / "site"
+    shutil.copytree(repo.path / "static", site_dir / "static")
+    site, sink = Site(site_dir), SmtpSink().start()
+    server = start_server(tmp_path / "server", repo_dir=repo.path, smtp_hostport=sink.hostport,
+                          ingest_keys=KEY, allowed_origins=site.origin)
+    try:
+        (site_dir / "firefox.html").write_text(FIREFOX_PAGE.format(
+            port=server.port, key=KEY, release=repo.head()))
+        home = tmp_path / "home"
+        (home / "profile").mkdir(parents=True)
+        subprocess.run([FIREFOX, "--headless", "--no-remote", "--profile", str(home / "profile"),
+                        "--screenshot", str(home / "page.png"), site.origin + "/firefox.html"],
+                       capture_output=True, timeout=120, check=False,
+                       env={**os.environ, "HOME": str(home), "MOZ_HEADLESS": "1"})
+        text, message = mail_to(sink, "alice@example.com")
+        assert "TypeError" in message["Subject"] and "static/app.js:2" in message["Subject"]
+        assert 'static/app.js", line 2, column' in text and "in lineTotal" in text
+        assert server.query("SELECT COUNT(*) FROM errors") == [(1,)]
+    finally:
+        server.stop()
+        sink.stop()
+        site.stop()
 
 
 def mail_to(sink: SmtpSink, address: str) -> tuple[str, EmailMessage]:
