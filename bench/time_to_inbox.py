@@ -254,14 +254,17 @@ def main() -> None:
                                       stdout=subprocess.PIPE, text=True, cwd=BENCH_DIR)
             new = {"ours": Samples(), "peer": Samples()}
 
-            def ours_round() -> float:
-                for _ in range(args.per_round):
+            def new_errors_to_ours(count: int, samples: Samples) -> None:
+                for _ in range(count):
                     path, line, author = fresh_line()
                     mark = next_mark()
                     exc_info = exc_info_at(path, line, mark)
                     sent_at = time.time()
                     flawless.client.record_error("bench-host", exc_info)
-                    new["ours"].note(sent_at, smtp.wait_for(mark, 15), author)
+                    samples.note(sent_at, smtp.wait_for(mark, 15), author)
+
+            def ours_round() -> float:
+                new_errors_to_ours(args.per_round, new["ours"])
                 return new["ours"].median_ms()
 
             def peer_round() -> float:
@@ -300,18 +303,8 @@ def main() -> None:
             smtp.wait_for("flood", 30)
             time.sleep(1.0)
             flooded = Samples()
-
-            def new_errors_under_flood() -> None:
-                for _ in range(args.flood_samples):
-                    path, line, author = fresh_line()
-                    mark = next_mark()
-                    exc_info = exc_info_at(path, line, mark)
-                    sent_at = time.time()
-                    flawless.client.record_error("bench-host", exc_info)
-                    flooded.note(sent_at, smtp.wait_for(mark, 15), author)
-
             flood_rate = under_flood(ours.port, args.flood_rate, 15 + args.flood_samples * 0.3,
-                                     new_errors_under_flood)
+                                     lambda: new_errors_to_ours(args.flood_samples, flooded))
 
     rows = []
     for label, ours_samples, peer_samples, target, p99_target in (
