@@ -7,6 +7,7 @@ served from other loopback ports than the server's."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import os
@@ -112,33 +113,44 @@ def bundle(repo: GitRepo, out: Path) -> None:
                    cwd=repo.path, check=True, env={**os.environ, "NODE_PATH": str(NODE_MODULES)})
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, Site, Site, GitRepo]]:
-    directory = tmp_path_factory.mktemp("pages")
+@contextlib.contextmanager
+def shop(directory: Path, sites: int = 1
+         ) -> Iterator[tuple[FlawlessProcess, SmtpSink, list[Site], GitRepo, Path]]:
+    """The shop's repository, its static files served by ``sites`` sites (the first allowed)
+    and a server taking the first site's reports, mailing to an SMTP sink."""
     repo = webapp_repo(directory / "repo")
-    release = repo.head()
     site_dir = directory / "site"
     shutil.copytree(repo.path / "static", site_dir / "static")
-    bundle(repo, site_dir / "dist")
-    allowed, other = Site(site_dir), Site(site_dir)
+    served = [Site(site_dir) for _ in range(sites)]
     sink = SmtpSink().start()
     server = start_server(directory / "server", repo_dir=repo.path,
                           smtp_hostport=sink.hostport, ingest_keys=KEY,
-                          allowed_origins=allowed.origin)
-    uploaded = subprocess.run(
-        [sys.executable, "-m", "flawless", "sourcemaps", "-conf", str(server.config_path),
-         "--release", release, "--url-prefix", "/dist/", str(site_dir / "dist")],
-        capture_output=True, text=True)
-    assert uploaded.returncode == 0, uploaded.stderr
-    for name, template in (("page.html", PAGE), ("sentry.html", SENTRY_PAGE),
-                           ("beacon.html", BEACON_PAGE)):
-        (site_dir / name).write_text(template.format(port=server.port, key=KEY,
-                                                     release=release))
-    yield server, sink, allowed, other, repo
-    server.stop()
-    sink.stop()
-    allowed.stop()
-    other.stop()
+                          allowed_origins=served[0].origin)
+    try:
+        yield server, sink, served, repo, site_dir
+    finally:
+        server.stop()
+        sink.stop()
+        for site in served:
+            site.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[tuple[FlawlessProcess, SmtpSink, Site, Site, GitRepo]]:
+    with shop(tmp_path_factory.mktemp("pages"), sites=2) as (server, sink, sites, repo,
+                                                               site_dir):
+        release = repo.head()
+        bundle(repo, site_dir / "dist")
+        uploaded = subprocess.run(
+            [sys.executable, "-m", "flawless", "sourcemaps", "-conf", str(server.config_path),
+             "--release", release, "--url-prefix", "/dist/", str(site_dir / "dist")],
+            capture_output=True, text=True)
+        assert uploaded.returncode == 0, uploaded.stderr
+        for name, template in (("page.html", PAGE), ("sentry.html", SENTRY_PAGE),
+                               ("beacon.html", BEACON_PAGE)):
+            (site_dir / name).write_text(template.format(port=server.port, key=KEY,
+                                                         release=release))
+        yield server, sink, sites[0], sites[1], repo
 
 
 FIREFOX = shutil.which("firefox-esr") or shutil.which("firefox")
@@ -159,13 +171,7 @@ FIREFOX_PAGE = """<!doctype html>
 def test_firefox_reports_an_error_of_a_committed_script_to_the_author_of_its_line(tmp_path):
     """Firefox writes stacks its own way (``lineTotal@URL:2:15``); its error reaches the
     author of the line as Chromium's does."""
-    repo = webapp_repo(tmp_path / "repo")
-    site_dir = tmp_path / "site"
-    shutil.copytree(repo.path / "static", site_dir / "static")
-    site, sink = Site(site_dir), SmtpSink().start()
-    server = start_server(tmp_path / "server", repo_dir=repo.path, smtp_hostport=sink.hostport,
-                          ingest_keys=KEY, allowed_origins=site.origin)
-    try:
+    with shop(tmp_path) as (server, sink, [site], repo, site_dir):
         (site_dir / "firefox.html").write_text(FIREFOX_PAGE.format(
             port=server.port, key=KEY, release=repo.head()))
         home = tmp_path / "home"
@@ -174,14 +180,8 @@ def test_firefox_reports_an_error_of_a_committed_script_to_the_author_of_its_lin
                         "--screenshot", str(home / "page.png"), site.origin + "/firefox.html"],
                        capture_output=True, timeout=120, check=False,
                        env={**os.environ, "HOME": str(home), "MOZ_HEADLESS": "1"})
-        text, message = mail_to(sink, "alice@example.com")
-        assert "TypeError" in message["Subject"] and "static/app.js:2" in message["Subject"]
-        assert 'static/app.js", line 2, column' in text and "in lineTotal" in text
+        assert_line_total_alert(sink)
         assert server.query("SELECT COUNT(*) FROM errors") == [(1,)]
-    finally:
-        server.stop()
-        sink.stop()
-        site.stop()
 
 
 def mail_to(sink: SmtpSink, address: str) -> tuple[str, EmailMessage]:
@@ -190,14 +190,19 @@ def mail_to(sink: SmtpSink, address: str) -> tuple[str, EmailMessage]:
     return found[0][1].get_body(("plain",)).get_content(), found[0][1]
 
 
-def test_an_error_in_a_committed_script_is_mailed_to_the_author_of_its_line(world, page):
-    server, sink, allowed, _, _ = world
-    page.goto(allowed.origin + "/page.html")
-    page.click("#plain")
+def assert_line_total_alert(sink: SmtpSink) -> None:
+    """The alert of the committed script's error (static/app.js, line 2) reached Alice."""
     text, message = mail_to(sink, "alice@example.com")
     assert "TypeError" in message["Subject"] and "static/app.js:2" in message["Subject"]
     assert 'static/app.js", line 2, column' in text and "in lineTotal" in text
     assert "The shop page" in text
+
+
+def test_an_error_in_a_committed_script_is_mailed_to_the_author_of_its_line(world, page):
+    server, sink, allowed, _, _ = world
+    page.goto(allowed.origin + "/page.html")
+    page.click("#plain")
+    assert_line_total_alert(sink)
 
 
 def test_an_error_in_a_bundle_is_mailed_to_the_author_of_the_typescript_line(world, page):
