@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from flawless.server.core.jsstack import JsFrame, clean_url, parse_stack
+from flawless.server.core.jsstack import JsFrame, named_file, parse_stack
 
 KINDS = ("error", "rejection")
 ANONYMOUS = "<anonymous>"
@@ -27,8 +27,7 @@ def _text(payload: Mapping[str, Any], key: str) -> Optional[str]:
 def _url(payload: Mapping[str, Any], key: str) -> Optional[str]:
     """The URL at ``key`` without its query and fragment, or None when nothing is left."""
     text = _text(payload, key)
-    url = clean_url(text) if text else ""
-    return url if url.strip() else None
+    return named_file(text) if text else None
 
 
 def _positive(payload: Mapping[str, Any], key: str) -> Optional[int]:

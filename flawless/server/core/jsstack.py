@@ -42,6 +42,12 @@ def clean_url(url: str) -> str:
     return url.split("#", 1)[0].split("?", 1)[0]
 
 
+def named_file(url: str) -> Optional[str]:
+    """``url`` without its query string and fragment, or None when that leaves no name."""
+    cleaned = clean_url(url)
+    return cleaned if cleaned.strip() else None
+
+
 def url_path(url: str) -> str:
     """The path of a URL (``/static/app.js``); anything else is returned as it is."""
     match = _SCHEME.match(url)
@@ -52,14 +58,14 @@ def _location(text: str, function: str) -> Optional[JsFrame]:
     text = text.strip()
     gecko_eval = _GECKO_EVAL.match(text)
     if gecko_eval:
-        url = clean_url(gecko_eval["url"])
-        return JsFrame(function, url, int(gecko_eval["line"]), None) if url.strip() else None
+        url = named_file(gecko_eval["url"])
+        return JsFrame(function, url, int(gecko_eval["line"]), None) if url else None
     match = _LOCATION.match(text)
-    if match is None or int(match["line"]) < 1 or not clean_url(match["url"]).strip():
+    url = named_file(match["url"]) if match is not None else None
+    if match is None or int(match["line"]) < 1 or url is None:
         return None
     column = int(match["column"]) if match["column"] is not None else None
-    return JsFrame(function, clean_url(match["url"]), int(match["line"]),
-                   column if column else None)
+    return JsFrame(function, url, int(match["line"]), column if column else None)
 
 
 def _function_name(name: str) -> str:
