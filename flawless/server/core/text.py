@@ -28,6 +28,11 @@ def is_valid_address(text: str) -> bool:
             and _TOP_LEVEL.fullmatch(labels[-1]) is not None)
 
 
+def plural(count: int) -> str:
+    """The ending of a regular noun counted ``count`` times: "" for one, else "s"."""
+    return "" if count == 1 else "s"
+
+
 def counted(count: int, noun: str) -> str:
     """``count`` and ``noun``, in the plural unless the count is one: "1 alert", "2 alerts"."""
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+    return f"{count} {noun}{plural(count)}"

@@ -21,6 +21,7 @@ import jinja2
 from flawless.report import MESSAGE_TYPE, Frame, Report, RequestInfo, trim
 from flawless.server.core.cell_frames import blame_note, cell_where, frame_line, frame_where
 from flawless.server.core.model import Blame, Decision, Route, RoutedFrame
+from flawless.server.core.text import plural
 
 
 MAX_SUBJECT_CHARS = 200
@@ -82,7 +83,7 @@ def body_text(value: str) -> str:
 def _templates() -> jinja2.Environment:
     # The templates ship as the package flawless.templates, both in a wheel and in an
     # editable install of the checkout, so the package loader finds them in either.
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("flawless.templates", "."),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",),
                                             default_for_string=False, default=False),
@@ -91,6 +92,8 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    environment.filters["plural"] = plural
+    return environment
 
 
 def _render(name: str, **values: Any) -> str:

@@ -11,6 +11,7 @@ import jinja2
 from flawless import __version__
 from flawless.server.core.calendar import week_timestamp
 from flawless.server.core.cell_frames import frame_where
+from flawless.server.core.text import plural
 from flawless.server.web.http import Answer
 from flawless.server.web.views import (error_params, format_age, format_date, format_long_date,
                                        format_time, link, record_place)
@@ -58,7 +59,7 @@ class Renderer:
                                         week_timestamp_of=week_timestamp, version=__version__,
                                         record_place=record_place, frame_where=frame_where)
         self.environment.filters.update(time=format_time, date=format_date,
-                                        longdate=format_long_date)
+                                        longdate=format_long_date, plural=plural)
 
     def render(self, template: str, visitor: Visitor, status: int = 200,
                **context: Any) -> Answer:
