@@ -105,16 +105,18 @@ class Sender:
         """Send ``report``; return when it was sent."""
         self.calls += 1
         body = json.dumps(rpc_call(report, self.calls))
-        sent = time.time()
-        try:
-            self.connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
-            answer = json.loads(self.connection.getresponse().read())
-        except (ConnectionError, http.client.HTTPException):
-            # the server closed the kept-open connection while it was idle between rounds
-            self.connection.close()
+        for attempt in (1, 2):
             sent = time.time()
-            self.connection.request("POST", "/rpc", body, {"Content-Type": "application/json"})
-            answer = json.loads(self.connection.getresponse().read())
+            try:
+                self.connection.request("POST", "/rpc", body,
+                                        {"Content-Type": "application/json"})
+                answer = json.loads(self.connection.getresponse().read())
+                break
+            except (ConnectionError, http.client.HTTPException):
+                # the server closed the kept-open connection while it was idle between rounds
+                self.connection.close()
+                if attempt == 2:
+                    raise
         assert answer.get("result") == {"accepted": True}, answer
         return sent
 
