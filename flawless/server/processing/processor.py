@@ -114,7 +114,7 @@ class Processor(service.Service):
         self._running: Optional[defer.Deferred] = None
         self._again = False
         self._routes: Lru[tuple, tuple[Rules, Route]] = Lru(ROUTES_CACHED)
-        self._preparing: dict[tuple, defer.Deferred] = {}
+        self._preparing: set[tuple] = set()   # the needs being prepared
         self._recipients = alerting.RecipientsMemo(ROUTES_CACHED)
         self._poll = task.LoopingCall(self.wake)
         self._poll.clock = clock
@@ -242,7 +242,7 @@ class Processor(service.Service):
             if need in self._preparing or len(self._preparing) >= MAX_PREPARING:
                 continue
             preparation = defer.ensureDeferred(self._prepare(report, rules))
-            self._preparing[need] = preparation
+            self._preparing.add(need)
             preparation.addBoth(self._prepared, need)
             started.append(preparation.addCallback(
                 lambda outcome, entries=entries, column=column: done.append(
@@ -263,7 +263,7 @@ class Processor(service.Service):
             entries[column] = outcome
 
     def _prepared(self, outcome: Any, need: tuple) -> Any:
-        del self._preparing[need]
+        self._preparing.discard(need)
         return outcome
 
     async def _write(self, claim: Claim, batch: list[tuple[InboxItem, list[Prepared]]],
